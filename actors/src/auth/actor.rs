@@ -1,0 +1,197 @@
+//! AuthActor: sign-up, login and profile. It owns the password hasher and the signing keys.
+//!
+//! Each request runs in a task of its own, so a login waiting for an scrypt slot never holds up
+//! a profile read behind it; the hasher's admission limit is what bounds the work.
+
+use std::sync::Arc;
+
+use omnichat_entity::users;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{validate, JwtKeys, PasswordHasher};
+use crate::{
+    error::{CoreError, CoreResult},
+    store::Store,
+};
+
+/// What the API shows of a user.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct UserProfile {
+    pub id: Uuid,
+    pub username: String,
+    pub email: String,
+}
+
+impl From<users::Model> for UserProfile {
+    fn from(user: users::Model) -> Self {
+        UserProfile {
+            id: user.id,
+            username: user.username,
+            email: user.email,
+        }
+    }
+}
+
+/// A freshly signed access token.
+#[derive(Clone, Debug, Serialize)]
+pub struct IssuedToken {
+    pub access_token: String,
+    pub token_type: &'static str,
+}
+
+pub enum AuthMsg {
+    SignUp {
+        username: String,
+        email: String,
+        password: String,
+        reply: RpcReplyPort<CoreResult<UserProfile>>,
+    },
+    Login {
+        email: String,
+        password: String,
+        reply: RpcReplyPort<CoreResult<IssuedToken>>,
+    },
+    Profile {
+        user_id: Uuid,
+        reply: RpcReplyPort<CoreResult<UserProfile>>,
+    },
+    Rename {
+        user_id: Uuid,
+        username: String,
+        reply: RpcReplyPort<CoreResult<UserProfile>>,
+    },
+}
+
+pub struct AuthArgs {
+    pub store: Store,
+    pub hasher: Arc<PasswordHasher>,
+    pub keys: Arc<JwtKeys>,
+}
+
+/// Everything a request needs, shared with the task that serves it.
+#[derive(Clone)]
+pub struct AuthState {
+    store: Store,
+    hasher: Arc<PasswordHasher>,
+    keys: Arc<JwtKeys>,
+}
+
+pub struct AuthActor;
+
+impl Actor for AuthActor {
+    type Msg = AuthMsg;
+    type State = AuthState;
+    type Arguments = AuthArgs;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<AuthMsg>,
+        args: AuthArgs,
+    ) -> Result<AuthState, ActorProcessingErr> {
+        Ok(AuthState {
+            store: args.store,
+            hasher: args.hasher,
+            keys: args.keys,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<AuthMsg>,
+        msg: AuthMsg,
+        state: &mut AuthState,
+    ) -> Result<(), ActorProcessingErr> {
+        let state = state.clone();
+        match msg {
+            AuthMsg::SignUp {
+                username,
+                email,
+                password,
+                reply,
+            } => {
+                tokio::spawn(async move {
+                    let _ = reply.send(state.on_sign_up(username, email, password).await);
+                });
+            }
+            AuthMsg::Login {
+                email,
+                password,
+                reply,
+            } => {
+                tokio::spawn(async move {
+                    let _ = reply.send(state.on_login(email, password).await);
+                });
+            }
+            AuthMsg::Profile { user_id, reply } => {
+                tokio::spawn(async move {
+                    let _ = reply.send(state.on_profile(user_id).await);
+                });
+            }
+            AuthMsg::Rename {
+                user_id,
+                username,
+                reply,
+            } => {
+                tokio::spawn(async move {
+                    let _ = reply.send(state.on_rename(user_id, username).await);
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AuthState {
+    async fn on_sign_up(
+        &self,
+        username: String,
+        email: String,
+        password: String,
+    ) -> CoreResult<UserProfile> {
+        let username = validate::username(&username)?;
+        let email = validate::email(&email)?;
+        validate::password(&password)?;
+        let hash = self.hasher.hash(password).await?;
+        let user = self.store.insert_user(&username, &email, hash).await?;
+        tracing::info!(user_id = %user.id, "user signed up");
+        Ok(user.into())
+    }
+
+    async fn on_login(&self, email: String, password: String) -> CoreResult<IssuedToken> {
+        // An email that cannot exist still costs one hash, like any unknown email.
+        let user = match validate::email(&email) {
+            Ok(email) => self.store.user_by_email(&email).await?,
+            Err(_) => None,
+        };
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        if password.len() > validate::PASSWORD_MAX_BYTES {
+            return Err(CoreError::BadCredentials);
+        }
+        let valid = self.hasher.verify(password, stored).await?;
+        match user {
+            Some(user) if valid => Ok(IssuedToken {
+                access_token: self.keys.issue(user.id)?,
+                token_type: "bearer",
+            }),
+            _ => Err(CoreError::BadCredentials),
+        }
+    }
+
+    async fn on_profile(&self, user_id: Uuid) -> CoreResult<UserProfile> {
+        self.store
+            .user_by_id(user_id)
+            .await?
+            .map(UserProfile::from)
+            .ok_or(CoreError::Unauthenticated("User no longer exists"))
+    }
+
+    async fn on_rename(&self, user_id: Uuid, username: String) -> CoreResult<UserProfile> {
+        let username = validate::username(&username)?;
+        match self.store.rename_user(user_id, &username).await {
+            Err(CoreError::NotFound(_)) => Err(CoreError::Unauthenticated("User no longer exists")),
+            other => other.map(UserProfile::from),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Field rules for accounts: what a username, an email and a password may be.
+
+use crate::error::{CoreError, CoreResult};
+
+pub const USERNAME_MAX_CHARS: usize = 64;
+pub const EMAIL_MAX_BYTES: usize = 320;
+pub const PASSWORD_MIN_BYTES: usize = 8;
+pub const PASSWORD_MAX_BYTES: usize = 1024;
+
+/// 1–64 characters after trimming, no control characters.
+pub fn username(raw: &str) -> CoreResult<String> {
+    let name = raw.trim();
+    let chars = name.chars().count();
+    if chars == 0 || chars > USERNAME_MAX_CHARS {
+        return Err(CoreError::Invalid(format!(
+            "username must be 1 to {USERNAME_MAX_CHARS} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(CoreError::Invalid(
+            "username must not contain control characters".into(),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// A plausible address (`local@domain.tld`), compared case-insensitively.
+pub fn email(raw: &str) -> CoreResult<String> {
+    let email = raw.trim().to_lowercase();
+    let invalid = || CoreError::Invalid("email must be a valid email address".into());
+    if email.len() > EMAIL_MAX_BYTES || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid());
+    }
+    let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
+    let domain_ok = domain.contains('.')
+        && !domain.contains('@')
+        && domain.split('.').all(|label| !label.is_empty());
+    if local.is_empty() || !domain_ok {
+        return Err(invalid());
+    }
+    Ok(email)
+}
+
+/// 8–1024 bytes: long enough to matter, short enough that hashing it is bounded.
+pub fn password(raw: &str) -> CoreResult<()> {
+    if raw.len() < PASSWORD_MIN_BYTES || raw.len() > PASSWORD_MAX_BYTES {
+        return Err(CoreError::Invalid(format!(
+            "password must be {PASSWORD_MIN_BYTES} to {PASSWORD_MAX_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert_eq!(email(" Ann@Example.COM ").unwrap(), "ann@example.com");
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@example.com",
+            "ann@example",
+            "a b@example.com",
+            "a@b@c.com",
+            "ann@example..com",
+        ] {
+            assert!(email(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn usernames_and_passwords() {
+        assert!(username("").is_err());
+        assert!(username(&"x".repeat(65)).is_err());
+        assert_eq!(username(&"é".repeat(64)).unwrap().chars().count(), 64);
+        assert!(password("short").is_err());
+        assert!(password(&"x".repeat(1025)).is_err());
+        assert!(password("longenough").is_ok());
+    }
+}

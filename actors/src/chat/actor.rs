@@ -1,0 +1,348 @@
+//! ChatStreamActor: one per answer. It calls the provider, numbers and buffers the events,
+//! fans them out to every subscriber, and writes the answer once when it ends.
+//!
+//! The upstream stream is read by a task the actor owns, which messages the actor; so the mailbox
+//! stays free for `Subscribe` and `Stop`, and `post_stop` can always abort the upstream request.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use sea_orm::DbErr;
+use tokio::{sync::mpsc, task::JoinHandle};
+use uuid::Uuid;
+
+use super::events::{StreamEvent, StreamFailure};
+use crate::{
+    config::DisconnectPolicy,
+    providers::{ChatRequest, ProviderError, ProviderEvent, ProviderKind, Providers, TokenUsage},
+    session::SessionMsg,
+    store::{AssistantOutcome, NewAssistantMessage, Store},
+};
+
+/// How often the actor looks for subscribers that went away (for the `cancel` policy).
+const SUBSCRIBER_CHECK: Duration = Duration::from_millis(250);
+
+pub enum ChatMsg {
+    /// An item from the upstream reader task.
+    Upstream(Result<ProviderEvent, ProviderError>),
+    /// The upstream stream ended without an error.
+    UpstreamEnded,
+    /// Attach a new subscriber that first gets every buffered event after `after`.
+    Subscribe {
+        after: Option<u64>,
+        reply: RpcReplyPort<mpsc::Receiver<StreamEvent>>,
+    },
+    /// End now, keeping the partial answer as `stopped`.
+    Stop,
+    CheckSubscribers,
+}
+
+pub struct ChatArgs {
+    pub generation_id: Uuid,
+    pub session_id: Uuid,
+    pub message_id: Uuid,
+    pub provider: ProviderKind,
+    pub request: ChatRequest,
+    pub providers: Providers,
+    pub store: Store,
+    pub session: ActorRef<SessionMsg>,
+    pub first_subscriber: mpsc::Sender<StreamEvent>,
+    pub subscriber_buffer: usize,
+    pub max_answer_bytes: usize,
+    pub on_disconnect: DisconnectPolicy,
+}
+
+pub struct ChatState {
+    generation_id: Uuid,
+    session_id: Uuid,
+    message_id: Uuid,
+    provider: ProviderKind,
+    store: Store,
+    session: ActorRef<SessionMsg>,
+    subscriber_buffer: usize,
+    max_answer_bytes: usize,
+    on_disconnect: DisconnectPolicy,
+    /// Every event so far, for subscribers that attach late or resume.
+    events: Vec<StreamEvent>,
+    text: String,
+    usage: TokenUsage,
+    finish_reason: Option<String>,
+    subscribers: Vec<mpsc::Sender<StreamEvent>>,
+    reader: JoinHandle<()>,
+    ticker: Option<JoinHandle<()>>,
+    /// The insert of the `streaming` row, run beside the upstream call.
+    placeholder: Option<JoinHandle<Result<(), DbErr>>>,
+    ended: bool,
+}
+
+pub struct ChatStreamActor;
+
+impl Actor for ChatStreamActor {
+    type Msg = ChatMsg;
+    type State = ChatState;
+    type Arguments = ChatArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ChatMsg>,
+        args: ChatArgs,
+    ) -> Result<ChatState, ActorProcessingErr> {
+        let placeholder = {
+            let store = args.store.clone();
+            let row = NewAssistantMessage {
+                id: args.message_id,
+                session_id: args.session_id,
+                provider: args.provider.name().to_owned(),
+                model: args.request.model.clone(),
+                generation_id: args.generation_id,
+            };
+            tokio::spawn(async move { store.insert_assistant_message(row).await })
+        };
+        let reader = spawn_reader(
+            myself.clone(),
+            args.providers.clone(),
+            args.provider,
+            args.request,
+        );
+        let ticker = (args.on_disconnect == DisconnectPolicy::Cancel)
+            .then(|| myself.send_interval(SUBSCRIBER_CHECK, || ChatMsg::CheckSubscribers));
+        Ok(ChatState {
+            generation_id: args.generation_id,
+            session_id: args.session_id,
+            message_id: args.message_id,
+            provider: args.provider,
+            store: args.store,
+            session: args.session,
+            subscriber_buffer: args.subscriber_buffer,
+            max_answer_bytes: args.max_answer_bytes,
+            on_disconnect: args.on_disconnect,
+            events: Vec::new(),
+            text: String::new(),
+            usage: TokenUsage::default(),
+            finish_reason: None,
+            subscribers: vec![args.first_subscriber],
+            reader,
+            ticker,
+            placeholder: Some(placeholder),
+            ended: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ChatMsg>,
+        msg: ChatMsg,
+        state: &mut ChatState,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.ended {
+            // Only `Subscribe` can still be answered usefully; everything else is moot.
+            if let ChatMsg::Subscribe { after, reply } = msg {
+                let _ = reply.send(state.subscribe(after));
+            }
+            return Ok(());
+        }
+        match msg {
+            ChatMsg::Upstream(Ok(event)) => state.on_upstream_event(&myself, event).await,
+            ChatMsg::Upstream(Err(error)) => state.on_upstream_error(&myself, error).await,
+            ChatMsg::UpstreamEnded => state.finish(&myself, "complete", None).await,
+            ChatMsg::Subscribe { after, reply } => {
+                let _ = reply.send(state.subscribe(after));
+            }
+            ChatMsg::Stop => state.finish(&myself, "stopped", None).await,
+            ChatMsg::CheckSubscribers => state.on_check_subscribers(&myself).await,
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<ChatMsg>,
+        state: &mut ChatState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.reader.abort();
+        if let Some(ticker) = state.ticker.take() {
+            ticker.abort();
+        }
+        Ok(())
+    }
+}
+
+/// Opens the upstream stream and forwards every item to the actor, stopping at the first error.
+fn spawn_reader(
+    myself: ActorRef<ChatMsg>,
+    providers: Providers,
+    provider: ProviderKind,
+    request: ChatRequest,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut stream = match providers.open(provider, request).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                let _ = myself.cast(ChatMsg::Upstream(Err(error)));
+                return;
+            }
+        };
+        while let Some(item) = stream.next().await {
+            let failed = item.is_err();
+            if myself.cast(ChatMsg::Upstream(item)).is_err() || failed {
+                return;
+            }
+        }
+        let _ = myself.cast(ChatMsg::UpstreamEnded);
+    })
+}
+
+impl ChatState {
+    fn next_id(&self) -> u64 {
+        self.events.len() as u64 + 1
+    }
+
+    async fn on_upstream_event(&mut self, myself: &ActorRef<ChatMsg>, event: ProviderEvent) {
+        match event {
+            ProviderEvent::Delta(text) if text.is_empty() => {}
+            ProviderEvent::Delta(text) => {
+                if self.text.len() + text.len() > self.max_answer_bytes {
+                    let failure = StreamFailure {
+                        code: "answer_too_long".into(),
+                        message: format!(
+                            "The answer exceeded {} bytes and was cut off",
+                            self.max_answer_bytes
+                        ),
+                        before_output: None,
+                    };
+                    self.finish(myself, "error", Some(failure)).await;
+                    return;
+                }
+                self.text.push_str(&text);
+                let event = StreamEvent::Delta {
+                    id: self.next_id(),
+                    text,
+                };
+                self.publish(event);
+            }
+            ProviderEvent::Usage(usage) => self.usage = usage,
+            ProviderEvent::Finish(reason) => self.finish_reason = Some(reason),
+        }
+    }
+
+    async fn on_upstream_error(&mut self, myself: &ActorRef<ChatMsg>, error: ProviderError) {
+        let code = match &error {
+            ProviderError::Stream { code, .. } => (*code).to_owned(),
+            ProviderError::Timeout { .. } => "upstream_timeout".to_owned(),
+            ProviderError::RateLimited { .. } => "upstream_rate_limited".to_owned(),
+            _ => "upstream_error".to_owned(),
+        };
+        let before_output = self.text.is_empty().then(|| error.clone());
+        let failure = StreamFailure {
+            code,
+            message: error.to_string(),
+            before_output,
+        };
+        self.finish(myself, "error", Some(failure)).await;
+    }
+
+    async fn on_check_subscribers(&mut self, myself: &ActorRef<ChatMsg>) {
+        self.subscribers.retain(|s| !s.is_closed());
+        if self.subscribers.is_empty() && self.on_disconnect == DisconnectPolicy::Cancel {
+            tracing::info!(generation_id = %self.generation_id, "last subscriber left; cancelling");
+            self.finish(myself, "stopped", None).await;
+        }
+    }
+
+    /// Records `event` and sends it to every subscriber. A subscriber whose buffer is full is
+    /// dropped rather than waited for: a slow reader never slows the generation, and it can
+    /// reconnect with `Last-Event-ID`.
+    fn publish(&mut self, event: StreamEvent) {
+        self.subscribers
+            .retain(|s| match s.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!("dropping a subscriber that fell behind");
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+        if event.id().is_some() {
+            self.events.push(event);
+        }
+    }
+
+    fn subscribe(&mut self, after: Option<u64>) -> mpsc::Receiver<StreamEvent> {
+        let after = after.unwrap_or(0);
+        let backlog: Vec<&StreamEvent> = self
+            .events
+            .iter()
+            .filter(|e| e.id().is_some_and(|id| id > after))
+            .collect();
+        let (tx, rx) = mpsc::channel(backlog.len() + self.subscriber_buffer + 2);
+        for event in backlog {
+            let _ = tx.try_send(event.clone());
+        }
+        if self.ended {
+            let _ = tx.try_send(StreamEvent::Done);
+        } else {
+            self.subscribers.push(tx);
+        }
+        rx
+    }
+
+    /// Ends the generation: writes the answer, tells the SessionActor, then closes every stream.
+    async fn finish(
+        &mut self,
+        myself: &ActorRef<ChatMsg>,
+        status: &'static str,
+        failure: Option<StreamFailure>,
+    ) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        self.reader.abort();
+        if let Some(placeholder) = self.placeholder.take() {
+            match placeholder.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(%err, "could not store the streaming message"),
+                Err(err) => tracing::warn!(%err, "storing the streaming message failed"),
+            }
+        }
+        let outcome = AssistantOutcome {
+            content: self.text.clone(),
+            status,
+            finish_reason: self
+                .finish_reason
+                .clone()
+                .or_else(|| (status != "complete").then(|| status.to_owned())),
+            usage: self.usage,
+        };
+        if let Err(err) = self
+            .store
+            .finish_assistant_message(self.message_id, self.session_id, outcome)
+            .await
+        {
+            tracing::error!(%err, generation_id = %self.generation_id, "could not store the answer");
+        }
+        tracing::info!(
+            generation_id = %self.generation_id,
+            provider = self.provider.name(),
+            status,
+            bytes = self.text.len(),
+            "generation ended"
+        );
+        // Tell the SessionActor before the subscribers: a client that reacts to the end at once
+        // must find the session free for its next prompt.
+        let _ = self.session.cast(SessionMsg::GenerationEnded {
+            generation_id: self.generation_id,
+        });
+        if let Some(failure) = failure {
+            let event = StreamEvent::Error {
+                id: self.next_id(),
+                failure,
+            };
+            self.publish(event);
+        }
+        self.publish(StreamEvent::Done);
+        self.subscribers.clear();
+        myself.stop(None);
+    }
+}

@@ -1,0 +1,7 @@
+//! Generations: the ChatStreamActor and the events it fans out to subscribers.
+
+mod actor;
+mod events;
+
+pub use actor::{ChatArgs, ChatMsg, ChatStreamActor};
+pub use events::{StreamEvent, StreamFailure};

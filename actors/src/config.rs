@@ -1,0 +1,65 @@
+//! The core's configuration: database, secrets, hashing cost, providers and per-user limits.
+
+use std::time::Duration;
+
+use crate::{auth::ScryptSettings, providers::ProviderSettings};
+
+/// What happens to a generation when its last SSE connection goes away.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DisconnectPolicy {
+    /// Run to the end and store the whole answer (a closed tab loses nothing).
+    #[default]
+    Continue,
+    /// Close the upstream request and store the partial answer as `stopped`.
+    Cancel,
+}
+
+/// Bounds on everything a client can make large or many.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Concurrent generations per user; past it, 429.
+    pub max_generations_per_user: usize,
+    /// Sessions a user may keep.
+    pub max_sessions_per_user: u64,
+    /// Messages a session may hold.
+    pub max_messages_per_session: u64,
+    /// The most recent messages sent upstream as context.
+    pub history_messages: u64,
+    /// An answer longer than this is cut off and ends with an error.
+    pub max_answer_bytes: usize,
+    /// Events buffered per subscriber before a slow one is dropped (it can resume).
+    pub subscriber_buffer: usize,
+    /// A SessionActor with no requests and no generations for this long stops.
+    pub session_idle: Duration,
+    pub on_disconnect: DisconnectPolicy,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_generations_per_user: 4,
+            max_sessions_per_user: 1_000,
+            max_messages_per_session: 2_000,
+            history_messages: 200,
+            max_answer_bytes: 1 << 20,
+            subscriber_buffer: 1_024,
+            session_idle: Duration::from_secs(300),
+            on_disconnect: DisconnectPolicy::Continue,
+        }
+    }
+}
+
+/// Everything [`crate::Core::start`] needs.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    pub database_url: String,
+    pub database_max_connections: u32,
+    /// `None`: generate one and keep it in the database.
+    pub jwt_secret: Option<String>,
+    pub token_ttl: Duration,
+    pub scrypt: ScryptSettings,
+    /// Hashes allowed to run at once (one per core by default).
+    pub hash_parallelism: usize,
+    pub providers: ProviderSettings,
+    pub limits: Limits,
+}

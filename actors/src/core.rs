@@ -1,0 +1,241 @@
+//! The Core handle: starts the store and the actor tree, and is the one door the front end uses.
+
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use ractor::{Actor, ActorRef};
+use rand::RngCore;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::{
+    ask::ask,
+    auth::{AuthMsg, IssuedToken, JwtKeys, PasswordHasher, UserProfile, TOKEN_SECRET_MIN_BYTES},
+    config::CoreConfig,
+    error::{CoreError, CoreResult},
+    providers::Providers,
+    root::{Children, ChildrenSlot, Root, RootArgs},
+    session::{ChatStart, RegistryMsg, SessionDetail, SessionMsg, SessionView, StartChat},
+    store::Store,
+};
+
+/// Why the core could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("actor system: {0}")]
+    Actors(String),
+}
+
+/// Waiting hashes allowed per running one before sign-ups and logins are refused with 503.
+const HASH_QUEUE_PER_SLOT: usize = 32;
+
+/// A running OmniChat core. Cheap to share behind an `Arc`.
+pub struct Core {
+    keys: Arc<JwtKeys>,
+    providers: Providers,
+    store: Store,
+    children: ChildrenSlot,
+    root: ActorRef<()>,
+    root_task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Core {
+    /// Connects to the database, applies migrations, settles the JWT secret and starts the actors.
+    pub async fn start(config: CoreConfig) -> Result<Core, StartError> {
+        let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+        store.migrate().await?;
+        let interrupted = store.mark_interrupted_generations().await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "marked answers left streaming by a previous run as interrupted"
+            );
+        }
+        let secret = match &config.jwt_secret {
+            Some(secret) if secret.len() < TOKEN_SECRET_MIN_BYTES => {
+                return Err(StartError::Config(format!(
+                    "OMNICHAT_JWT_SECRET must be at least {TOKEN_SECRET_MIN_BYTES} bytes"
+                )));
+            }
+            Some(secret) => secret.clone(),
+            None => {
+                store
+                    .setting_or_insert("jwt_secret", generate_secret)
+                    .await?
+            }
+        };
+        let keys = Arc::new(JwtKeys::new(secret.as_bytes(), config.token_ttl));
+        let hasher =
+            PasswordHasher::new(config.scrypt, config.hash_parallelism, HASH_QUEUE_PER_SLOT)
+                .map_err(StartError::Config)?;
+        let providers = Providers::new(config.providers.clone())
+            .map_err(|err| StartError::Config(err.to_string()))?;
+        let children: ChildrenSlot = Arc::new(RwLock::new(None));
+        let args = RootArgs {
+            store: store.clone(),
+            hasher: Arc::new(hasher),
+            keys: keys.clone(),
+            providers: providers.clone(),
+            limits: Arc::new(config.limits.clone()),
+            slot: children.clone(),
+        };
+        let (root, root_task) = Actor::spawn(None, Root, args)
+            .await
+            .map_err(|err| StartError::Actors(err.to_string()))?;
+        Ok(Core {
+            keys,
+            providers,
+            store,
+            children,
+            root,
+            root_task: std::sync::Mutex::new(Some(root_task)),
+        })
+    }
+
+    /// Stops the actor tree and closes the database pool.
+    pub async fn shutdown(&self) {
+        self.root.stop(Some("shutdown".into()));
+        let task = self.root_task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        if let Err(err) = self.store.clone().close().await {
+            tracing::warn!(%err, "closing the database pool");
+        }
+    }
+
+    fn children(&self) -> CoreResult<Children> {
+        self.children
+            .read()
+            .ok()
+            .and_then(|c| c.clone())
+            .ok_or(CoreError::ActorGone)
+    }
+
+    /// The providers this server can talk to.
+    pub fn providers(&self) -> &Providers {
+        &self.providers
+    }
+
+    /// The user a bearer token speaks for. A pure check: no actor, no database.
+    pub fn verify_token(&self, token: &str) -> CoreResult<Uuid> {
+        self.keys.verify(token)
+    }
+
+    pub async fn sign_up(
+        &self,
+        username: String,
+        email: String,
+        password: String,
+    ) -> CoreResult<UserProfile> {
+        let auth = self.children()?.auth;
+        ask(&auth, |reply| AuthMsg::SignUp {
+            username,
+            email,
+            password,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn login(&self, email: String, password: String) -> CoreResult<IssuedToken> {
+        let auth = self.children()?.auth;
+        ask(&auth, |reply| AuthMsg::Login {
+            email,
+            password,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn profile(&self, user_id: Uuid) -> CoreResult<UserProfile> {
+        let auth = self.children()?.auth;
+        ask(&auth, |reply| AuthMsg::Profile { user_id, reply }).await
+    }
+
+    pub async fn rename_user(&self, user_id: Uuid, username: String) -> CoreResult<UserProfile> {
+        let auth = self.children()?.auth;
+        ask(&auth, |reply| AuthMsg::Rename {
+            user_id,
+            username,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends a request to the user's SessionActor. If that actor stopped between being found
+    /// and being asked (it went idle, or crashed), a fresh one is found and asked once more.
+    async fn ask_session<T: Send + 'static>(
+        &self,
+        user_id: Uuid,
+        mut build: impl FnMut(ractor::RpcReplyPort<CoreResult<T>>) -> SessionMsg,
+    ) -> CoreResult<T> {
+        for _ in 0..2 {
+            let registry = self.children()?.registry;
+            let session = ask(&registry, |reply| RegistryMsg::Get { user_id, reply }).await?;
+            match ask(&session, &mut build).await {
+                Err(CoreError::ActorGone) => tokio::time::sleep(Duration::from_millis(5)).await,
+                other => return other,
+            }
+        }
+        Err(CoreError::ActorGone)
+    }
+
+    pub async fn list_sessions(&self, user_id: Uuid) -> CoreResult<Vec<SessionView>> {
+        self.ask_session(user_id, |reply| SessionMsg::List { reply })
+            .await
+    }
+
+    pub async fn create_session(&self, user_id: Uuid, title: String) -> CoreResult<SessionView> {
+        self.ask_session(user_id, |reply| SessionMsg::Create {
+            title: title.clone(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn get_session(&self, user_id: Uuid, session_id: Uuid) -> CoreResult<SessionDetail> {
+        self.ask_session(user_id, |reply| SessionMsg::Get { session_id, reply })
+            .await
+    }
+
+    pub async fn rename_session(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        title: String,
+    ) -> CoreResult<SessionView> {
+        self.ask_session(user_id, |reply| SessionMsg::Rename {
+            session_id,
+            title: title.clone(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn delete_session(&self, user_id: Uuid, session_id: Uuid) -> CoreResult<()> {
+        self.ask_session(user_id, |reply| SessionMsg::Delete { session_id, reply })
+            .await
+    }
+
+    /// Starts a generation; the answer's events arrive on the returned subscription.
+    pub async fn start_chat(&self, user_id: Uuid, request: StartChat) -> CoreResult<ChatStart> {
+        let registry = self.children()?.registry;
+        let session = ask(&registry, |reply| RegistryMsg::Get { user_id, reply }).await?;
+        // Not retried: the request is moved into the message, and a retry could store the prompt twice.
+        ask(&session, |reply| SessionMsg::StartChat { request, reply }).await
+    }
+}
+
+/// 32 random bytes, hex encoded: the HS256 secret of a server configured without one.
+fn generate_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,65 @@
+//! The domain errors every actor replies with; the front end maps each to an HTTP status in one place.
+
+use std::time::Duration;
+
+use crate::providers::ProviderError;
+
+/// A failure a caller can be told about. `Internal` and `Database` are the only ones that are
+/// the server's fault; everything else describes what the client asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// A field failed validation (HTTP 422).
+    #[error("{0}")]
+    Invalid(String),
+    /// Wrong email or password, indistinguishable on purpose (HTTP 401).
+    #[error("Incorrect username or password")]
+    BadCredentials,
+    /// A missing, malformed, expired or forged token (HTTP 401).
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// Missing, or owned by someone else: the two are indistinguishable on purpose (HTTP 404).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The request clashes with current state (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A per-user limit was hit (HTTP 429 with `Retry-After`).
+    #[error("{message}")]
+    Limited {
+        message: String,
+        retry_after: Duration,
+    },
+    /// The server is at capacity (HTTP 503 with `Retry-After`).
+    #[error("{message}")]
+    Overloaded {
+        message: String,
+        retry_after: Duration,
+    },
+    /// A provider failed before the answer started (status depends on the variant).
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error("database error: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The actor addressed had stopped; a fresh one may serve a retry (HTTP 503).
+    #[error("the service is restarting; try again")]
+    ActorGone,
+}
+
+impl CoreError {
+    /// True for a database error that means "too busy right now", not "broken".
+    pub fn is_database_busy(&self) -> bool {
+        matches!(
+            self,
+            CoreError::Database(sea_orm::DbErr::ConnectionAcquire(_))
+        )
+    }
+
+    /// For replies from an actor that has gone away (stopped or crashed mid-request).
+    pub(crate) fn actor_gone(what: &str) -> Self {
+        CoreError::Internal(format!("{what} is unavailable"))
+    }
+}
+
+pub type CoreResult<T> = Result<T, CoreError>;

@@ -1,0 +1,17 @@
+//! omnichat-actors: OmniChat's actor tree, provider adapters and store. It knows nothing of HTTP;
+//! the front end talks to it only through the [`Core`] handle.
+
+mod ask;
+pub mod auth;
+pub mod chat;
+pub mod config;
+mod core;
+pub mod error;
+pub mod providers;
+mod root;
+pub mod session;
+pub mod store;
+
+pub use crate::core::{Core, StartError};
+pub use config::{CoreConfig, DisconnectPolicy, Limits};
+pub use error::{CoreError, CoreResult};

@@ -1,0 +1,435 @@
+//! SessionActor: one per active user. It owns that user's sessions (CRUD and ownership), the
+//! per-user limits, and the user's live generations, which it supervises.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::{sync::mpsc, task::JoinHandle};
+use uuid::Uuid;
+
+use super::views::{MessageView, SessionDetail, SessionView};
+use crate::{
+    chat::{ChatArgs, ChatMsg, ChatStreamActor, StreamEvent},
+    config::Limits,
+    error::{CoreError, CoreResult},
+    providers::{ChatMessage, ChatRequest, ProviderKind, Providers, Role},
+    store::{AssistantOutcome, Store},
+};
+
+pub const TITLE_MAX_CHARS: usize = 200;
+
+/// A request to answer `prompt` in a session.
+pub struct StartChat {
+    pub session_id: Uuid,
+    pub prompt: String,
+    pub provider: ProviderKind,
+    pub model: Option<String>,
+}
+
+/// A started generation: its id and the first subscription to its events.
+pub struct ChatStart {
+    pub generation_id: Uuid,
+    pub events: mpsc::Receiver<StreamEvent>,
+}
+
+pub enum SessionMsg {
+    List {
+        reply: RpcReplyPort<CoreResult<Vec<SessionView>>>,
+    },
+    Create {
+        title: String,
+        reply: RpcReplyPort<CoreResult<SessionView>>,
+    },
+    Get {
+        session_id: Uuid,
+        reply: RpcReplyPort<CoreResult<SessionDetail>>,
+    },
+    Rename {
+        session_id: Uuid,
+        title: String,
+        reply: RpcReplyPort<CoreResult<SessionView>>,
+    },
+    Delete {
+        session_id: Uuid,
+        reply: RpcReplyPort<CoreResult<()>>,
+    },
+    StartChat {
+        request: StartChat,
+        reply: RpcReplyPort<CoreResult<ChatStart>>,
+    },
+    /// Sent by a ChatStreamActor just before it closes its subscribers' streams.
+    GenerationEnded {
+        generation_id: Uuid,
+    },
+    IdleCheck,
+}
+
+pub struct SessionArgs {
+    pub user_id: Uuid,
+    pub store: Store,
+    pub providers: Providers,
+    pub limits: Arc<Limits>,
+}
+
+/// A live generation of this user.
+struct Generation {
+    session_id: Uuid,
+    message_id: Uuid,
+    actor: ActorRef<ChatMsg>,
+}
+
+pub struct SessionState {
+    user_id: Uuid,
+    store: Store,
+    providers: Providers,
+    limits: Arc<Limits>,
+    generations: HashMap<Uuid, Generation>,
+    last_active: Instant,
+    idle_timer: JoinHandle<()>,
+}
+
+pub struct SessionActor;
+
+impl Actor for SessionActor {
+    type Msg = SessionMsg;
+    type State = SessionState;
+    type Arguments = SessionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        args: SessionArgs,
+    ) -> Result<SessionState, ActorProcessingErr> {
+        let check_every = (args.limits.session_idle / 2).max(Duration::from_millis(50));
+        let idle_timer = myself.send_interval(check_every, || SessionMsg::IdleCheck);
+        Ok(SessionState {
+            user_id: args.user_id,
+            store: args.store,
+            providers: args.providers,
+            limits: args.limits,
+            generations: HashMap::new(),
+            last_active: Instant::now(),
+            idle_timer,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        msg: SessionMsg,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        if !matches!(
+            msg,
+            SessionMsg::IdleCheck | SessionMsg::GenerationEnded { .. }
+        ) {
+            state.last_active = Instant::now();
+        }
+        match msg {
+            SessionMsg::List { reply } => state.on_list(reply),
+            SessionMsg::Create { title, reply } => {
+                let _ = reply.send(state.on_create(title).await);
+            }
+            SessionMsg::Get { session_id, reply } => state.on_get(session_id, reply),
+            SessionMsg::Rename {
+                session_id,
+                title,
+                reply,
+            } => {
+                let _ = reply.send(state.on_rename(session_id, title).await);
+            }
+            SessionMsg::Delete { session_id, reply } => {
+                let _ = reply.send(state.on_delete(session_id).await);
+            }
+            SessionMsg::StartChat { request, reply } => {
+                let _ = reply.send(state.on_start_chat(&myself, request).await);
+            }
+            SessionMsg::GenerationEnded { generation_id } => {
+                state.generations.remove(&generation_id);
+            }
+            SessionMsg::IdleCheck => state.on_idle_check(&myself),
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<SessionMsg>,
+        event: SupervisionEvent,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        // A generation ending, even by panic, must never take this user's other state down.
+        match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                let found = state
+                    .generations
+                    .iter()
+                    .find(|(_, g)| g.actor.get_id() == cell.get_id())
+                    .map(|(id, _)| *id);
+                if let Some(generation_id) = found {
+                    tracing::error!(%generation_id, %err, "generation crashed");
+                    if let Some(generation) = state.generations.remove(&generation_id) {
+                        state.mark_crashed(generation).await;
+                    }
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                state
+                    .generations
+                    .retain(|_, g| g.actor.get_id() != cell.get_id());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<SessionMsg>,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.idle_timer.abort();
+        Ok(())
+    }
+}
+
+/// Trims a title and checks its length.
+fn valid_title(raw: &str) -> CoreResult<String> {
+    let title = raw.trim();
+    let chars = title.chars().count();
+    if chars == 0 || chars > TITLE_MAX_CHARS || title.chars().any(char::is_control) {
+        return Err(CoreError::Invalid(format!(
+            "title must be 1 to {TITLE_MAX_CHARS} characters without control characters"
+        )));
+    }
+    Ok(title.to_owned())
+}
+
+impl SessionState {
+    /// Reads run in their own task: they need no ordering beyond what the store gives, and a
+    /// user with many tabs open should not queue them behind each other.
+    fn on_list(&self, reply: RpcReplyPort<CoreResult<Vec<SessionView>>>) {
+        let (store, user_id, limit) = (
+            self.store.clone(),
+            self.user_id,
+            self.limits.max_sessions_per_user,
+        );
+        tokio::spawn(async move {
+            let result = store.list_sessions(user_id, limit).await;
+            let _ = reply.send(
+                result
+                    .map(|rows| rows.into_iter().map(SessionView::from).collect())
+                    .map_err(Into::into),
+            );
+        });
+    }
+
+    fn on_get(&self, session_id: Uuid, reply: RpcReplyPort<CoreResult<SessionDetail>>) {
+        let (store, user_id, limit) = (
+            self.store.clone(),
+            self.user_id,
+            self.limits.max_messages_per_session,
+        );
+        tokio::spawn(async move {
+            let result = async {
+                let session = store
+                    .owned_session(user_id, session_id)
+                    .await?
+                    .ok_or(CoreError::NotFound("Session"))?;
+                let messages = store.list_messages(session_id, limit).await?;
+                Ok(SessionDetail {
+                    session: session.into(),
+                    messages: messages.into_iter().map(MessageView::from).collect(),
+                })
+            }
+            .await;
+            let _ = reply.send(result);
+        });
+    }
+
+    async fn on_create(&self, title: String) -> CoreResult<SessionView> {
+        let title = valid_title(&title)?;
+        if self.store.count_sessions(self.user_id).await? >= self.limits.max_sessions_per_user {
+            return Err(CoreError::Conflict(format!(
+                "Session limit reached ({}); delete a session first",
+                self.limits.max_sessions_per_user
+            )));
+        }
+        Ok(self
+            .store
+            .insert_session(self.user_id, &title)
+            .await?
+            .into())
+    }
+
+    async fn on_rename(&self, session_id: Uuid, title: String) -> CoreResult<SessionView> {
+        let title = valid_title(&title)?;
+        self.store
+            .rename_session(self.user_id, session_id, &title)
+            .await?
+            .map(SessionView::from)
+            .ok_or(CoreError::NotFound("Session"))
+    }
+
+    async fn on_delete(&mut self, session_id: Uuid) -> CoreResult<()> {
+        if self
+            .store
+            .owned_session(self.user_id, session_id)
+            .await?
+            .is_none()
+        {
+            return Err(CoreError::NotFound("Session"));
+        }
+        // Stop the session's generations first, so none writes into a deleted session.
+        let live: Vec<Uuid> = self
+            .generations
+            .iter()
+            .filter(|(_, g)| g.session_id == session_id)
+            .map(|(id, _)| *id)
+            .collect();
+        for generation_id in live {
+            if let Some(generation) = self.generations.remove(&generation_id) {
+                let _ = generation.actor.cast(ChatMsg::Stop);
+            }
+        }
+        if self.store.delete_session(self.user_id, session_id).await? {
+            Ok(())
+        } else {
+            Err(CoreError::NotFound("Session"))
+        }
+    }
+
+    async fn on_start_chat(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        request: StartChat,
+    ) -> CoreResult<ChatStart> {
+        let StartChat {
+            session_id,
+            prompt,
+            provider,
+            model,
+        } = request;
+        self.providers.check_configured(provider)?;
+        if self
+            .store
+            .owned_session(self.user_id, session_id)
+            .await?
+            .is_none()
+        {
+            return Err(CoreError::NotFound("Session"));
+        }
+        if self
+            .generations
+            .values()
+            .any(|g| g.session_id == session_id)
+        {
+            return Err(CoreError::Conflict(
+                "An answer is still streaming in this session; stop it or wait for it to finish"
+                    .into(),
+            ));
+        }
+        if self.generations.len() >= self.limits.max_generations_per_user {
+            return Err(CoreError::Limited {
+                message: format!(
+                    "At most {} answers may stream at once per user",
+                    self.limits.max_generations_per_user
+                ),
+                retry_after: Duration::from_secs(1),
+            });
+        }
+        let history = self
+            .store
+            .list_messages(session_id, self.limits.history_messages)
+            .await?;
+        if history.len() as u64 + 2 > self.limits.max_messages_per_session {
+            return Err(CoreError::Conflict(
+                "This session is full; start a new one".into(),
+            ));
+        }
+        self.store.insert_user_message(session_id, &prompt).await?;
+
+        let mut messages: Vec<ChatMessage> = history
+            .into_iter()
+            .filter(|m| !m.content.is_empty() && m.status.as_deref() != Some("streaming"))
+            .filter_map(|m| {
+                let role = match m.role.as_str() {
+                    "user" => Role::User,
+                    "assistant" => Role::Assistant,
+                    "system" => Role::System,
+                    _ => return None,
+                };
+                Some(ChatMessage {
+                    role,
+                    content: m.content,
+                })
+            })
+            .collect();
+        messages.push(ChatMessage {
+            role: Role::User,
+            content: prompt,
+        });
+        let model = model.unwrap_or_else(|| Providers::default_model(provider).to_owned());
+
+        let generation_id = Uuid::now_v7();
+        let message_id = Uuid::now_v7();
+        let (tx, rx) = mpsc::channel(self.limits.subscriber_buffer);
+        let args = ChatArgs {
+            generation_id,
+            session_id,
+            message_id,
+            provider,
+            request: ChatRequest { model, messages },
+            providers: self.providers.clone(),
+            store: self.store.clone(),
+            session: myself.clone(),
+            first_subscriber: tx,
+            subscriber_buffer: self.limits.subscriber_buffer,
+            max_answer_bytes: self.limits.max_answer_bytes,
+            on_disconnect: self.limits.on_disconnect,
+        };
+        let (actor, _) = Actor::spawn_linked(None, ChatStreamActor, args, myself.get_cell())
+            .await
+            .map_err(|err| CoreError::Internal(format!("could not start the generation: {err}")))?;
+        self.generations.insert(
+            generation_id,
+            Generation {
+                session_id,
+                message_id,
+                actor,
+            },
+        );
+        Ok(ChatStart {
+            generation_id,
+            events: rx,
+        })
+    }
+
+    /// Marks a crashed generation's message `error`; its subscribers see their channel close.
+    async fn mark_crashed(&self, generation: Generation) {
+        let outcome = AssistantOutcome {
+            content: String::new(),
+            status: "error",
+            finish_reason: Some("crashed".into()),
+            usage: Default::default(),
+        };
+        if let Err(err) = self
+            .store
+            .finish_assistant_message(generation.message_id, generation.session_id, outcome)
+            .await
+        {
+            tracing::error!(%err, "could not mark a crashed generation");
+        }
+    }
+
+    fn on_idle_check(&self, myself: &ActorRef<SessionMsg>) {
+        if self.generations.is_empty() && self.last_active.elapsed() >= self.limits.session_idle {
+            tracing::debug!(user_id = %self.user_id, "session actor idle; stopping");
+            myself.stop(Some("idle".into()));
+        }
+    }
+}

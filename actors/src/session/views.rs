@@ -1,0 +1,95 @@
+//! The shapes sessions and messages take in API answers (DESIGN §2).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use omnichat_entity::{messages, sessions};
+use serde::{Serialize, Serializer};
+use uuid::Uuid;
+
+fn rfc3339<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+/// A session as listed.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionView {
+    pub id: Uuid,
+    pub title: String,
+    pub user_id: Uuid,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<sessions::Model> for SessionView {
+    fn from(s: sessions::Model) -> Self {
+        SessionView {
+            id: s.id,
+            title: s.title,
+            user_id: s.user_id,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// A session with its history, oldest message first.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionDetail {
+    #[serde(flatten)]
+    pub session: SessionView,
+    pub messages: Vec<MessageView>,
+}
+
+/// Token counts an assistant message cost, as the provider reported them.
+#[derive(Clone, Debug, Serialize)]
+pub struct UsageView {
+    pub prompt_tokens: Option<i32>,
+    pub completion_tokens: Option<i32>,
+}
+
+/// One message. The assistant-only fields are left out of user messages.
+#[derive(Clone, Debug, Serialize)]
+pub struct MessageView {
+    pub id: Uuid,
+    pub role: String,
+    pub content: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageView>,
+    /// Present while the answer is streaming, so a reloaded page can resume it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation_id: Option<Uuid>,
+}
+
+impl From<messages::Model> for MessageView {
+    fn from(m: messages::Model) -> Self {
+        let usage =
+            (m.prompt_tokens.is_some() || m.completion_tokens.is_some()).then_some(UsageView {
+                prompt_tokens: m.prompt_tokens,
+                completion_tokens: m.completion_tokens,
+            });
+        let streaming = m.status.as_deref() == Some("streaming");
+        MessageView {
+            id: m.id,
+            role: m.role,
+            content: m.content,
+            created_at: m.created_at,
+            status: m.status,
+            provider: m.provider,
+            model: m.model,
+            finish_reason: m.finish_reason,
+            usage,
+            generation_id: if streaming { m.generation_id } else { None },
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Queries on `messages`: prompts, assistant answers and their final outcome.
+
+use chrono::Utc;
+use omnichat_entity::messages;
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use uuid::Uuid;
+
+use super::Store;
+use crate::providers::TokenUsage;
+
+/// The row written when a generation starts, before its first token.
+#[derive(Clone, Debug)]
+pub struct NewAssistantMessage {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub provider: String,
+    pub model: String,
+    pub generation_id: Uuid,
+}
+
+/// How a generation ended: written once, at the end, never per token.
+#[derive(Clone, Debug)]
+pub struct AssistantOutcome {
+    pub content: String,
+    /// `complete`, `stopped` or `error`.
+    pub status: &'static str,
+    pub finish_reason: Option<String>,
+    pub usage: TokenUsage,
+}
+
+impl Store {
+    pub async fn insert_user_message(
+        &self,
+        session_id: Uuid,
+        content: &str,
+    ) -> Result<messages::Model, DbErr> {
+        let row = messages::Model {
+            id: Uuid::now_v7(),
+            session_id,
+            role: "user".into(),
+            content: content.to_owned(),
+            status: None,
+            provider: None,
+            model: None,
+            generation_id: None,
+            finish_reason: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            created_at: Utc::now(),
+        };
+        let active: messages::ActiveModel = row.clone().into();
+        messages::Entity::insert(active)
+            .exec_without_returning(self.conn())
+            .await?;
+        self.touch_session(session_id, row.created_at).await?;
+        Ok(row)
+    }
+
+    pub async fn insert_assistant_message(&self, new: NewAssistantMessage) -> Result<(), DbErr> {
+        let row = messages::ActiveModel {
+            id: Set(new.id),
+            session_id: Set(new.session_id),
+            role: Set("assistant".into()),
+            content: Set(String::new()),
+            status: Set(Some("streaming".into())),
+            provider: Set(Some(new.provider)),
+            model: Set(Some(new.model)),
+            generation_id: Set(Some(new.generation_id)),
+            finish_reason: Set(None),
+            prompt_tokens: Set(None),
+            completion_tokens: Set(None),
+            created_at: Set(Utc::now()),
+        };
+        messages::Entity::insert(row)
+            .exec_without_returning(self.conn())
+            .await
+            .map(|_| ())
+    }
+
+    /// Writes an answer's final text, status and usage. A session deleted meanwhile is no error.
+    pub async fn finish_assistant_message(
+        &self,
+        id: Uuid,
+        session_id: Uuid,
+        outcome: AssistantOutcome,
+    ) -> Result<(), DbErr> {
+        let to_i32 = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+        let now = Utc::now();
+        messages::Entity::update_many()
+            .col_expr(messages::Column::Content, outcome.content.into())
+            .col_expr(
+                messages::Column::Status,
+                Some(outcome.status.to_owned()).into(),
+            )
+            .col_expr(messages::Column::FinishReason, outcome.finish_reason.into())
+            .col_expr(
+                messages::Column::PromptTokens,
+                to_i32(outcome.usage.prompt_tokens).into(),
+            )
+            .col_expr(
+                messages::Column::CompletionTokens,
+                to_i32(outcome.usage.completion_tokens).into(),
+            )
+            .filter(messages::Column::Id.eq(id))
+            .exec(self.conn())
+            .await?;
+        self.touch_session(session_id, now).await
+    }
+
+    /// A session's messages, oldest first, at most `limit` (the most recent ones).
+    pub async fn list_messages(
+        &self,
+        session_id: Uuid,
+        limit: u64,
+    ) -> Result<Vec<messages::Model>, DbErr> {
+        let mut newest_first = messages::Entity::find()
+            .filter(messages::Column::SessionId.eq(session_id))
+            .order_by_desc(messages::Column::CreatedAt)
+            .order_by_desc(messages::Column::Id)
+            .limit(limit)
+            .all(self.conn())
+            .await?;
+        newest_first.reverse();
+        Ok(newest_first)
+    }
+
+    /// Answers a killed process left `streaming` can never finish: mark them `error` at start.
+    pub async fn mark_interrupted_generations(&self) -> Result<u64, DbErr> {
+        let result = messages::Entity::update_many()
+            .col_expr(messages::Column::Status, Some("error".to_owned()).into())
+            .col_expr(
+                messages::Column::FinishReason,
+                Some("interrupted".to_owned()).into(),
+            )
+            .filter(messages::Column::Status.eq("streaming"))
+            .exec(self.conn())
+            .await?;
+        Ok(result.rows_affected)
+    }
+}

@@ -1,0 +1,75 @@
+//! The store: every sea-orm call OmniChat makes, over SQLite (default) or PostgreSQL.
+
+mod messages;
+mod sessions;
+mod settings;
+mod users;
+
+use std::time::Duration;
+
+use omnichat_migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqlErr,
+    TransactionTrait,
+};
+
+pub use messages::{AssistantOutcome, NewAssistantMessage};
+
+/// A cheap-to-clone handle on the database pool.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+/// Arbitrary but fixed: every node takes this advisory lock while migrating, so nodes starting
+/// together over one PostgreSQL database never run the same migration twice.
+const MIGRATION_LOCK_KEY: i64 = 0x6f6d_6e69_6368_6174;
+
+impl Store {
+    /// Connects to `url`. SQLite gets WAL, `synchronous=NORMAL` and a busy timeout: the settings
+    /// that let readers and one writer work side by side without `database is locked` errors.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbErr> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(max_connections)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|opts| {
+                opts.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        let db = Database::connect(options).await?;
+        Ok(Store { db })
+    }
+
+    /// Applies pending migrations inside one transaction (serialised across nodes on PostgreSQL).
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        let txn = self.db.begin().await?;
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            txn.execute_unprepared(&format!(
+                "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+            ))
+            .await?;
+        }
+        Migrator::up(&txn, None).await?;
+        txn.commit().await
+    }
+
+    pub(crate) fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Closes the pool, waiting for queries in flight.
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.db.close().await
+    }
+}
+
+/// True when `err` is a unique-constraint violation (a taken email or username, say).
+pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}

@@ -1,0 +1,45 @@
+//! One turn of a session: the user's prompt or an assistant's answer.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "messages")]
+pub struct Model {
+    /// UUIDv7, so ids sort in creation order when timestamps tie.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub session_id: Uuid,
+    /// `user`, `assistant` or `system`.
+    pub role: String,
+    #[sea_orm(column_type = "Text")]
+    pub content: String,
+    /// Assistant only: `streaming`, `complete`, `stopped` or `error`.
+    pub status: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    /// Assistant only: the generation that wrote it, for resuming a live stream.
+    pub generation_id: Option<Uuid>,
+    pub finish_reason: Option<String>,
+    pub prompt_tokens: Option<i32>,
+    pub completion_tokens: Option<i32>,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::sessions::Entity",
+        from = "Column::SessionId",
+        to = "super::sessions::Column::Id",
+        on_delete = "Cascade"
+    )]
+    Session,
+}
+
+impl Related<super::sessions::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Session.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

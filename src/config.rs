@@ -1,0 +1,266 @@
+//! Command line and environment: every setting has a flag and an environment variable (the flag
+//! wins), named as the ecosystem names them (DESIGN §2).
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use omnichat_actors::{
+    auth::ScryptSettings, providers::ProviderSettings, CoreConfig, DisconnectPolicy, Limits,
+};
+
+#[derive(Debug, Parser)]
+#[command(name = "omnichat", version, about = "Multi-provider LLM chat backend")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings for `serve`, which is also what runs with no subcommand.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OnDisconnect {
+    Continue,
+    Cancel,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "OMNICHAT_ADDR",
+        default_value = "127.0.0.1:8000",
+        global = true
+    )]
+    pub addr: SocketAddr,
+    /// sqlite://… or postgres://…
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://omnichat.db?mode=rwc",
+        global = true
+    )]
+    pub database_url: String,
+    #[arg(
+        long,
+        env = "OMNICHAT_DB_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub db_max_connections: u32,
+    /// HS256 secret, at least 32 bytes. Unset: one is generated and kept in the database.
+    #[arg(
+        long,
+        env = "OMNICHAT_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub jwt_secret: Option<String>,
+    /// Lifetime of an access token, in seconds.
+    #[arg(
+        long,
+        env = "OMNICHAT_TOKEN_TTL_SECS",
+        default_value_t = 86_400,
+        global = true
+    )]
+    pub token_ttl_secs: u64,
+    /// scrypt cost (log2 N). 17 is OWASP's recommendation; lower it only for tests.
+    #[arg(
+        long,
+        env = "OMNICHAT_SCRYPT_LOG_N",
+        default_value_t = 17,
+        global = true
+    )]
+    pub scrypt_log_n: u8,
+    /// Password hashes run at once (default: one per core).
+    #[arg(long, env = "OMNICHAT_HASH_PARALLELISM", global = true)]
+    pub hash_parallelism: Option<usize>,
+
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, global = true)]
+    pub openai_api_key: Option<String>,
+    #[arg(
+        long,
+        env = "OPENAI_BASE_URL",
+        default_value = "https://api.openai.com/v1",
+        global = true
+    )]
+    pub openai_base_url: String,
+    #[arg(long, env = "GEMINI_API_KEY", hide_env_values = true, global = true)]
+    pub gemini_api_key: Option<String>,
+    #[arg(
+        long,
+        env = "GEMINI_BASE_URL",
+        default_value = "https://generativelanguage.googleapis.com",
+        global = true
+    )]
+    pub gemini_base_url: String,
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true, global = true)]
+    pub anthropic_api_key: Option<String>,
+    #[arg(
+        long,
+        env = "ANTHROPIC_BASE_URL",
+        default_value = "https://api.anthropic.com",
+        global = true
+    )]
+    pub anthropic_base_url: String,
+    #[arg(
+        long,
+        env = "OLLAMA_HOST",
+        default_value = "http://127.0.0.1:11434",
+        global = true
+    )]
+    pub ollama_host: String,
+    /// Pause between the words of the offline `echo` provider, in milliseconds.
+    #[arg(
+        long,
+        env = "OMNICHAT_ECHO_DELAY_MS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub echo_delay_ms: u64,
+    #[arg(
+        long,
+        env = "OMNICHAT_UPSTREAM_CONNECT_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub upstream_connect_timeout_secs: u64,
+    #[arg(
+        long,
+        env = "OMNICHAT_UPSTREAM_FIRST_BYTE_TIMEOUT_SECS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub upstream_first_byte_timeout_secs: u64,
+    #[arg(
+        long,
+        env = "OMNICHAT_UPSTREAM_IDLE_TIMEOUT_SECS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub upstream_idle_timeout_secs: u64,
+    #[arg(
+        long,
+        env = "OMNICHAT_UPSTREAM_TOTAL_TIMEOUT_SECS",
+        default_value_t = 600,
+        global = true
+    )]
+    pub upstream_total_timeout_secs: u64,
+    #[arg(
+        long,
+        env = "OMNICHAT_UPSTREAM_MAX_RETRIES",
+        default_value_t = 2,
+        global = true
+    )]
+    pub upstream_max_retries: u32,
+
+    /// Concurrent generations per user.
+    #[arg(
+        long,
+        env = "OMNICHAT_MAX_GENERATIONS_PER_USER",
+        default_value_t = 4,
+        global = true
+    )]
+    pub max_generations_per_user: usize,
+    /// What a generation does when its last client disconnects.
+    #[arg(long, env = "OMNICHAT_ON_DISCONNECT", value_enum, default_value_t = OnDisconnect::Continue, global = true)]
+    pub on_disconnect: OnDisconnect,
+    /// Seconds running generations get to finish on SIGTERM.
+    #[arg(
+        long,
+        env = "OMNICHAT_SHUTDOWN_GRACE_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub shutdown_grace_secs: u64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "OMNICHAT_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
+    pub max_body_bytes: usize,
+    /// Open connections at most; further ones wait to be accepted.
+    #[arg(
+        long,
+        env = "OMNICHAT_MAX_CONNECTIONS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub max_connections: usize,
+}
+
+impl ServeArgs {
+    /// The front end's own settings.
+    pub fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            addr: self.addr,
+            max_body_bytes: self.max_body_bytes,
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_every: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            max_connections: self.max_connections.max(1),
+        }
+    }
+
+    /// The actor core's settings.
+    pub fn core_config(&self) -> CoreConfig {
+        let providers = ProviderSettings {
+            openai_api_key: self.openai_api_key.clone().filter(|k| !k.is_empty()),
+            openai_base_url: self.openai_base_url.clone(),
+            gemini_api_key: self.gemini_api_key.clone().filter(|k| !k.is_empty()),
+            gemini_base_url: self.gemini_base_url.clone(),
+            anthropic_api_key: self.anthropic_api_key.clone().filter(|k| !k.is_empty()),
+            anthropic_base_url: self.anthropic_base_url.clone(),
+            ollama_host: self.ollama_host.clone(),
+            echo_delay: Duration::from_millis(self.echo_delay_ms),
+            connect_timeout: Duration::from_secs(self.upstream_connect_timeout_secs),
+            first_byte_timeout: Duration::from_secs(self.upstream_first_byte_timeout_secs),
+            idle_timeout: Duration::from_secs(self.upstream_idle_timeout_secs),
+            total_timeout: Duration::from_secs(self.upstream_total_timeout_secs),
+            max_retries: self.upstream_max_retries,
+            ..ProviderSettings::default()
+        };
+        let limits = Limits {
+            max_generations_per_user: self.max_generations_per_user.max(1),
+            on_disconnect: match self.on_disconnect {
+                OnDisconnect::Continue => DisconnectPolicy::Continue,
+                OnDisconnect::Cancel => DisconnectPolicy::Cancel,
+            },
+            ..Limits::default()
+        };
+        CoreConfig {
+            database_url: self.database_url.clone(),
+            database_max_connections: self.db_max_connections.max(1),
+            jwt_secret: self.jwt_secret.clone(),
+            token_ttl: Duration::from_secs(self.token_ttl_secs.max(1)),
+            scrypt: ScryptSettings {
+                log_n: self.scrypt_log_n,
+                ..ScryptSettings::default()
+            },
+            hash_parallelism: self.hash_parallelism.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            }),
+            providers,
+            limits,
+        }
+    }
+}
+
+/// What the HTTP front end itself needs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub addr: SocketAddr,
+    pub max_body_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub keep_alive_every: Duration,
+    pub shutdown_grace: Duration,
+    pub max_connections: usize,
+}

@@ -1,0 +1,97 @@
+//! `POST /chat/stream`: starts a generation and streams it as SSE. Everything that can be known
+//! wrong before the first byte (bad fields, unknown or unconfigured provider, missing session,
+//! a provider that fails before any text) is a plain JSON error with its status.
+
+use hyper::{body::Incoming, Request, Response};
+use omnichat_actors::{
+    chat::{StreamEvent, StreamFailure},
+    providers::ProviderKind,
+    session::StartChat,
+};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::{
+    app::App,
+    http::{body::Body, error::HttpError, request::read_json, sse::sse_response},
+};
+
+/// The largest prompt accepted, in bytes.
+pub const MAX_PROMPT_BYTES: usize = 100_000;
+/// The longest model name accepted.
+pub const MAX_MODEL_CHARS: usize = 200;
+
+#[derive(Deserialize)]
+struct ChatBody {
+    session_id: String,
+    prompt: String,
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+/// Checks the fields and turns them into a request for the core.
+fn validate(body: ChatBody) -> Result<StartChat, HttpError> {
+    let session_id = Uuid::parse_str(body.session_id.trim())
+        .map_err(|_| HttpError::unprocessable("session_id must be a UUID"))?;
+    if body.prompt.trim().is_empty() {
+        return Err(HttpError::unprocessable("prompt must not be empty"));
+    }
+    if body.prompt.len() > MAX_PROMPT_BYTES {
+        return Err(HttpError::unprocessable(format!(
+            "prompt must be at most {MAX_PROMPT_BYTES} bytes"
+        )));
+    }
+    let provider_name = body.provider.as_deref().unwrap_or("echo");
+    let provider = ProviderKind::parse(provider_name).ok_or_else(|| {
+        let known: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.name()).collect();
+        HttpError::unprocessable(format!(
+            "Unknown provider '{provider_name}'; use one of: {}",
+            known.join(", ")
+        ))
+    })?;
+    let model = match body.model {
+        Some(model) if model.trim().is_empty() => None,
+        Some(model)
+            if model.chars().count() > MAX_MODEL_CHARS || model.chars().any(char::is_control) =>
+        {
+            return Err(HttpError::unprocessable(format!(
+                "model must be at most {MAX_MODEL_CHARS} characters without control characters"
+            )));
+        }
+        other => other,
+    };
+    Ok(StartChat {
+        session_id,
+        prompt: body.prompt,
+        provider,
+        model,
+    })
+}
+
+pub async fn stream(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
+    let user_id = app.authenticate(req.headers())?;
+    let body: ChatBody = read_json(req, app.config.max_body_bytes).await?;
+    let request = validate(body)?;
+    let mut start = app.core.start_chat(user_id, request).await?;
+    // Wait for the first event: a provider that fails before any text still gets a proper status.
+    let first = match start.events.recv().await {
+        Some(StreamEvent::Error {
+            failure:
+                StreamFailure {
+                    before_output: Some(error),
+                    ..
+                },
+            ..
+        }) => return Err(error.into()),
+        Some(event) => vec![event],
+        None => Vec::new(),
+    };
+    Ok(sse_response(
+        start.generation_id,
+        first,
+        start.events,
+        app.config.keep_alive_every,
+    ))
+}

@@ -1,0 +1,8 @@
+//! One module per resource; each handler parses, asks the core, and renders.
+
+pub mod chat;
+pub mod health;
+pub mod providers;
+pub mod sessions;
+pub mod token;
+pub mod users;

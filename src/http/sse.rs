@@ -1,0 +1,110 @@
+//! Server-Sent Events bodies: a generation's events as `id:`/`data:` frames, a keep-alive comment
+//! after each quiet spell, and always a final `data: [DONE]`.
+
+use std::{collections::VecDeque, convert::Infallible, time::Duration};
+
+use bytes::Bytes;
+use futures_util::stream;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::{body::Frame, header, Response};
+use omnichat_actors::chat::StreamEvent;
+use serde_json::json;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::body::Body;
+
+const DONE: &[u8] = b"data: [DONE]\n\n";
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+/// One event as an SSE frame. The payload is JSON, so provider text can never contain a bare
+/// newline that would start a forged event.
+pub fn frame(event: &StreamEvent) -> Bytes {
+    match event {
+        StreamEvent::Delta { id, text } => {
+            Bytes::from(format!("id: {id}\ndata: {}\n\n", json!({ "delta": text })))
+        }
+        StreamEvent::Error { id, failure } => Bytes::from(format!(
+            "id: {id}\ndata: {}\n\n",
+            json!({ "error": { "message": failure.message, "code": failure.code } })
+        )),
+        StreamEvent::Done => Bytes::from_static(DONE),
+    }
+}
+
+/// What a stream ends with when its generation vanished without saying goodbye (it crashed, or
+/// dropped this subscriber for falling behind): an error the client can act on, then `[DONE]`.
+fn lost_frames(generation_id: Uuid) -> [Bytes; 2] {
+    let message = format!(
+        "The answer stream was interrupted; GET /chat/stream/{generation_id} with Last-Event-ID to resume"
+    );
+    [
+        Bytes::from(format!(
+            "data: {}\n\n",
+            json!({ "error": { "message": message, "code": "stream_interrupted" } })
+        )),
+        Bytes::from_static(DONE),
+    ]
+}
+
+struct SseState {
+    generation_id: Uuid,
+    pending: VecDeque<Bytes>,
+    events: mpsc::Receiver<StreamEvent>,
+    keep_alive: Duration,
+    finished: bool,
+}
+
+/// A 200 `text/event-stream` response that starts with `first` (already received) and goes on
+/// with whatever arrives on `events`.
+pub fn sse_response(
+    generation_id: Uuid,
+    first: Vec<StreamEvent>,
+    events: mpsc::Receiver<StreamEvent>,
+    keep_alive: Duration,
+) -> Response<Body> {
+    let finished = first.iter().any(|e| matches!(e, StreamEvent::Done));
+    let state = SseState {
+        generation_id,
+        pending: first.iter().map(frame).collect(),
+        events,
+        keep_alive,
+        finished,
+    };
+    let frames = stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(bytes) = state.pending.pop_front() {
+                return Some((Ok::<_, Infallible>(Frame::data(bytes)), state));
+            }
+            if state.finished {
+                return None;
+            }
+            match tokio::time::timeout(state.keep_alive, state.events.recv()).await {
+                Ok(Some(event)) => {
+                    state.finished = matches!(event, StreamEvent::Done);
+                    state.pending.push_back(frame(&event));
+                }
+                Ok(None) => {
+                    state.finished = true;
+                    state.pending.extend(lost_frames(state.generation_id));
+                }
+                Err(_) => state.pending.push_back(Bytes::from_static(KEEP_ALIVE)),
+            }
+        }
+    });
+    let mut response = Response::new(StreamBody::new(frames).boxed_unsync());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
+    headers.insert("x-accel-buffering", header::HeaderValue::from_static("no"));
+    if let Ok(value) = header::HeaderValue::from_str(&generation_id.to_string()) {
+        headers.insert("x-generation-id", value);
+    }
+    response
+}

@@ -1,0 +1,47 @@
+//! The route table: method and path to handler. Paths match with or without a trailing slash;
+//! an unknown path is 404 and a known path with the wrong method is 405 with `Allow`.
+
+use hyper::{body::Incoming, Method, Request, Response};
+
+use crate::{
+    app::App,
+    handlers::{chat, health, providers, sessions, token, users},
+    http::{body::Body, error::HttpError},
+};
+
+/// Dispatches one request. Every failure comes back as an `HttpError` for the caller to render.
+pub async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
+    let path = req.uri().path().to_owned();
+    let trimmed = path.trim_end_matches('/');
+    let segments: Vec<&str> = trimmed.split('/').skip(1).collect();
+    let method = req.method().clone();
+    match (segments.as_slice(), &method) {
+        (["healthz"], &Method::GET) => health::healthz(app).await,
+        (["healthz"], _) => Err(HttpError::method_not_allowed("GET")),
+
+        (["token"], &Method::POST) => token::login(app, req).await,
+        (["token"], _) => Err(HttpError::method_not_allowed("POST")),
+
+        (["users"], &Method::POST) => users::sign_up(app, req).await,
+        (["users"], _) => Err(HttpError::method_not_allowed("POST")),
+        (["users", "me"], &Method::GET) => users::me(app, req).await,
+        (["users", "me"], &Method::PUT) => users::update_me(app, req).await,
+        (["users", "me"], _) => Err(HttpError::method_not_allowed("GET, PUT")),
+
+        (["sessions"], &Method::GET) => sessions::list(app, req).await,
+        (["sessions"], &Method::POST) => sessions::create(app, req).await,
+        (["sessions"], _) => Err(HttpError::method_not_allowed("GET, POST")),
+        (["sessions", id], &Method::GET) => sessions::get(app, req, id).await,
+        (["sessions", id], &Method::PUT) => sessions::rename(app, req, id).await,
+        (["sessions", id], &Method::DELETE) => sessions::delete(app, req, id).await,
+        (["sessions", _], _) => Err(HttpError::method_not_allowed("GET, PUT, DELETE")),
+
+        (["chat", "stream"], &Method::POST) => chat::stream(app, req).await,
+        (["chat", "stream"], _) => Err(HttpError::method_not_allowed("POST")),
+
+        (["providers"], &Method::GET) => providers::list(app, req).await,
+        (["providers"], _) => Err(HttpError::method_not_allowed("GET")),
+
+        _ => Err(HttpError::not_found("Not Found")),
+    }
+}
