@@ -4,10 +4,22 @@
 //! [`ProviderEvent`]s. Everything specific to a vendor (URL, auth header, request shape, event
 //! parsing, usage fields) lives in that vendor's module.
 
-use std::{pin::Pin, time::Duration};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures_util::Stream;
 use serde::Serialize;
+
+mod anthropic;
+mod echo;
+mod error_body;
+mod gemini;
+mod http;
+mod ollama;
+mod openai;
+mod pipeline;
+mod settings;
+
+pub use settings::ProviderSettings;
 
 /// The providers OmniChat can talk to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -139,81 +151,191 @@ pub enum ProviderError {
 /// The normalised upstream stream. It ends after the last event; an `Err` item is final.
 pub type ProviderStream = Pin<Box<dyn Stream<Item = Result<ProviderEvent, ProviderError>> + Send>>;
 
-// ---- TEMPORARY stand-in until the adapters land (replaced wholesale) ----
-#[derive(Clone, Debug, Default)]
-pub struct ProviderSettings {
-    pub openai_api_key: Option<String>,
-    pub openai_base_url: String,
-    pub gemini_api_key: Option<String>,
-    pub gemini_base_url: String,
-    pub anthropic_api_key: Option<String>,
-    pub anthropic_base_url: String,
-    pub ollama_host: String,
-    pub echo_delay: Duration,
-    pub connect_timeout: Duration,
-    pub first_byte_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub total_timeout: Duration,
-    pub max_retries: u32,
-    pub retry_base_delay: Duration,
-    pub retry_max_delay: Duration,
-    pub anthropic_max_tokens: u32,
+impl ProviderError {
+    /// The provider this error is about.
+    pub fn provider(&self) -> &'static str {
+        match self {
+            ProviderError::NotConfigured { provider, .. }
+            | ProviderError::Unauthorized { provider, .. }
+            | ProviderError::RateLimited { provider, .. }
+            | ProviderError::Rejected { provider, .. }
+            | ProviderError::Upstream { provider, .. }
+            | ProviderError::Timeout { provider, .. }
+            | ProviderError::Connect { provider, .. }
+            | ProviderError::Stream { provider, .. } => provider,
+        }
+    }
+
+    /// A stable machine-readable code for the `{"error": {"code": …}}` event of a failed stream.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProviderError::NotConfigured { .. } => "provider_not_configured",
+            ProviderError::Unauthorized { .. } => "upstream_unauthorized",
+            ProviderError::RateLimited { .. } => "upstream_rate_limited",
+            ProviderError::Rejected { .. } => "upstream_rejected",
+            ProviderError::Upstream { .. } => "upstream_error",
+            ProviderError::Timeout { .. } => "upstream_timeout",
+            ProviderError::Connect { .. } => "upstream_unreachable",
+            ProviderError::Stream { code, .. } => code,
+        }
+    }
 }
-#[derive(Clone)]
-pub struct Providers {
-    settings: std::sync::Arc<ProviderSettings>,
-}
-#[derive(Clone, Debug, Serialize)]
+
+/// What `GET /providers` shows for one usable provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ProviderInfo {
     pub name: &'static str,
     pub default_model: &'static str,
 }
+
+/// Why [`Providers::new`] refused the settings (a start-up error, never a request error).
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderSetupError {
+    #[error("{setting} is not a usable http(s) URL: {value:?}")]
+    InvalidUrl {
+        setting: &'static str,
+        value: String,
+    },
+    #[error("could not build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// The provider adapters behind one cheap-to-clone handle: the settings and one shared HTTP client
+/// (one connection pool for every upstream).
+#[derive(Clone, Debug)]
+pub struct Providers {
+    settings: Arc<ProviderSettings>,
+    client: reqwest::Client,
+}
+
 impl Providers {
-    pub fn new(settings: ProviderSettings) -> Result<Self, ProviderError> {
-        Ok(Providers {
-            settings: std::sync::Arc::new(settings),
+    /// Checks the base URLs and builds the shared HTTP client.
+    pub fn new(settings: ProviderSettings) -> Result<Self, ProviderSetupError> {
+        for (setting, value) in [
+            ("OPENAI_BASE_URL", &settings.openai_base_url),
+            ("GEMINI_BASE_URL", &settings.gemini_base_url),
+            ("ANTHROPIC_BASE_URL", &settings.anthropic_base_url),
+            ("OLLAMA_HOST", &settings.ollama_host),
+        ] {
+            let usable = reqwest::Url::parse(value)
+                .map(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+                .unwrap_or(false);
+            if !usable {
+                return Err(ProviderSetupError::InvalidUrl {
+                    setting,
+                    value: value.clone(),
+                });
+            }
+        }
+        let client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            // Redirects are never followed: reqwest strips `Authorization` on a cross-host
+            // redirect but not `x-api-key` / `x-goog-api-key`, which would leak to the new host.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(settings.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("omnichat/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| ProviderSetupError::Client(err.to_string()))?;
+        Ok(Self {
+            settings: Arc::new(settings),
+            client,
         })
     }
+
+    /// The settings these providers were built with.
     pub fn settings(&self) -> &ProviderSettings {
         &self.settings
     }
-    pub fn default_model(_kind: ProviderKind) -> &'static str {
-        "echo-1"
-    }
-    pub fn check_configured(&self, kind: ProviderKind) -> Result<(), ProviderError> {
+
+    /// The model used when a request names none.
+    pub fn default_model(kind: ProviderKind) -> &'static str {
         match kind {
-            ProviderKind::Echo => Ok(()),
+            ProviderKind::Echo => "echo-1",
+            ProviderKind::OpenAi => "gpt-4o-mini",
+            ProviderKind::Gemini => "gemini-2.0-flash",
+            ProviderKind::Anthropic => "claude-3-5-haiku-latest",
+            ProviderKind::Ollama => "llama3.2",
+        }
+    }
+
+    /// `Err(NotConfigured)` naming the setting to set when the provider has no key.
+    pub fn check_configured(&self, kind: ProviderKind) -> Result<(), ProviderError> {
+        let (key, setting) = match kind {
+            // Echo is offline and Ollama is keyless: a local daemon is assumed at its host.
+            ProviderKind::Echo | ProviderKind::Ollama => return Ok(()),
+            ProviderKind::OpenAi => (&self.settings.openai_api_key, "OPENAI_API_KEY"),
+            ProviderKind::Gemini => (&self.settings.gemini_api_key, "GEMINI_API_KEY"),
+            ProviderKind::Anthropic => (&self.settings.anthropic_api_key, "ANTHROPIC_API_KEY"),
+        };
+        match key {
+            Some(key) if !key.trim().is_empty() => Ok(()),
             _ => Err(ProviderError::NotConfigured {
                 provider: kind.name(),
-                setting: "KEY",
+                setting,
             }),
         }
     }
+
+    /// The providers this server can use, with their default models.
     pub fn available(&self) -> Vec<ProviderInfo> {
-        vec![ProviderInfo {
-            name: "echo",
-            default_model: "echo-1",
-        }]
+        ProviderKind::ALL
+            .into_iter()
+            .filter(|kind| self.check_configured(*kind).is_ok())
+            .map(|kind| ProviderInfo {
+                name: kind.name(),
+                default_model: Self::default_model(kind),
+            })
+            .collect()
     }
+
+    /// Opens the upstream stream. Resolves once the upstream answered 2xx (retrying connect
+    /// errors, 429 and 5xx before that), or with the error. An empty `model` takes the
+    /// provider's default.
+    ///
+    /// The stream ends after the last event when the answer is complete (a `Finish`, when the
+    /// provider reported a reason, is then the last event); an `Err` item is final.
+    /// Dropping the stream closes the upstream connection.
     pub async fn open(
         &self,
-        _kind: ProviderKind,
-        request: ChatRequest,
+        kind: ProviderKind,
+        mut request: ChatRequest,
     ) -> Result<ProviderStream, ProviderError> {
-        let prompt = request
-            .messages
-            .last()
-            .map(|m| m.content.clone())
-            .unwrap_or_default();
-        let delay = self.settings.echo_delay;
-        let words: Vec<String> = prompt.split_inclusive(' ').map(str::to_owned).collect();
-        let stream = futures_util::stream::iter(words).then(move |w| async move {
-            tokio::time::sleep(delay).await;
-            Ok(ProviderEvent::Delta(w))
-        });
-        Ok(Box::pin(stream.chain(futures_util::stream::iter([Ok(
-            ProviderEvent::Finish("stop".into()),
-        )]))))
+        self.check_configured(kind)?;
+        if request.model.trim().is_empty() {
+            request.model = Self::default_model(kind).to_owned();
+        }
+        let settings = &*self.settings;
+        let client = &self.client;
+        let provider = kind.name();
+        let upstream = http::Upstream::new(provider, settings);
+        let stream = match kind {
+            ProviderKind::Echo => echo::stream(&request, settings.echo_delay),
+            ProviderKind::OpenAi => {
+                let body = upstream
+                    .send(|| openai::build_request(client, settings, &request))
+                    .await?;
+                pipeline::sse(body, openai::Decoder::default())
+            }
+            ProviderKind::Gemini => {
+                let body = upstream
+                    .send(|| gemini::build_request(client, settings, &request))
+                    .await?;
+                pipeline::sse(body, gemini::Decoder::default())
+            }
+            ProviderKind::Anthropic => {
+                let body = upstream
+                    .send(|| anthropic::build_request(client, settings, &request))
+                    .await?;
+                pipeline::sse(body, anthropic::Decoder::default())
+            }
+            ProviderKind::Ollama => {
+                let body = upstream
+                    .send(|| ollama::build_request(client, settings, &request))
+                    .await?;
+                pipeline::ndjson(body, ollama::Decoder::default())
+            }
+        };
+        Ok(stream)
     }
 }
-use futures_util::StreamExt;

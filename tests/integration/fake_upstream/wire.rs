@@ -1,0 +1,233 @@
+//! What each fake wire format sends: routes, streamed frames and error bodies, shaped like the
+//! provider's own.
+
+use serde_json::{json, Value};
+
+use super::Wire;
+
+/// How the body ends after its frames.
+#[derive(Clone, Copy)]
+pub(super) enum Tail {
+    /// Finish reason, usage and the format's terminator.
+    Finish,
+    /// The format's in-stream error.
+    Error,
+    /// Nothing more.
+    Nothing,
+    /// Gemini's safety block.
+    Safety,
+}
+
+/// The model the request is for, when method and path are the provider's.
+pub(super) fn route(wire: Wire, method: &str, path: &str, body: &Value) -> Option<String> {
+    if method != "POST" {
+        return None;
+    }
+    let body_model = || body.get("model").and_then(Value::as_str).map(str::to_owned);
+    match wire {
+        Wire::OpenAi if path == "/v1/chat/completions" => body_model(),
+        Wire::Anthropic if path == "/v1/messages" => body_model(),
+        Wire::Ollama if path == "/api/chat" => body_model(),
+        Wire::Gemini => path
+            .strip_prefix("/v1beta/models/")?
+            .strip_suffix(":streamGenerateContent?alt=sse")
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// Whitespace-separated words in the request's texts: the fake's "prompt tokens".
+pub(super) fn count_words(value: &Value) -> usize {
+    match value {
+        Value::String(text) => text.split_whitespace().count(),
+        Value::Array(items) => items.iter().map(count_words).sum(),
+        Value::Object(map) => map
+            .iter()
+            .filter(|(key, _)| !matches!(key.as_str(), "model" | "role" | "stream"))
+            .map(|(_, value)| count_words(value))
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// The frames of a response: a head sent at once, then one frame per delta (paced by the token
+/// delay) followed by the tail's frames.
+pub(super) fn wire_frames(
+    wire: Wire,
+    model: &str,
+    words: &[String],
+    prompt_tokens: usize,
+    tail: Tail,
+) -> (Vec<String>, Vec<String>) {
+    let output = words.len();
+    let sse = |data: Value| format!("data: {data}\n\n");
+    let named = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    match wire {
+        Wire::OpenAi => {
+            let chunk = |delta: Value, finish: Value| {
+                sse(json!({
+                    "id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                    "created": 1_730_000_000, "model": model, "system_fingerprint": "fp_fake",
+                    "choices": [{"index": 0, "delta": delta, "logprobs": null,
+                                 "finish_reason": finish}],
+                    "usage": null,
+                }))
+            };
+            let head = vec![chunk(
+                json!({"role": "assistant", "content": ""}),
+                Value::Null,
+            )];
+            let mut frames: Vec<String> = words
+                .iter()
+                .map(|word| chunk(json!({"content": word}), Value::Null))
+                .collect();
+            match tail {
+                Tail::Finish | Tail::Safety => {
+                    frames.push(chunk(json!({}), json!("stop")));
+                    frames.push(sse(json!({
+                        "id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                        "created": 1_730_000_000, "model": model, "choices": [],
+                        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": output,
+                                  "total_tokens": prompt_tokens + output},
+                    })));
+                    frames.push("data: [DONE]\n\n".to_owned());
+                }
+                Tail::Error => frames.push(sse(json!({"error": {
+                    "message": "The server had an error while processing your request.",
+                    "type": "server_error", "param": null, "code": null}}))),
+                Tail::Nothing => {}
+            }
+            (head, frames)
+        }
+        Wire::Gemini => {
+            // Gemini ends its frames with CRLF pairs and closes the connection when done.
+            let frame = |candidate: Value, done: usize| {
+                let data = json!({
+                    "candidates": [candidate],
+                    "usageMetadata": {"promptTokenCount": prompt_tokens,
+                                      "candidatesTokenCount": done,
+                                      "totalTokenCount": prompt_tokens + done},
+                    "modelVersion": model, "responseId": "fake-response",
+                });
+                format!("data: {data}\r\n\r\n")
+            };
+            let text = |word: &str| json!({"parts": [{"text": word}], "role": "model"});
+            let mut frames: Vec<String> = Vec::new();
+            for (index, word) in words.iter().enumerate() {
+                let mut candidate = json!({"content": text(word), "index": 0});
+                if index + 1 == output && matches!(tail, Tail::Finish) {
+                    candidate["finishReason"] = json!("STOP");
+                }
+                frames.push(frame(candidate, index + 1));
+            }
+            match tail {
+                Tail::Finish if output == 0 => frames.push(frame(
+                    json!({"content": text(""), "finishReason": "STOP", "index": 0}),
+                    0,
+                )),
+                Tail::Safety => frames.push(frame(
+                    json!({"finishReason": "SAFETY", "index": 0, "safetyRatings": [
+                        {"category": "HARM_CATEGORY_DANGEROUS_CONTENT",
+                         "probability": "HIGH", "blocked": true}]}),
+                    0,
+                )),
+                Tail::Error => frames.push(format!(
+                    "data: {}\r\n\r\n",
+                    json!({"error": {"code": 500, "message": "An internal error has occurred.",
+                                     "status": "INTERNAL"}})
+                )),
+                Tail::Finish | Tail::Nothing => {}
+            }
+            (Vec::new(), frames)
+        }
+        Wire::Anthropic => {
+            let head = vec![
+                named(
+                    "message_start",
+                    json!({"type": "message_start", "message": {
+                    "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+                    "content": [], "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": prompt_tokens, "cache_creation_input_tokens": 0,
+                              "cache_read_input_tokens": 0, "output_tokens": 1}}}),
+                ),
+                named(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "text", "text": ""}}),
+                ),
+                named("ping", json!({"type": "ping"})),
+            ];
+            let mut frames: Vec<String> = words
+                .iter()
+                .map(|word| {
+                    named(
+                        "content_block_delta",
+                        json!({"type": "content_block_delta",
+                        "index": 0, "delta": {"type": "text_delta", "text": word}}),
+                    )
+                })
+                .collect();
+            match tail {
+                Tail::Finish | Tail::Safety => {
+                    frames.push(named(
+                        "content_block_stop",
+                        json!({"type": "content_block_stop", "index": 0}),
+                    ));
+                    frames.push(named(
+                        "message_delta",
+                        json!({"type": "message_delta",
+                        "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                        "usage": {"output_tokens": output}}),
+                    ));
+                    frames.push(named("message_stop", json!({"type": "message_stop"})));
+                }
+                Tail::Error => frames.push(named(
+                    "error",
+                    json!({"type": "error",
+                    "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+                )),
+                Tail::Nothing => {}
+            }
+            (head, frames)
+        }
+        Wire::Ollama => {
+            let line = |value: Value| format!("{value}\n");
+            let mut frames: Vec<String> = words
+                .iter()
+                .map(|word| {
+                    line(
+                        json!({"model": model, "created_at": "2025-01-10T11:03:18.123456Z",
+                        "message": {"role": "assistant", "content": word}, "done": false}),
+                    )
+                })
+                .collect();
+            match tail {
+                Tail::Finish | Tail::Safety => frames.push(line(json!({
+                    "model": model, "created_at": "2025-01-10T11:03:19.123456Z",
+                    "message": {"role": "assistant", "content": ""},
+                    "done_reason": "stop", "done": true, "total_duration": 4_883_583_458u64,
+                    "load_duration": 1_334_875, "prompt_eval_count": prompt_tokens,
+                    "prompt_eval_duration": 342_546_000, "eval_count": output,
+                    "eval_duration": 4_535_599_000u64}))),
+                Tail::Error => frames.push(line(json!({
+                    "error": "an error was encountered while running the model"}))),
+                Tail::Nothing => {}
+            }
+            (Vec::new(), frames)
+        }
+    }
+}
+
+/// The provider's own JSON error body for `status`.
+pub(super) fn error_body(wire: Wire, status: u16) -> Value {
+    let message = format!("fake upstream error {status}");
+    match wire {
+        Wire::OpenAi => json!({"error": {"message": message, "type": "fake_error",
+                                         "param": null, "code": status.to_string()}}),
+        Wire::Gemini => json!({"error": {"code": status, "message": message,
+                                         "status": "FAKE_STATUS"}}),
+        Wire::Anthropic => json!({"type": "error",
+                                  "error": {"type": "fake_error", "message": message}}),
+        Wire::Ollama => json!({"error": message}),
+    }
+}

@@ -1,0 +1,10 @@
+//! The integration suite: the real server over HTTP, one test binary for build speed.
+
+mod auth;
+mod chat;
+mod fake_upstream;
+mod provider_adapters;
+mod restart;
+mod sessions;
+mod support;
+mod users;
