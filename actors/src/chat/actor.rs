@@ -227,12 +227,7 @@ impl ChatState {
     }
 
     async fn on_upstream_error(&mut self, myself: &ActorRef<ChatMsg>, error: ProviderError) {
-        let code = match &error {
-            ProviderError::Stream { code, .. } => (*code).to_owned(),
-            ProviderError::Timeout { .. } => "upstream_timeout".to_owned(),
-            ProviderError::RateLimited { .. } => "upstream_rate_limited".to_owned(),
-            _ => "upstream_error".to_owned(),
-        };
+        let code = error.code().to_owned();
         let before_output = self.text.is_empty().then(|| error.clone());
         let failure = StreamFailure {
             code,
