@@ -38,6 +38,10 @@ pub async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
 
         (["chat", "stream"], &Method::POST) => chat::stream(app, req).await,
         (["chat", "stream"], _) => Err(HttpError::method_not_allowed("POST")),
+        (["chat", "stream", id], &Method::GET) => chat::resume(app, req, id).await,
+        (["chat", "stream", _], _) => Err(HttpError::method_not_allowed("GET")),
+        (["chat", "stream", id, "stop"], &Method::POST) => chat::stop(app, req, id).await,
+        (["chat", "stream", _, "stop"], _) => Err(HttpError::method_not_allowed("POST")),
 
         (["providers"], &Method::GET) => providers::list(app, req).await,
         (["providers"], _) => Err(HttpError::method_not_allowed("GET")),

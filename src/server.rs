@@ -17,6 +17,9 @@ use tokio::{
 
 use crate::{app::App, config::ServerConfig, http::body::Body, router};
 
+/// How long open connections get to send their last bytes once every answer has ended.
+const CONNECTION_FLUSH: Duration = Duration::from_secs(5);
+
 /// A server that is accepting connections.
 pub struct RunningServer {
     pub addr: SocketAddr,
@@ -121,16 +124,39 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, mut shutdown: watch::
         });
     }
     drop(listener);
-    tracing::info!("shutting down: no new connections; waiting for open requests");
+    drain(&app, graceful).await;
+    app.core.shutdown().await;
+    tracing::info!("stopped");
+}
+
+/// Lets running answers finish within the grace period, stops (and stores) what is left, then
+/// waits briefly for the connections to flush their last bytes.
+async fn drain(app: &App, graceful: GracefulShutdown) {
     let grace = app.config.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown())
+    tracing::info!(
+        ?grace,
+        live = app.core.live_generations(),
+        "shutting down: no new connections"
+    );
+    let deadline = tokio::time::Instant::now() + grace;
+    while app.core.live_generations() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if app.core.live_generations() > 0 {
+        tracing::warn!(
+            live = app.core.live_generations(),
+            "grace period over; stopping the answers still running"
+        );
+        if let Err(err) = app.core.stop_all_generations().await {
+            tracing::error!(%err, "stopping generations");
+        }
+    }
+    if tokio::time::timeout(CONNECTION_FLUSH, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!(?grace, "grace period over; closing remaining connections");
+        tracing::warn!("closing connections that did not finish in time");
     }
-    app.core.shutdown().await;
-    tracing::info!("stopped");
 }
 
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {

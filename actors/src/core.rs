@@ -1,7 +1,10 @@
 //! The Core handle: starts the store and the actor tree, and is the one door the front end uses.
 
 use std::{
-    sync::{Arc, RwLock},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, RwLock,
+    },
     time::Duration,
 };
 
@@ -41,6 +44,7 @@ pub struct Core {
     providers: Providers,
     store: Store,
     children: ChildrenSlot,
+    live: Arc<AtomicUsize>,
     root: ActorRef<()>,
     root_task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -77,12 +81,14 @@ impl Core {
         let providers = Providers::new(config.providers.clone())
             .map_err(|err| StartError::Config(err.to_string()))?;
         let children: ChildrenSlot = Arc::new(RwLock::new(None));
+        let live = Arc::new(AtomicUsize::new(0));
         let args = RootArgs {
             store: store.clone(),
             hasher: Arc::new(hasher),
             keys: keys.clone(),
             providers: providers.clone(),
             limits: Arc::new(config.limits.clone()),
+            live: live.clone(),
             slot: children.clone(),
         };
         let (root, root_task) = Actor::spawn(None, Root, args)
@@ -93,9 +99,50 @@ impl Core {
             providers,
             store,
             children,
+            live,
             root,
             root_task: std::sync::Mutex::new(Some(root_task)),
         })
+    }
+
+    /// Generations running right now, across all users.
+    pub fn live_generations(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Stops every running generation, storing each partial answer as `stopped`.
+    pub async fn stop_all_generations(&self) -> CoreResult<()> {
+        let registry = self.children()?.registry;
+        ask(&registry, |reply| RegistryMsg::StopAllGenerations { reply }).await
+    }
+
+    /// Subscribes to a generation of `user_id` from byte `after` of its answer: live if it is
+    /// still running, else the stored answer.
+    pub async fn attach(
+        &self,
+        user_id: Uuid,
+        generation_id: Uuid,
+        after: u64,
+    ) -> CoreResult<tokio::sync::mpsc::Receiver<crate::chat::StreamEvent>> {
+        self.ask_session(user_id, |reply| SessionMsg::Attach {
+            generation_id,
+            after,
+            reply,
+        })
+        .await
+    }
+
+    /// Stops a generation of `user_id`; answers its final status.
+    pub async fn stop_generation(
+        &self,
+        user_id: Uuid,
+        generation_id: Uuid,
+    ) -> CoreResult<&'static str> {
+        self.ask_session(user_id, |reply| SessionMsg::StopGeneration {
+            generation_id,
+            reply,
+        })
+        .await
     }
 
     /// Stops the actor tree and closes the database pool.

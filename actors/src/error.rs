@@ -8,6 +8,9 @@ use crate::providers::ProviderError;
 /// the server's fault; everything else describes what the client asked for.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
+    /// The request itself is malformed (HTTP 400).
+    #[error("{0}")]
+    BadRequest(String),
     /// A field failed validation (HTTP 422).
     #[error("{0}")]
     Invalid(String),

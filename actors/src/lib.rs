@@ -7,6 +7,8 @@ pub mod chat;
 pub mod config;
 mod core;
 pub mod error;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod providers;
 mod root;
 pub mod session;

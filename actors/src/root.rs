@@ -1,7 +1,7 @@
 //! Root: the top of the actor tree. It starts the AuthActor and the SessionRegistry and restarts
 //! either if it fails, publishing the fresh reference where the [`crate::Core`] handle reads it.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{atomic::AtomicUsize, Arc, RwLock};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
@@ -29,6 +29,7 @@ pub struct RootArgs {
     pub keys: Arc<JwtKeys>,
     pub providers: Providers,
     pub limits: Arc<Limits>,
+    pub live: Arc<AtomicUsize>,
     pub slot: ChildrenSlot,
 }
 
@@ -115,6 +116,7 @@ async fn spawn_registry(
         store: args.store.clone(),
         providers: args.providers.clone(),
         limits: args.limits.clone(),
+        live: args.live.clone(),
     };
     let (registry, _) =
         Actor::spawn_linked(None, SessionRegistry, registry_args, supervisor).await?;

@@ -1,8 +1,9 @@
-//! `POST /chat/stream`: starts a generation and streams it as SSE. Everything that can be known
-//! wrong before the first byte (bad fields, unknown or unconfigured provider, missing session,
-//! a provider that fails before any text) is a plain JSON error with its status.
+//! `POST /chat/stream` starts a generation and streams it as SSE; `GET /chat/stream/{id}` resumes
+//! one (honouring `Last-Event-ID`); `POST /chat/stream/{id}/stop` stops one. Everything that can
+//! be known wrong before the first byte (bad fields, unknown or unconfigured provider, missing
+//! session, a provider that fails before any text) is a plain JSON error with its status.
 
-use hyper::{body::Incoming, Request, Response};
+use hyper::{body::Incoming, HeaderMap, Request, Response};
 use omnichat_actors::{
     chat::{StreamEvent, StreamFailure},
     providers::ProviderKind,
@@ -13,7 +14,7 @@ use uuid::Uuid;
 
 use crate::{
     app::App,
-    http::{body::Body, error::HttpError, request::read_json, sse::sse_response},
+    http::{body::Body, error::HttpError, request::read_json, response::json, sse::sse_response},
 };
 
 /// The largest prompt accepted, in bytes.
@@ -93,5 +94,60 @@ pub async fn stream(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
         first,
         start.events,
         app.config.keep_alive_every,
+    ))
+}
+
+fn generation_id(raw: &str) -> Result<Uuid, HttpError> {
+    Uuid::parse_str(raw).map_err(|_| HttpError::not_found("Generation not found"))
+}
+
+/// The byte position a reconnecting client already has (`Last-Event-ID`), 0 when absent.
+fn last_event_id(headers: &HeaderMap) -> Result<u64, HttpError> {
+    match headers.get("last-event-id") {
+        None => Ok(0),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .and_then(|v| {
+                if v.is_empty() {
+                    Some(0)
+                } else {
+                    v.parse().ok()
+                }
+            })
+            .ok_or_else(|| {
+                HttpError::bad_request("Last-Event-ID must be an event id from this stream")
+            }),
+    }
+}
+
+pub async fn resume(
+    app: &App,
+    req: Request<Incoming>,
+    id: &str,
+) -> Result<Response<Body>, HttpError> {
+    let user_id = app.authenticate(req.headers())?;
+    let generation_id = generation_id(id)?;
+    let after = last_event_id(req.headers())?;
+    let events = app.core.attach(user_id, generation_id, after).await?;
+    Ok(sse_response(
+        generation_id,
+        Vec::new(),
+        events,
+        app.config.keep_alive_every,
+    ))
+}
+
+pub async fn stop(
+    app: &App,
+    req: Request<Incoming>,
+    id: &str,
+) -> Result<Response<Body>, HttpError> {
+    let user_id = app.authenticate(req.headers())?;
+    let generation_id = generation_id(id)?;
+    let status = app.core.stop_generation(user_id, generation_id).await?;
+    Ok(json(
+        &serde_json::json!({ "generation_id": generation_id, "status": status }),
     ))
 }

@@ -78,6 +78,7 @@ impl HttpError {
 impl From<CoreError> for HttpError {
     fn from(err: CoreError) -> Self {
         match err {
+            CoreError::BadRequest(detail) => Self::bad_request(detail),
             CoreError::Invalid(detail) => Self::unprocessable(detail),
             CoreError::BadCredentials => Self::unauthorized("Incorrect username or password"),
             CoreError::Unauthenticated(detail) => Self::unauthorized(detail),

@@ -24,8 +24,8 @@ pub fn frame(event: &StreamEvent) -> Bytes {
         StreamEvent::Delta { id, text } => {
             Bytes::from(format!("id: {id}\ndata: {}\n\n", json!({ "delta": text })))
         }
-        StreamEvent::Error { id, failure } => Bytes::from(format!(
-            "id: {id}\ndata: {}\n\n",
+        StreamEvent::Error { failure } => Bytes::from(format!(
+            "data: {}\n\n",
             json!({ "error": { "message": failure.message, "code": failure.code } })
         )),
         StreamEvent::Done => Bytes::from_static(DONE),
@@ -34,9 +34,10 @@ pub fn frame(event: &StreamEvent) -> Bytes {
 
 /// What a stream ends with when its generation vanished without saying goodbye (it crashed, or
 /// dropped this subscriber for falling behind): an error the client can act on, then `[DONE]`.
+/// Resuming then gets whatever is left, or the stored answer and how it ended.
 fn lost_frames(generation_id: Uuid) -> [Bytes; 2] {
     let message = format!(
-        "The answer stream was interrupted; GET /chat/stream/{generation_id} with Last-Event-ID to resume"
+        "The answer stream ended unexpectedly; GET /chat/stream/{generation_id} with Last-Event-ID for the rest"
     );
     [
         Bytes::from(format!(

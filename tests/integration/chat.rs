@@ -38,7 +38,8 @@ async fn echo_streams_the_prompt_and_stores_both_turns() {
         .iter()
         .map(|e| e.id.clone().unwrap())
         .collect();
-    assert_eq!(ids, ["1", "2", "3", "4"]);
+    // Each id is the answer's length in bytes so far: what `Last-Event-ID` resumes from.
+    assert_eq!(ids, ["4", "7", "9", "14"]);
 
     let detail: Value = server
         .get(&user, &format!("/sessions/{id}"))

@@ -1,5 +1,6 @@
-//! ChatStreamActor: one per answer. It calls the provider, numbers and buffers the events,
-//! fans them out to every subscriber, and writes the answer once when it ends.
+//! ChatStreamActor: one per answer. It calls the provider, fans the answer out to every
+//! subscriber, and writes it once when it ends; then it lingers briefly so a client that
+//! reconnects right at the end still gets the rest from memory.
 //!
 //! The upstream stream is read by a task the actor owns, which messages the actor; so the mailbox
 //! stays free for `Subscribe` and `Stop`, and `post_stop` can always abort the upstream request.
@@ -12,9 +13,13 @@ use sea_orm::DbErr;
 use tokio::{sync::mpsc, task::JoinHandle};
 use uuid::Uuid;
 
-use super::events::{StreamEvent, StreamFailure};
+use super::{
+    events::{StreamEvent, StreamFailure},
+    replay::replay,
+};
 use crate::{
     config::DisconnectPolicy,
+    error::CoreResult,
     providers::{ChatRequest, ProviderError, ProviderEvent, ProviderKind, Providers, TokenUsage},
     session::SessionMsg,
     store::{AssistantOutcome, NewAssistantMessage, Store},
@@ -22,20 +27,26 @@ use crate::{
 
 /// How often the actor looks for subscribers that went away (for the `cancel` policy).
 const SUBSCRIBER_CHECK: Duration = Duration::from_millis(250);
+/// How long a finished generation stays in memory for late subscribers.
+const LINGER: Duration = Duration::from_secs(30);
 
 pub enum ChatMsg {
     /// An item from the upstream reader task.
     Upstream(Result<ProviderEvent, ProviderError>),
     /// The upstream stream ended without an error.
     UpstreamEnded,
-    /// Attach a new subscriber that first gets every buffered event after `after`.
+    /// Attach a subscriber that first gets the answer after byte `after`.
     Subscribe {
-        after: Option<u64>,
-        reply: RpcReplyPort<mpsc::Receiver<StreamEvent>>,
+        after: u64,
+        reply: RpcReplyPort<CoreResult<mpsc::Receiver<StreamEvent>>>,
     },
-    /// End now, keeping the partial answer as `stopped`.
-    Stop,
+    /// End now, keeping the partial answer as `stopped`; replies with the final status.
+    Stop {
+        reply: Option<RpcReplyPort<CoreResult<&'static str>>>,
+    },
     CheckSubscribers,
+    /// The linger time is over.
+    Expire,
 }
 
 pub struct ChatArgs {
@@ -63,8 +74,7 @@ pub struct ChatState {
     subscriber_buffer: usize,
     max_answer_bytes: usize,
     on_disconnect: DisconnectPolicy,
-    /// Every event so far, for subscribers that attach late or resume.
-    events: Vec<StreamEvent>,
+    /// The answer so far: also the replay buffer for late or returning subscribers.
     text: String,
     usage: TokenUsage,
     finish_reason: Option<String>,
@@ -73,7 +83,8 @@ pub struct ChatState {
     ticker: Option<JoinHandle<()>>,
     /// The insert of the `streaming` row, run beside the upstream call.
     placeholder: Option<JoinHandle<Result<(), DbErr>>>,
-    ended: bool,
+    /// Set once the generation has ended: its final status and failure, if any.
+    ended: Option<(&'static str, Option<StreamFailure>)>,
 }
 
 pub struct ChatStreamActor;
@@ -117,7 +128,6 @@ impl Actor for ChatStreamActor {
             subscriber_buffer: args.subscriber_buffer,
             max_answer_bytes: args.max_answer_bytes,
             on_disconnect: args.on_disconnect,
-            events: Vec::new(),
             text: String::new(),
             usage: TokenUsage::default(),
             finish_reason: None,
@@ -125,7 +135,7 @@ impl Actor for ChatStreamActor {
             reader,
             ticker,
             placeholder: Some(placeholder),
-            ended: false,
+            ended: None,
         })
     }
 
@@ -135,21 +145,24 @@ impl Actor for ChatStreamActor {
         msg: ChatMsg,
         state: &mut ChatState,
     ) -> Result<(), ActorProcessingErr> {
-        if state.ended {
-            // Only `Subscribe` can still be answered usefully; everything else is moot.
-            if let ChatMsg::Subscribe { after, reply } = msg {
-                let _ = reply.send(state.subscribe(after));
-            }
-            return Ok(());
-        }
         match msg {
-            ChatMsg::Upstream(Ok(event)) => state.on_upstream_event(&myself, event).await,
-            ChatMsg::Upstream(Err(error)) => state.on_upstream_error(&myself, error).await,
-            ChatMsg::UpstreamEnded => state.finish(&myself, "complete", None).await,
             ChatMsg::Subscribe { after, reply } => {
                 let _ = reply.send(state.subscribe(after));
             }
-            ChatMsg::Stop => state.finish(&myself, "stopped", None).await,
+            ChatMsg::Stop { reply } => {
+                if state.ended.is_none() {
+                    state.finish(&myself, "stopped", None).await;
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(state.ended.as_ref().map_or("stopped", |(s, _)| *s)));
+                }
+            }
+            ChatMsg::Expire => myself.stop(None),
+            // Everything below is about a running generation; once ended it is moot.
+            _ if state.ended.is_some() => {}
+            ChatMsg::Upstream(Ok(event)) => state.on_upstream_event(&myself, event).await,
+            ChatMsg::Upstream(Err(error)) => state.on_upstream_error(&myself, error).await,
+            ChatMsg::UpstreamEnded => state.finish(&myself, "complete", None).await,
             ChatMsg::CheckSubscribers => state.on_check_subscribers(&myself).await,
         }
         Ok(())
@@ -194,14 +207,12 @@ fn spawn_reader(
 }
 
 impl ChatState {
-    fn next_id(&self) -> u64 {
-        self.events.len() as u64 + 1
-    }
-
     async fn on_upstream_event(&mut self, myself: &ActorRef<ChatMsg>, event: ProviderEvent) {
         match event {
             ProviderEvent::Delta(text) if text.is_empty() => {}
             ProviderEvent::Delta(text) => {
+                #[cfg(feature = "fault-injection")]
+                crate::faults::maybe_panic_generation(&text);
                 if self.text.len() + text.len() > self.max_answer_bytes {
                     let failure = StreamFailure {
                         code: "answer_too_long".into(),
@@ -216,7 +227,7 @@ impl ChatState {
                 }
                 self.text.push_str(&text);
                 let event = StreamEvent::Delta {
-                    id: self.next_id(),
+                    id: self.text.len() as u64,
                     text,
                 };
                 self.publish(event);
@@ -227,12 +238,10 @@ impl ChatState {
     }
 
     async fn on_upstream_error(&mut self, myself: &ActorRef<ChatMsg>, error: ProviderError) {
-        let code = error.code().to_owned();
-        let before_output = self.text.is_empty().then(|| error.clone());
         let failure = StreamFailure {
-            code,
+            code: error.code().to_owned(),
             message: error.to_string(),
-            before_output,
+            before_output: self.text.is_empty().then(|| error.clone()),
         };
         self.finish(myself, "error", Some(failure)).await;
     }
@@ -245,41 +254,30 @@ impl ChatState {
         }
     }
 
-    /// Records `event` and sends it to every subscriber. A subscriber whose buffer is full is
-    /// dropped rather than waited for: a slow reader never slows the generation, and it can
-    /// reconnect with `Last-Event-ID`.
+    /// Sends `event` to every subscriber. A subscriber whose buffer is full is dropped rather
+    /// than waited for: a slow reader never slows the generation, and it can resume.
     fn publish(&mut self, event: StreamEvent) {
-        self.subscribers
-            .retain(|s| match s.try_send(event.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    tracing::warn!("dropping a subscriber that fell behind");
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            });
-        if event.id().is_some() {
-            self.events.push(event);
-        }
+        self.subscribers.retain(|s| match s.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(generation_id = %self.generation_id, "dropping a subscriber that fell behind");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
     }
 
-    fn subscribe(&mut self, after: Option<u64>) -> mpsc::Receiver<StreamEvent> {
-        let after = after.unwrap_or(0);
-        let backlog: Vec<&StreamEvent> = self
-            .events
-            .iter()
-            .filter(|e| e.id().is_some_and(|id| id > after))
-            .collect();
-        let (tx, rx) = mpsc::channel(backlog.len() + self.subscriber_buffer + 2);
+    fn subscribe(&mut self, after: u64) -> CoreResult<mpsc::Receiver<StreamEvent>> {
+        let ended = self.ended.as_ref().map(|(_, failure)| failure.as_ref());
+        let backlog = replay(&self.text, after, ended)?;
+        let (tx, rx) = mpsc::channel(backlog.len() + self.subscriber_buffer);
         for event in backlog {
-            let _ = tx.try_send(event.clone());
+            let _ = tx.try_send(event);
         }
-        if self.ended {
-            let _ = tx.try_send(StreamEvent::Done);
-        } else {
+        if self.ended.is_none() {
             self.subscribers.push(tx);
         }
-        rx
+        Ok(rx)
     }
 
     /// Ends the generation: writes the answer, tells the SessionActor, then closes every stream.
@@ -289,11 +287,14 @@ impl ChatState {
         status: &'static str,
         failure: Option<StreamFailure>,
     ) {
-        if self.ended {
+        if self.ended.is_some() {
             return;
         }
-        self.ended = true;
+        self.ended = Some((status, failure.clone()));
         self.reader.abort();
+        if let Some(ticker) = self.ticker.take() {
+            ticker.abort();
+        }
         if let Some(placeholder) = self.placeholder.take() {
             match placeholder.await {
                 Ok(Ok(())) => {}
@@ -330,14 +331,10 @@ impl ChatState {
             generation_id: self.generation_id,
         });
         if let Some(failure) = failure {
-            let event = StreamEvent::Error {
-                id: self.next_id(),
-                failure,
-            };
-            self.publish(event);
+            self.publish(StreamEvent::Error { failure });
         }
         self.publish(StreamEvent::Done);
         self.subscribers.clear();
-        myself.stop(None);
+        myself.send_after(LINGER, || ChatMsg::Expire);
     }
 }

@@ -1,4 +1,4 @@
-//! What a generation sends its subscribers: numbered deltas, then an optional error, then done.
+//! What a generation sends its subscribers: text deltas, then an optional error, then done.
 
 use crate::providers::ProviderError;
 
@@ -13,21 +13,14 @@ pub struct StreamFailure {
     pub before_output: Option<ProviderError>,
 }
 
-/// One event of a generation's stream. Ids count from 1 and never repeat, so a client that
-/// reconnects with `Last-Event-ID: n` gets exactly the events after `n`.
+/// One event of a generation's stream.
+///
+/// A delta's id is the answer's length in bytes once the delta is appended. So ids only grow,
+/// and `Last-Event-ID: n` means "I have the first n bytes": the rest can be served exactly once
+/// from a live generation or from the stored answer alike.
 #[derive(Clone, Debug)]
 pub enum StreamEvent {
     Delta { id: u64, text: String },
-    Error { id: u64, failure: StreamFailure },
+    Error { failure: StreamFailure },
     Done,
-}
-
-impl StreamEvent {
-    /// The event id, for those that carry one.
-    pub fn id(&self) -> Option<u64> {
-        match self {
-            StreamEvent::Delta { id, .. } | StreamEvent::Error { id, .. } => Some(*id),
-            StreamEvent::Done => None,
-        }
-    }
 }

@@ -2,6 +2,8 @@
 
 mod actor;
 mod events;
+mod replay;
 
 pub use actor::{ChatArgs, ChatMsg, ChatStreamActor};
 pub use events::{StreamEvent, StreamFailure};
+pub use replay::replay;

@@ -3,7 +3,10 @@
 
 use std::{
     collections::HashMap,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -13,11 +16,12 @@ use uuid::Uuid;
 
 use super::views::{MessageView, SessionDetail, SessionView};
 use crate::{
-    chat::{ChatArgs, ChatMsg, ChatStreamActor, StreamEvent},
+    ask::ask,
+    chat::{replay, ChatArgs, ChatMsg, ChatStreamActor, StreamEvent, StreamFailure},
     config::Limits,
     error::{CoreError, CoreResult},
     providers::{ChatMessage, ChatRequest, ProviderKind, Providers, Role},
-    store::{AssistantOutcome, Store},
+    store::Store,
 };
 
 pub const TITLE_MAX_CHARS: usize = 200;
@@ -61,6 +65,21 @@ pub enum SessionMsg {
         request: StartChat,
         reply: RpcReplyPort<CoreResult<ChatStart>>,
     },
+    /// Subscribe to a generation of this user, from byte `after` of its answer.
+    Attach {
+        generation_id: Uuid,
+        after: u64,
+        reply: RpcReplyPort<CoreResult<mpsc::Receiver<StreamEvent>>>,
+    },
+    /// Stop a generation of this user; replies with its final status.
+    StopGeneration {
+        generation_id: Uuid,
+        reply: RpcReplyPort<CoreResult<&'static str>>,
+    },
+    /// Stop every live generation (server shutdown); replies once all are stored.
+    StopAll {
+        reply: RpcReplyPort<CoreResult<()>>,
+    },
     /// Sent by a ChatStreamActor just before it closes its subscribers' streams.
     GenerationEnded {
         generation_id: Uuid,
@@ -73,6 +92,8 @@ pub struct SessionArgs {
     pub store: Store,
     pub providers: Providers,
     pub limits: Arc<Limits>,
+    /// Live generations across the whole server, for shutdown to wait on.
+    pub live: Arc<AtomicUsize>,
 }
 
 /// A live generation of this user.
@@ -87,7 +108,11 @@ pub struct SessionState {
     store: Store,
     providers: Providers,
     limits: Arc<Limits>,
+    live: Arc<AtomicUsize>,
+    /// Running generations.
     generations: HashMap<Uuid, Generation>,
+    /// Ended generations still in memory for late subscribers.
+    lingering: HashMap<Uuid, ActorRef<ChatMsg>>,
     last_active: Instant,
     idle_timer: JoinHandle<()>,
 }
@@ -111,7 +136,9 @@ impl Actor for SessionActor {
             store: args.store,
             providers: args.providers,
             limits: args.limits,
+            live: args.live,
             generations: HashMap::new(),
+            lingering: HashMap::new(),
             last_active: Instant::now(),
             idle_timer,
         })
@@ -148,8 +175,20 @@ impl Actor for SessionActor {
             SessionMsg::StartChat { request, reply } => {
                 let _ = reply.send(state.on_start_chat(&myself, request).await);
             }
+            SessionMsg::Attach {
+                generation_id,
+                after,
+                reply,
+            } => state.on_attach(generation_id, after, reply),
+            SessionMsg::StopGeneration {
+                generation_id,
+                reply,
+            } => state.on_stop_generation(generation_id, reply),
+            SessionMsg::StopAll { reply } => state.on_stop_all(reply),
             SessionMsg::GenerationEnded { generation_id } => {
-                state.generations.remove(&generation_id);
+                if let Some(generation) = state.end_generation(generation_id) {
+                    state.lingering.insert(generation_id, generation.actor);
+                }
             }
             SessionMsg::IdleCheck => state.on_idle_check(&myself),
         }
@@ -165,22 +204,23 @@ impl Actor for SessionActor {
         // A generation ending, even by panic, must never take this user's other state down.
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
-                let found = state
-                    .generations
-                    .iter()
-                    .find(|(_, g)| g.actor.get_id() == cell.get_id())
-                    .map(|(id, _)| *id);
-                if let Some(generation_id) = found {
+                state
+                    .lingering
+                    .retain(|_, actor| actor.get_id() != cell.get_id());
+                if let Some(generation_id) = state.generation_of(&cell) {
                     tracing::error!(%generation_id, %err, "generation crashed");
-                    if let Some(generation) = state.generations.remove(&generation_id) {
+                    if let Some(generation) = state.end_generation(generation_id) {
                         state.mark_crashed(generation).await;
                     }
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 state
-                    .generations
-                    .retain(|_, g| g.actor.get_id() != cell.get_id());
+                    .lingering
+                    .retain(|_, actor| actor.get_id() != cell.get_id());
+                if let Some(generation_id) = state.generation_of(&cell) {
+                    state.end_generation(generation_id);
+                }
             }
             _ => {}
         }
@@ -292,8 +332,8 @@ impl SessionState {
             .map(|(id, _)| *id)
             .collect();
         for generation_id in live {
-            if let Some(generation) = self.generations.remove(&generation_id) {
-                let _ = generation.actor.cast(ChatMsg::Stop);
+            if let Some(generation) = self.end_generation(generation_id) {
+                let _ = generation.actor.cast(ChatMsg::Stop { reply: None });
             }
         }
         if self.store.delete_session(self.user_id, session_id).await? {
@@ -409,21 +449,102 @@ impl SessionState {
         })
     }
 
-    /// Marks a crashed generation's message `error`; its subscribers see their channel close.
+    /// Marks a crashed generation's message `error`, keeping whatever text it has; its
+    /// subscribers see their channel close and end their streams with an error.
     async fn mark_crashed(&self, generation: Generation) {
-        let outcome = AssistantOutcome {
-            content: String::new(),
-            status: "error",
-            finish_reason: Some("crashed".into()),
-            usage: Default::default(),
-        };
         if let Err(err) = self
             .store
-            .finish_assistant_message(generation.message_id, generation.session_id, outcome)
+            .mark_message_failed(generation.message_id, "crashed")
             .await
         {
             tracing::error!(%err, "could not mark a crashed generation");
         }
+    }
+
+    fn generation_of(&self, cell: &ractor::ActorCell) -> Option<Uuid> {
+        self.generations
+            .iter()
+            .find(|(_, g)| g.actor.get_id() == cell.get_id())
+            .map(|(id, _)| *id)
+    }
+
+    /// Forgets a running generation (and counts it out of the live total).
+    fn end_generation(&mut self, generation_id: Uuid) -> Option<Generation> {
+        let generation = self.generations.remove(&generation_id)?;
+        self.live.fetch_sub(1, Ordering::AcqRel);
+        Some(generation)
+    }
+
+    /// The actor of a generation of this user still in memory, running or lingering.
+    fn generation_actor(&self, generation_id: Uuid) -> Option<ActorRef<ChatMsg>> {
+        self.generations
+            .get(&generation_id)
+            .map(|g| g.actor.clone())
+            .or_else(|| self.lingering.get(&generation_id).cloned())
+    }
+
+    /// Subscribes from memory when the generation is still here, else replays the stored answer.
+    /// Runs in a task: the ChatStreamActor may be busy writing its answer.
+    fn on_attach(
+        &self,
+        generation_id: Uuid,
+        after: u64,
+        reply: RpcReplyPort<CoreResult<mpsc::Receiver<StreamEvent>>>,
+    ) {
+        let actor = self.generation_actor(generation_id);
+        let (store, user_id) = (self.store.clone(), self.user_id);
+        tokio::spawn(async move {
+            if let Some(actor) = actor {
+                match ask(&actor, |reply| ChatMsg::Subscribe { after, reply }).await {
+                    // It expired between the lookup and the call: fall through to the store.
+                    Err(CoreError::ActorGone) => {}
+                    other => {
+                        let _ = reply.send(other);
+                        return;
+                    }
+                }
+            }
+            let _ = reply.send(replay_stored(&store, user_id, generation_id, after).await);
+        });
+    }
+
+    fn on_stop_generation(
+        &self,
+        generation_id: Uuid,
+        reply: RpcReplyPort<CoreResult<&'static str>>,
+    ) {
+        let actor = self.generation_actor(generation_id);
+        let (store, user_id) = (self.store.clone(), self.user_id);
+        tokio::spawn(async move {
+            if let Some(actor) = actor {
+                match ask(&actor, |reply| ChatMsg::Stop { reply: Some(reply) }).await {
+                    Err(CoreError::ActorGone) => {}
+                    other => {
+                        let _ = reply.send(other);
+                        return;
+                    }
+                }
+            }
+            // Already over: stopping is a no-op that reports how it ended.
+            let result = match store.owned_generation(user_id, generation_id).await {
+                Ok(Some(message)) => Ok(final_status(message.status.as_deref())),
+                Ok(None) => Err(CoreError::NotFound("Generation")),
+                Err(err) => Err(err.into()),
+            };
+            let _ = reply.send(result);
+        });
+    }
+
+    fn on_stop_all(&self, reply: RpcReplyPort<CoreResult<()>>) {
+        let actors: Vec<ActorRef<ChatMsg>> =
+            self.generations.values().map(|g| g.actor.clone()).collect();
+        tokio::spawn(async move {
+            let stops = actors
+                .iter()
+                .map(|actor| ask(actor, |reply| ChatMsg::Stop { reply: Some(reply) }));
+            futures_util::future::join_all(stops).await;
+            let _ = reply.send(Ok(()));
+        });
     }
 
     fn on_idle_check(&self, myself: &ActorRef<SessionMsg>) {
@@ -432,4 +553,40 @@ impl SessionState {
             myself.stop(Some("idle".into()));
         }
     }
+}
+
+/// The stored status as one of the final statuses (a `streaming` row with no actor is lost).
+fn final_status(status: Option<&str>) -> &'static str {
+    match status {
+        Some("complete") => "complete",
+        Some("stopped") => "stopped",
+        _ => "error",
+    }
+}
+
+/// Replays a stored answer: the text after `after`, its error if it failed, then `Done`.
+async fn replay_stored(
+    store: &Store,
+    user_id: Uuid,
+    generation_id: Uuid,
+    after: u64,
+) -> CoreResult<mpsc::Receiver<StreamEvent>> {
+    let message = store
+        .owned_generation(user_id, generation_id)
+        .await?
+        .ok_or(CoreError::NotFound("Generation"))?;
+    let failure = (final_status(message.status.as_deref()) == "error").then(|| StreamFailure {
+        code: message
+            .finish_reason
+            .clone()
+            .unwrap_or_else(|| "error".into()),
+        message: "The answer ended with an error".into(),
+        before_output: None,
+    });
+    let events = replay(&message.content, after, Some(failure.as_ref()))?;
+    let (tx, rx) = mpsc::channel(events.len().max(1));
+    for event in events {
+        let _ = tx.try_send(event);
+    }
+    Ok(rx)
 }

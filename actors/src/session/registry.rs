@@ -5,7 +5,7 @@
 
 use std::{
     collections::HashMap,
-    sync::Arc,
+    sync::{atomic::AtomicUsize, Arc},
     time::{Duration, Instant},
 };
 
@@ -30,22 +30,22 @@ pub enum RegistryMsg {
         user_id: Uuid,
         reply: RpcReplyPort<CoreResult<ActorRef<SessionMsg>>>,
     },
-    /// How many SessionActors are running (for tests and metrics).
-    Count {
-        reply: RpcReplyPort<CoreResult<usize>>,
-    },
+    /// Stops every live generation of every user (server shutdown).
+    StopAllGenerations { reply: RpcReplyPort<CoreResult<()>> },
 }
 
 pub struct RegistryArgs {
     pub store: Store,
     pub providers: Providers,
     pub limits: Arc<Limits>,
+    pub live: Arc<AtomicUsize>,
 }
 
 pub struct RegistryState {
     store: Store,
     providers: Providers,
     limits: Arc<Limits>,
+    live: Arc<AtomicUsize>,
     by_user: HashMap<Uuid, ActorRef<SessionMsg>>,
     by_actor: HashMap<ActorId, Uuid>,
     failures: HashMap<Uuid, Vec<Instant>>,
@@ -67,6 +67,7 @@ impl Actor for SessionRegistry {
             store: args.store,
             providers: args.providers,
             limits: args.limits,
+            live: args.live,
             by_user: HashMap::new(),
             by_actor: HashMap::new(),
             failures: HashMap::new(),
@@ -83,8 +84,15 @@ impl Actor for SessionRegistry {
             RegistryMsg::Get { user_id, reply } => {
                 let _ = reply.send(state.on_get(&myself, user_id).await);
             }
-            RegistryMsg::Count { reply } => {
-                let _ = reply.send(Ok(state.by_user.len()));
+            RegistryMsg::StopAllGenerations { reply } => {
+                let sessions: Vec<ActorRef<SessionMsg>> = state.by_user.values().cloned().collect();
+                tokio::spawn(async move {
+                    let stops = sessions.iter().map(|session| {
+                        crate::ask::ask(session, |reply| SessionMsg::StopAll { reply })
+                    });
+                    futures_util::future::join_all(stops).await;
+                    let _ = reply.send(Ok(()));
+                });
             }
         }
         Ok(())
@@ -157,6 +165,7 @@ impl RegistryState {
             store: self.store.clone(),
             providers: self.providers.clone(),
             limits: self.limits.clone(),
+            live: self.live.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, SessionActor, args, myself.get_cell())
             .await

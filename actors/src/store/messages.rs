@@ -1,7 +1,7 @@
 //! Queries on `messages`: prompts, assistant answers and their final outcome.
 
 use chrono::Utc;
-use omnichat_entity::messages;
+use omnichat_entity::{messages, sessions};
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use uuid::Uuid;
 
@@ -105,6 +105,34 @@ impl Store {
             .exec(self.conn())
             .await?;
         self.touch_session(session_id, now).await
+    }
+
+    /// The assistant message a generation wrote, if its session belongs to `user_id`.
+    pub async fn owned_generation(
+        &self,
+        user_id: Uuid,
+        generation_id: Uuid,
+    ) -> Result<Option<messages::Model>, DbErr> {
+        messages::Entity::find()
+            .inner_join(sessions::Entity)
+            .filter(messages::Column::GenerationId.eq(generation_id))
+            .filter(sessions::Column::UserId.eq(user_id))
+            .one(self.conn())
+            .await
+    }
+
+    /// Marks an answer failed without touching the text it has.
+    pub async fn mark_message_failed(&self, id: Uuid, reason: &str) -> Result<(), DbErr> {
+        messages::Entity::update_many()
+            .col_expr(messages::Column::Status, Some("error".to_owned()).into())
+            .col_expr(
+                messages::Column::FinishReason,
+                Some(reason.to_owned()).into(),
+            )
+            .filter(messages::Column::Id.eq(id))
+            .exec(self.conn())
+            .await
+            .map(|_| ())
     }
 
     /// A session's messages, oldest first, at most `limit` (the most recent ones).
