@@ -9,7 +9,12 @@ use omnichat_actors::{
 };
 
 #[derive(Debug, Parser)]
-#[command(name = "omnichat", version, about = "Multi-provider LLM chat backend")]
+#[command(
+    name = "omnichat",
+    version,
+    about = "Multi-provider LLM chat backend",
+    args_override_self = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -34,6 +39,9 @@ pub enum OnDisconnect {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// This node's identity among servers sharing one database (default: host name and address).
+    #[arg(long, env = "OMNICHAT_NODE_ID", global = true)]
+    pub node_id: Option<String>,
     /// Address to listen on.
     #[arg(
         long,
@@ -208,8 +216,8 @@ impl ServeArgs {
         }
     }
 
-    /// The actor core's settings.
-    pub fn core_config(&self) -> CoreConfig {
+    /// The actor core's settings; `bound` is the address actually listened on.
+    pub fn core_config(&self, bound: SocketAddr) -> CoreConfig {
         let providers = ProviderSettings {
             openai_api_key: self.openai_api_key.clone().filter(|k| !k.is_empty()),
             openai_base_url: self.openai_base_url.clone(),
@@ -235,6 +243,10 @@ impl ServeArgs {
             ..Limits::default()
         };
         CoreConfig {
+            node_id: self
+                .node_id
+                .clone()
+                .unwrap_or_else(|| default_node_id(bound)),
             database_url: self.database_url.clone(),
             database_max_connections: self.db_max_connections.max(1),
             jwt_secret: self.jwt_secret.clone(),
@@ -263,4 +275,16 @@ pub struct ServerConfig {
     pub keep_alive_every: Duration,
     pub shutdown_grace: Duration,
     pub max_connections: usize,
+}
+
+/// Host name and listen address: unique among live nodes, and the same after a restart, so a
+/// restarted node recognises the answers its previous run left unfinished.
+fn default_node_id(bound: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}:{bound}")
 }

@@ -30,7 +30,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: &omnichat::config::ServeArgs) -> Result<(), String> {
-    let server = omnichat::start(args.server_config(), args.core_config())
+    let server = omnichat::start(args.server_config(), |bound| args.core_config(bound))
         .await
         .map_err(|err| err.to_string())?;
     shutdown_signal().await;

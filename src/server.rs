@@ -57,10 +57,11 @@ pub enum ServeError {
     },
 }
 
-/// Starts the core and the accept loop on `config.addr` (port 0 picks a free port).
+/// Starts the core and the accept loop on `config.addr` (port 0 picks a free port); `core`
+/// makes the core's settings once the address is known.
 pub async fn start(
     config: ServerConfig,
-    core: omnichat_actors::CoreConfig,
+    core: impl FnOnce(SocketAddr) -> omnichat_actors::CoreConfig,
 ) -> Result<RunningServer, ServeError> {
     let listener = TcpListener::bind(config.addr)
         .await
@@ -72,7 +73,7 @@ pub async fn start(
         addr: config.addr,
         source,
     })?;
-    let core = Arc::new(Core::start(core).await?);
+    let core = Arc::new(Core::start(core(addr)).await?);
     let app = Arc::new(App { core, config });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, app, shutdown_rx));

@@ -52,6 +52,8 @@ impl Default for Limits {
 /// Everything [`crate::Core::start`] needs.
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
+    /// This server's identity among the nodes sharing a database: stable across its restarts.
+    pub node_id: String,
     pub database_url: String,
     pub database_max_connections: u32,
     /// `None`: generate one and keep it in the database.

@@ -47,6 +47,7 @@ pub struct Core {
     live: Arc<AtomicUsize>,
     root: ActorRef<()>,
     root_task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    heartbeat: JoinHandle<()>,
 }
 
 impl Core {
@@ -54,7 +55,9 @@ impl Core {
     pub async fn start(config: CoreConfig) -> Result<Core, StartError> {
         let store = Store::connect(&config.database_url, config.database_max_connections).await?;
         store.migrate().await?;
-        let interrupted = store.mark_interrupted_generations().await?;
+        let store = store.for_node(&config.node_id);
+        store.heartbeat().await?;
+        let interrupted = store.mark_interrupted_generations(true).await?;
         if interrupted > 0 {
             tracing::warn!(
                 interrupted,
@@ -94,7 +97,9 @@ impl Core {
         let (root, root_task) = Actor::spawn(None, Root, args)
             .await
             .map_err(|err| StartError::Actors(err.to_string()))?;
+        let heartbeat = tokio::spawn(heartbeat_loop(store.clone()));
         Ok(Core {
+            heartbeat,
             keys,
             providers,
             store,
@@ -151,6 +156,10 @@ impl Core {
         let task = self.root_task.lock().ok().and_then(|mut t| t.take());
         if let Some(task) = task {
             let _ = task.await;
+        }
+        self.heartbeat.abort();
+        if let Err(err) = self.store.leave().await {
+            tracing::warn!(%err, "removing this node's heartbeat");
         }
         if let Err(err) = self.store.clone().close().await {
             tracing::warn!(%err, "closing the database pool");
@@ -285,4 +294,22 @@ fn generate_secret() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Keeps this node's heartbeat fresh and cleans up after peers that died.
+async fn heartbeat_loop(store: Store) {
+    let mut tick = tokio::time::interval(crate::store::HEARTBEAT_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(err) = store.heartbeat().await {
+            tracing::warn!(%err, "node heartbeat failed");
+            continue;
+        }
+        match store.mark_interrupted_generations(false).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(n, "marked answers of a dead node as interrupted"),
+            Err(err) => tracing::warn!(%err, "sweeping a dead node's answers failed"),
+        }
+    }
 }

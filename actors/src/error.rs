@@ -58,11 +58,6 @@ impl CoreError {
             CoreError::Database(sea_orm::DbErr::ConnectionAcquire(_))
         )
     }
-
-    /// For replies from an actor that has gone away (stopped or crashed mid-request).
-    pub(crate) fn actor_gone(what: &str) -> Self {
-        CoreError::Internal(format!("{what} is unavailable"))
-    }
 }
 
 pub type CoreResult<T> = Result<T, CoreError>;

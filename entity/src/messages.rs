@@ -23,6 +23,8 @@ pub struct Model {
     pub prompt_tokens: Option<i32>,
     pub completion_tokens: Option<i32>,
     pub created_at: DateTimeUtc,
+    /// The server node running (or that ran) this answer's generation.
+    pub node: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,6 +6,7 @@ mod m20261124_000001_create_users;
 mod m20261124_000002_create_sessions;
 mod m20261124_000003_create_messages;
 mod m20261124_000004_create_settings;
+mod m20261124_000005_create_nodes;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_create_sessions::Migration),
             Box::new(m20261124_000003_create_messages::Migration),
             Box::new(m20261124_000004_create_settings::Migration),
+            Box::new(m20261124_000005_create_nodes::Migration),
         ]
     }
 }

@@ -162,7 +162,24 @@ async fn a_short_configured_secret_is_refused_at_start() {
     let mut args = crate::support::base_args(&db);
     args.extend(["--jwt-secret".to_string(), "too-short".to_string()]);
     let cli = <omnichat::config::Cli as clap::Parser>::try_parse_from(args).unwrap();
-    let started = omnichat::start(cli.serve.server_config(), cli.serve.core_config()).await;
+    let started = omnichat::start(cli.serve.server_config(), |bound| {
+        cli.serve.core_config(bound)
+    })
+    .await;
     let error = started.err().expect("start must fail").to_string();
     assert!(error.contains("32 bytes"), "{error}");
+}
+
+#[tokio::test]
+async fn tokens_survive_a_restart_with_a_generated_secret() {
+    let server = TestServer::start().await;
+    let user = server.user().await;
+    let db = server.stop().await;
+    let again = TestServer::start_on(db, &[]).await;
+    let me = again.get(&user, "/users/me").send().await.unwrap();
+    assert_eq!(
+        me.status(),
+        StatusCode::OK,
+        "the generated secret was kept in the database"
+    );
 }

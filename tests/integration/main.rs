@@ -3,6 +3,7 @@
 mod auth;
 mod chat;
 mod fake_upstream;
+mod generations;
 mod provider_adapters;
 mod restart;
 mod sessions;

@@ -10,7 +10,7 @@ use std::{
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::{read_sse, streamed_text, TestDb};
+use crate::support::{parse_sse, read_sse, streamed_text, TestDb};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -27,6 +27,11 @@ struct Daemon {
 
 impl Daemon {
     async fn spawn(db: &TestDb, port: u16) -> Daemon {
+        Self::spawn_with(db, port, &[]).await
+    }
+
+    /// Starts the binary; `extra` flags come last, so they override the defaults above them.
+    async fn spawn_with(db: &TestDb, port: u16, extra: &[&str]) -> Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_omnichat"))
             .args([
                 "serve",
@@ -36,6 +41,7 @@ impl Daemon {
                 &db.url,
             ])
             .args(["--scrypt-log-n", "4", "--echo-delay-ms", "1"])
+            .args(extra)
             .env_remove("OMNICHAT_JWT_SECRET")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -179,4 +185,171 @@ async fn sigterm_stops_cleanly() {
     daemon.signal("TERM");
     let status = daemon.wait(Duration::from_secs(20));
     assert!(status.success(), "exit status {status:?}");
+}
+
+/// Signs up, logs in and returns a bearer token.
+async fn token_for(client: &reqwest::Client, base: &str) -> String {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let email = format!("d-{tag}@example.com");
+    let created = client
+        .post(format!("{base}/users/"))
+        .json(&json!({ "username": format!("d-{}", &tag[..12]), "email": email, "password": "strongpassword" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::OK);
+    let token: Value = client
+        .post(format!("{base}/token"))
+        .form(&[("username", email.as_str()), ("password", "strongpassword")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    token["access_token"].as_str().unwrap().to_string()
+}
+
+async fn new_session(client: &reqwest::Client, base: &str, token: &str) -> String {
+    let session: Value = client
+        .post(format!("{base}/sessions"))
+        .bearer_auth(token)
+        .json(&json!({ "title": "daemon" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    session["id"].as_str().unwrap().to_string()
+}
+
+async fn start_stream(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    session: &str,
+    prompt: &str,
+) -> reqwest::Response {
+    let mut response = client
+        .post(format!("{base}/chat/stream"))
+        .bearer_auth(token)
+        .json(&json!({ "session_id": session, "prompt": prompt }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // Wait for the first event, so the generation is surely running.
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("delta"));
+    response
+}
+
+async fn last_answer(client: &reqwest::Client, base: &str, token: &str, session: &str) -> Value {
+    let detail: Value = client
+        .get(format!("{base}/sessions/{session}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    detail["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone()
+}
+
+fn words(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test]
+async fn sigterm_lets_short_answers_finish_and_stores_long_ones_as_stopped() {
+    let db = TestDb::new();
+    let port = free_port();
+    let client = reqwest::Client::new();
+    let mut daemon = Daemon::spawn_with(
+        &db,
+        port,
+        &["--echo-delay-ms", "100", "--shutdown-grace-secs", "2"],
+    )
+    .await;
+    let token = token_for(&client, &daemon.base).await;
+    let short = new_session(&client, &daemon.base, &token).await;
+    let long = new_session(&client, &daemon.base, &token).await;
+    let short_stream = start_stream(&client, &daemon.base, &token, &short, &words(5)).await;
+    let long_stream = start_stream(&client, &daemon.base, &token, &long, &words(200)).await;
+
+    let signalled = Instant::now();
+    daemon.signal("TERM");
+    // Both clients see their stream end properly.
+    let short_rest = short_stream.text().await.unwrap();
+    assert!(short_rest.ends_with("data: [DONE]\n\n"), "{short_rest}");
+    let long_rest = long_stream.text().await.unwrap();
+    assert!(long_rest.ends_with("data: [DONE]\n\n"), "{long_rest}");
+    let status = daemon.wait(Duration::from_secs(15));
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "the grace period bounds shutdown"
+    );
+    drop(daemon);
+
+    let daemon = Daemon::spawn(&db, port).await;
+    let short_answer = last_answer(&client, &daemon.base, &token, &short).await;
+    assert_eq!(short_answer["status"], "complete");
+    assert_eq!(short_answer["content"], words(5).as_str());
+    let long_answer = last_answer(&client, &daemon.base, &token, &long).await;
+    assert_eq!(long_answer["status"], "stopped");
+    let partial = long_answer["content"].as_str().unwrap();
+    assert!(
+        partial.starts_with("w1 w2") && partial.len() < words(200).len(),
+        "{partial}"
+    );
+    // What the client received is exactly what was stored.
+    let received = streamed_text(&parse_sse(&long_rest));
+    assert!(
+        partial.ends_with(&received),
+        "stored {partial:?}, streamed tail {received:?}"
+    );
+}
+
+#[tokio::test]
+async fn after_sigkill_an_answer_left_streaming_is_marked_interrupted() {
+    let db = TestDb::new();
+    let port = free_port();
+    let client = reqwest::Client::new();
+    let mut daemon = Daemon::spawn_with(&db, port, &["--echo-delay-ms", "100"]).await;
+    let token = token_for(&client, &daemon.base).await;
+    let session = new_session(&client, &daemon.base, &token).await;
+    let stream = start_stream(&client, &daemon.base, &token, &session, &words(100)).await;
+    let before = last_answer(&client, &daemon.base, &token, &session).await;
+    assert_eq!(before["status"], "streaming");
+    daemon.signal("KILL");
+    daemon.wait(Duration::from_secs(10));
+    drop(stream);
+    drop(daemon);
+
+    let daemon = Daemon::spawn(&db, port).await;
+    let after = last_answer(&client, &daemon.base, &token, &session).await;
+    assert_eq!(
+        after["status"], "error",
+        "not left streaming forever: {after}"
+    );
+    // The session takes new prompts.
+    let again = client
+        .post(format!("{}/chat/stream", daemon.base))
+        .bearer_auth(&token)
+        .json(&json!({ "session_id": session, "prompt": "back" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed_text(&read_sse(again).await), "back");
 }

@@ -99,9 +99,11 @@ impl TestServer {
         let mut args = base_args(&db);
         args.extend(extra.iter().map(|s| s.to_string()));
         let cli = Cli::try_parse_from(args).expect("test flags parse");
-        let server = omnichat::start(cli.serve.server_config(), cli.serve.core_config())
-            .await
-            .expect("server starts");
+        let server = omnichat::start(cli.serve.server_config(), |bound| {
+            cli.serve.core_config(bound)
+        })
+        .await
+        .expect("server starts");
         TestServer {
             base: format!("http://{}", server.addr),
             client: reqwest::Client::builder()

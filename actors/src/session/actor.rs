@@ -354,6 +354,8 @@ impl SessionState {
             provider,
             model,
         } = request;
+        #[cfg(feature = "fault-injection")]
+        crate::faults::maybe_panic_session(&prompt);
         self.providers.check_configured(provider)?;
         if self
             .store
@@ -443,6 +445,7 @@ impl SessionState {
                 actor,
             },
         );
+        self.live.fetch_add(1, Ordering::AcqRel);
         Ok(ChatStart {
             generation_id,
             events: rx,

@@ -47,6 +47,7 @@ impl Store {
             prompt_tokens: None,
             completion_tokens: None,
             created_at: Utc::now(),
+            node: None,
         };
         let active: messages::ActiveModel = row.clone().into();
         messages::Entity::insert(active)
@@ -70,6 +71,7 @@ impl Store {
             prompt_tokens: Set(None),
             completion_tokens: Set(None),
             created_at: Set(Utc::now()),
+            node: Set(Some(self.node().to_owned())),
         };
         messages::Entity::insert(row)
             .exec_without_returning(self.conn())
@@ -150,19 +152,5 @@ impl Store {
             .await?;
         newest_first.reverse();
         Ok(newest_first)
-    }
-
-    /// Answers a killed process left `streaming` can never finish: mark them `error` at start.
-    pub async fn mark_interrupted_generations(&self) -> Result<u64, DbErr> {
-        let result = messages::Entity::update_many()
-            .col_expr(messages::Column::Status, Some("error".to_owned()).into())
-            .col_expr(
-                messages::Column::FinishReason,
-                Some("interrupted".to_owned()).into(),
-            )
-            .filter(messages::Column::Status.eq("streaming"))
-            .exec(self.conn())
-            .await?;
-        Ok(result.rows_affected)
     }
 }

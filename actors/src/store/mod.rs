@@ -1,11 +1,12 @@
 //! The store: every sea-orm call OmniChat makes, over SQLite (default) or PostgreSQL.
 
 mod messages;
+mod nodes;
 mod sessions;
 mod settings;
 mod users;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use omnichat_migration::{Migrator, MigratorTrait};
 use sea_orm::{
@@ -15,11 +16,14 @@ use sea_orm::{
 };
 
 pub use messages::{AssistantOutcome, NewAssistantMessage};
+pub use nodes::{HEARTBEAT_EVERY, NODE_STALE_AFTER};
 
 /// A cheap-to-clone handle on the database pool.
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// The server node this process is, recorded on the generations it runs.
+    node: Arc<str>,
 }
 
 /// Arbitrary but fixed: every node takes this advisory lock while migrating, so nodes starting
@@ -43,7 +47,10 @@ impl Store {
                     .foreign_keys(true)
             });
         let db = Database::connect(options).await?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            node: Arc::from(""),
+        })
     }
 
     /// Applies pending migrations inside one transaction (serialised across nodes on PostgreSQL).
@@ -57,6 +64,18 @@ impl Store {
         }
         Migrator::up(&txn, None).await?;
         txn.commit().await
+    }
+
+    /// This store, acting for server node `node`.
+    pub fn for_node(self, node: &str) -> Self {
+        Store {
+            node: Arc::from(node),
+            ..self
+        }
+    }
+
+    pub(crate) fn node(&self) -> &str {
+        &self.node
     }
 
     pub(crate) fn conn(&self) -> &DatabaseConnection {

@@ -1,0 +1,81 @@
+//! Node liveness: each server heartbeats its row in `nodes`, and answers left `streaming` by a
+//! node that restarted or stopped heartbeating are marked interrupted, never those of a live peer.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use omnichat_entity::{messages, nodes};
+use sea_orm::{
+    sea_query::{Expr, ExprTrait, Query},
+    ColumnTrait, Condition, DbErr, EntityTrait, QueryFilter, Set,
+};
+
+use super::Store;
+
+/// A node whose heartbeat is older than this is presumed dead.
+pub const NODE_STALE_AFTER: Duration = Duration::from_secs(30);
+/// How often a node heartbeats (and sweeps up after dead peers).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+
+impl Store {
+    /// Records that this node is alive now.
+    pub async fn heartbeat(&self) -> Result<(), DbErr> {
+        let row = nodes::ActiveModel {
+            id: Set(self.node().to_owned()),
+            heartbeat_at: Set(Utc::now()),
+        };
+        nodes::Entity::insert(row)
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::column(nodes::Column::Id)
+                    .update_column(nodes::Column::HeartbeatAt)
+                    .to_owned(),
+            )
+            .exec_without_returning(self.conn())
+            .await
+            .map(|_| ())
+    }
+
+    /// Removes this node's row on a clean shutdown.
+    pub async fn leave(&self) -> Result<(), DbErr> {
+        nodes::Entity::delete_by_id(self.node().to_owned())
+            .exec(self.conn())
+            .await
+            .map(|_| ())
+    }
+
+    /// Marks `streaming` answers whose generation can no longer be running as `error`
+    /// (`interrupted`): those of dead nodes and, when `including_own` (at start), this node's
+    /// own from before a crash.
+    pub async fn mark_interrupted_generations(&self, including_own: bool) -> Result<u64, DbErr> {
+        let stale_before = Utc::now() - NODE_STALE_AFTER;
+        let live_peers = Query::select()
+            .column(nodes::Column::Id)
+            .from(nodes::Entity)
+            .and_where(Expr::col(nodes::Column::HeartbeatAt).gte(stale_before))
+            .and_where(Expr::col(nodes::Column::Id).ne(self.node()))
+            .to_owned();
+        let mut orphaned = Condition::any().add(messages::Column::Node.is_null()).add(
+            Condition::all()
+                .add(messages::Column::Node.ne(self.node()))
+                .add(messages::Column::Node.not_in_subquery(live_peers)),
+        );
+        if including_own {
+            orphaned = orphaned.add(messages::Column::Node.eq(self.node()));
+        }
+        let result = messages::Entity::update_many()
+            .col_expr(messages::Column::Status, Some("error".to_owned()).into())
+            .col_expr(
+                messages::Column::FinishReason,
+                Some("interrupted".to_owned()).into(),
+            )
+            .filter(messages::Column::Status.eq("streaming"))
+            .filter(orphaned)
+            .exec(self.conn())
+            .await?;
+        nodes::Entity::delete_many()
+            .filter(nodes::Column::HeartbeatAt.lt(stale_before))
+            .exec(self.conn())
+            .await?;
+        Ok(result.rows_affected)
+    }
+}
