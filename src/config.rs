@@ -190,6 +190,14 @@ pub struct ServeArgs {
         global = true
     )]
     pub shutdown_grace_secs: u64,
+    /// Seconds of silence after which an SSE stream gets a `: keep-alive` comment.
+    #[arg(
+        long,
+        env = "OMNICHAT_SSE_KEEP_ALIVE_SECS",
+        default_value_t = 15,
+        global = true
+    )]
+    pub sse_keep_alive_secs: u64,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "OMNICHAT_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
     pub max_body_bytes: usize,
@@ -210,7 +218,7 @@ impl ServeArgs {
             addr: self.addr,
             max_body_bytes: self.max_body_bytes,
             header_read_timeout: Duration::from_secs(10),
-            keep_alive_every: Duration::from_secs(15),
+            keep_alive_every: Duration::from_secs(self.sse_keep_alive_secs.max(1)),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             max_connections: self.max_connections.max(1),
         }

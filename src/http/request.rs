@@ -1,11 +1,16 @@
 //! Reading requests: the bearer token, bodies under a size limit, JSON and form decoding.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::{body::Incoming, header, HeaderMap, Request, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::error::HttpError;
+
+/// A client trickling its body in holds a connection; past this it gets 408.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The token of an `Authorization: Bearer …` header, or 401.
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, HttpError> {
@@ -63,7 +68,17 @@ pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Ht
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    match Limited::new(req.into_body(), limit).collect().await {
+    let read = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(req.into_body(), limit).collect(),
+    );
+    let Ok(collected) = read.await else {
+        return Err(HttpError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "The request body took too long to arrive",
+        ));
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err)
             if err

@@ -186,3 +186,27 @@ async fn errors_before_the_stream_are_json() {
         .unwrap();
     assert_eq!(detail["messages"], json!([]));
 }
+
+#[tokio::test]
+async fn a_quiet_stream_gets_keep_alive_comments() {
+    let server =
+        TestServer::start_with(&["--echo-delay-ms", "1300", "--sse-keep-alive-secs", "1"]).await;
+    let user = server.user().await;
+    let session = server.session(&user, "Quiet").await;
+    let response = server
+        .chat(
+            &user,
+            json!({ "session_id": session["id"], "prompt": "slow words" }),
+        )
+        .await;
+    let body = response.text().await.unwrap();
+    assert!(
+        body.contains("\n: keep-alive\n\n") || body.starts_with(": keep-alive\n\n"),
+        "{body}"
+    );
+    assert_eq!(
+        streamed_text(&crate::support::parse_sse(&body)),
+        "slow words"
+    );
+    assert!(body.ends_with("data: [DONE]\n\n"));
+}
