@@ -67,6 +67,17 @@ pub enum Role {
     Assistant,
 }
 
+impl Role {
+    /// The role's name as OpenAI-style APIs (OpenAI, Ollama) and our database spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
 /// One turn of the conversation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChatMessage {

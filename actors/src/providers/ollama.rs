@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     error_body, pipeline, settings::base, ChatRequest, ProviderError, ProviderEvent,
-    ProviderSettings, Role, TokenUsage,
+    ProviderSettings, TokenUsage,
 };
 
 const PROVIDER: &str = "ollama";
@@ -36,11 +36,7 @@ pub(crate) fn build_request(
         .messages
         .iter()
         .map(|message| Message {
-            role: match message.role {
-                Role::System => "system",
-                Role::User => "user",
-                Role::Assistant => "assistant",
-            },
+            role: message.role.as_str(),
             content: &message.content,
         })
         .collect();

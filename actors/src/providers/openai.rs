@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{
     error_body, pipeline, settings::base, ChatRequest, ProviderError, ProviderEvent,
-    ProviderSettings, Role, TokenUsage,
+    ProviderSettings, TokenUsage,
 };
 
 const PROVIDER: &str = "openai";
@@ -44,11 +44,7 @@ pub(crate) fn build_request(
         .messages
         .iter()
         .map(|message| Message {
-            role: match message.role {
-                Role::System => "system",
-                Role::User => "user",
-                Role::Assistant => "assistant",
-            },
+            role: message.role.as_str(),
             content: &message.content,
         })
         .collect();
