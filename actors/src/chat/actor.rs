@@ -5,7 +5,13 @@
 //! The upstream stream is read by a task the actor owns, which messages the actor; so the mailbox
 //! stays free for `Subscribe` and `Stop`, and `post_stop` can always abort the upstream request.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use futures_util::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -62,6 +68,25 @@ pub struct ChatArgs {
     pub subscriber_buffer: usize,
     pub max_answer_bytes: usize,
     pub on_disconnect: DisconnectPolicy,
+    /// The server-wide count of running generations.
+    pub live: Arc<AtomicUsize>,
+}
+
+/// Counts a generation as running from start until it ends. A guard, so that even a panic,
+/// which drops the actor's state without `post_stop`, counts it out.
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn start(live: Arc<AtomicUsize>) -> Self {
+        live.fetch_add(1, Ordering::AcqRel);
+        Running(live)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 pub struct ChatState {
@@ -85,6 +110,8 @@ pub struct ChatState {
     placeholder: Option<JoinHandle<Result<(), DbErr>>>,
     /// Set once the generation has ended: its final status and failure, if any.
     ended: Option<(&'static str, Option<StreamFailure>)>,
+    /// Held while running; dropped when the answer ends (lingering is not running).
+    running: Option<Running>,
 }
 
 pub struct ChatStreamActor;
@@ -136,6 +163,7 @@ impl Actor for ChatStreamActor {
             ticker,
             placeholder: Some(placeholder),
             ended: None,
+            running: Some(Running::start(args.live)),
         })
     }
 
@@ -335,6 +363,7 @@ impl ChatState {
         }
         self.publish(StreamEvent::Done);
         self.subscribers.clear();
+        self.running = None;
         myself.send_after(LINGER, || ChatMsg::Expire);
     }
 }

@@ -3,10 +3,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::{atomic::AtomicUsize, Arc},
     time::{Duration, Instant},
 };
 
@@ -433,6 +430,7 @@ impl SessionState {
             subscriber_buffer: self.limits.subscriber_buffer,
             max_answer_bytes: self.limits.max_answer_bytes,
             on_disconnect: self.limits.on_disconnect,
+            live: self.live.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, ChatStreamActor, args, myself.get_cell())
             .await
@@ -445,7 +443,6 @@ impl SessionState {
                 actor,
             },
         );
-        self.live.fetch_add(1, Ordering::AcqRel);
         Ok(ChatStart {
             generation_id,
             events: rx,
@@ -471,11 +468,9 @@ impl SessionState {
             .map(|(id, _)| *id)
     }
 
-    /// Forgets a running generation (and counts it out of the live total).
+    /// Forgets a running generation.
     fn end_generation(&mut self, generation_id: Uuid) -> Option<Generation> {
-        let generation = self.generations.remove(&generation_id)?;
-        self.live.fetch_sub(1, Ordering::AcqRel);
-        Some(generation)
+        self.generations.remove(&generation_id)
     }
 
     /// The actor of a generation of this user still in memory, running or lingering.
