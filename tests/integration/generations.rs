@@ -590,4 +590,28 @@ mod faults {
         );
         assert_eq!(theirs_text, long_prompt(30));
     }
+
+    #[tokio::test]
+    async fn a_session_actor_that_keeps_failing_is_held_off() {
+        let server = TestServer::start().await;
+        let user = server.user().await;
+        let session = server.session(&user, "Crashy").await;
+        for _ in 0..5 {
+            let crash = server
+                .chat(
+                    &user,
+                    json!({ "session_id": session["id"], "prompt": PANIC_SESSION }),
+                )
+                .await;
+            assert_eq!(crash.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        // Past the restart budget the user is told to come back later, not crashed again.
+        let held = server.get(&user, "/sessions").send().await.unwrap();
+        assert!(held.headers().contains_key("retry-after"));
+        expect_error(held, StatusCode::SERVICE_UNAVAILABLE).await;
+        // Other users are served as usual.
+        let other = server.user().await;
+        let list = server.get(&other, "/sessions").send().await.unwrap();
+        assert_eq!(list.status(), StatusCode::OK);
+    }
 }
