@@ -170,6 +170,14 @@ pub struct ServeArgs {
         global = true
     )]
     pub upstream_max_retries: u32,
+    /// Base of the capped exponential backoff between retries, in milliseconds.
+    #[arg(
+        long,
+        env = "OMNICHAT_UPSTREAM_RETRY_BASE_DELAY_MS",
+        default_value_t = 250,
+        global = true
+    )]
+    pub upstream_retry_base_delay_ms: u64,
 
     /// Concurrent generations per user.
     #[arg(
@@ -240,6 +248,7 @@ impl ServeArgs {
             idle_timeout: Duration::from_secs(self.upstream_idle_timeout_secs),
             total_timeout: Duration::from_secs(self.upstream_total_timeout_secs),
             max_retries: self.upstream_max_retries,
+            retry_base_delay: Duration::from_millis(self.upstream_retry_base_delay_ms),
             ..ProviderSettings::default()
         };
         let limits = Limits {
