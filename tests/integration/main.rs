@@ -6,6 +6,7 @@ mod chat;
 mod fake_upstream;
 mod generations;
 mod provider_adapters;
+mod providers_http;
 mod restart;
 mod sessions;
 mod support;
