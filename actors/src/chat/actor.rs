@@ -253,6 +253,10 @@ impl ChatState {
                     self.finish(myself, "error", Some(failure)).await;
                     return;
                 }
+                // The `streaming` row must exist before anyone sees a token, so a page that
+                // reloads on the first token finds the answer to resume; the insert ran beside
+                // the upstream call, so this wait is almost always already over.
+                self.await_placeholder().await;
                 self.text.push_str(&text);
                 let event = StreamEvent::Delta {
                     id: self.text.len() as u64,
@@ -308,6 +312,17 @@ impl ChatState {
         Ok(rx)
     }
 
+    /// Waits for the insert of the `streaming` row, if it is still pending.
+    async fn await_placeholder(&mut self) {
+        if let Some(placeholder) = self.placeholder.take() {
+            match placeholder.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(%err, "could not store the streaming message"),
+                Err(err) => tracing::warn!(%err, "storing the streaming message failed"),
+            }
+        }
+    }
+
     /// Ends the generation: writes the answer, tells the SessionActor, then closes every stream.
     async fn finish(
         &mut self,
@@ -323,13 +338,7 @@ impl ChatState {
         if let Some(ticker) = self.ticker.take() {
             ticker.abort();
         }
-        if let Some(placeholder) = self.placeholder.take() {
-            match placeholder.await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::warn!(%err, "could not store the streaming message"),
-                Err(err) => tracing::warn!(%err, "storing the streaming message failed"),
-            }
-        }
+        self.await_placeholder().await;
         let outcome = AssistantOutcome {
             content: self.text.clone(),
             status,
