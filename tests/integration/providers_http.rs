@@ -225,7 +225,7 @@ fn assert_route(wire: Wire, request: &RecordedRequest, model: &str) {
 /// `turns` (user, assistant, user, …) in the provider's own request shape, and nothing else.
 fn assert_conversation(wire: Wire, body: &Value, turns: &[&str]) {
     let role = |index: usize| {
-        let user = index % 2 == 0;
+        let user = index.is_multiple_of(2);
         match wire {
             Wire::Gemini if !user => "model",
             _ if user => "user",
@@ -280,7 +280,7 @@ fn stream_error(events: &[SseEvent]) -> Value {
     error["error"].clone()
 }
 
-fn assistant<'a>(messages: &'a [Value], wire: Wire) -> &'a Value {
+fn assistant(messages: &[Value], wire: Wire) -> &Value {
     let last = messages.last().expect("an answer");
     assert_eq!(last["role"], "assistant", "{wire:?}: {messages:?}");
     assert_eq!(last["provider"], name(wire), "{wire:?}");

@@ -32,7 +32,7 @@ impl Daemon {
 
     /// Starts the binary; `extra` flags come last, so they override the defaults above them.
     async fn spawn_with(db: &TestDb, port: u16, extra: &[&str]) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_omnichat"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_omnichat"))
             .args([
                 "serve",
                 "--addr",
@@ -58,6 +58,8 @@ impl Daemon {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("omnichat did not become healthy");
     }
 
