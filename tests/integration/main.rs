@@ -1,6 +1,7 @@
 //! The integration suite: the real server over HTTP, one test binary for build speed.
 
 mod auth;
+mod bench;
 mod bench_memory;
 mod chat;
 mod fake_upstream;
