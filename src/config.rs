@@ -187,6 +187,9 @@ pub struct ServeArgs {
         global = true
     )]
     pub max_generations_per_user: usize,
+    /// Longest answer kept, in bytes; a longer one is cut off with an error.
+    #[arg(long, env = "OMNICHAT_MAX_ANSWER_BYTES", default_value_t = 1 << 20, global = true)]
+    pub max_answer_bytes: usize,
     /// What a generation does when its last client disconnects.
     #[arg(long, env = "OMNICHAT_ON_DISCONNECT", value_enum, default_value_t = OnDisconnect::Continue, global = true)]
     pub on_disconnect: OnDisconnect,
@@ -253,6 +256,7 @@ impl ServeArgs {
         };
         let limits = Limits {
             max_generations_per_user: self.max_generations_per_user.max(1),
+            max_answer_bytes: self.max_answer_bytes.max(1),
             on_disconnect: match self.on_disconnect {
                 OnDisconnect::Continue => DisconnectPolicy::Continue,
                 OnDisconnect::Cancel => DisconnectPolicy::Cancel,

@@ -615,3 +615,35 @@ mod faults {
         assert_eq!(list.status(), StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn an_answer_past_the_size_cap_is_cut_off_with_an_error() {
+    let server =
+        TestServer::start_with(&["--echo-delay-ms", "0", "--max-answer-bytes", "100"]).await;
+    let user = server.user().await;
+    let session = server.session(&user, "Long").await;
+    let id = session["id"].as_str().unwrap();
+    let response = server
+        .chat(
+            &user,
+            json!({ "session_id": id, "prompt": long_prompt(100) }),
+        )
+        .await;
+    let events = read_sse(response).await;
+    assert_eq!(events.last().unwrap().data, "[DONE]");
+    let error: Value = serde_json::from_str(&events[events.len() - 2].data).unwrap();
+    assert_eq!(error["error"]["code"], "answer_too_long");
+    let streamed = streamed_text(&events);
+    assert!(
+        !streamed.is_empty() && streamed.len() <= 100,
+        "{} bytes",
+        streamed.len()
+    );
+    let answer = settled_answer(&server, &user, id).await;
+    assert_eq!(answer["status"], "error");
+    assert_eq!(
+        answer["content"],
+        streamed.as_str(),
+        "what was streamed is what was kept"
+    );
+}

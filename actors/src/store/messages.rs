@@ -2,10 +2,12 @@
 
 use chrono::Utc;
 use omnichat_entity::{messages, sessions};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
 use uuid::Uuid;
 
-use super::Store;
+use super::{sessions::touch_session, Store};
 use crate::providers::TokenUsage;
 
 /// The row written when a generation starts, before its first token.
@@ -50,10 +52,13 @@ impl Store {
             node: None,
         };
         let active: messages::ActiveModel = row.clone().into();
+        // One transaction, one commit: on the path to the first token, commits are the cost.
+        let txn = self.conn().begin().await?;
         messages::Entity::insert(active)
-            .exec_without_returning(self.conn())
+            .exec_without_returning(&txn)
             .await?;
-        self.touch_session(session_id, row.created_at).await?;
+        touch_session(&txn, session_id, row.created_at).await?;
+        txn.commit().await?;
         Ok(row)
     }
 
@@ -88,6 +93,7 @@ impl Store {
     ) -> Result<(), DbErr> {
         let to_i32 = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
         let now = Utc::now();
+        let txn = self.conn().begin().await?;
         messages::Entity::update_many()
             .col_expr(messages::Column::Content, outcome.content.into())
             .col_expr(
@@ -104,9 +110,10 @@ impl Store {
                 to_i32(outcome.usage.completion_tokens).into(),
             )
             .filter(messages::Column::Id.eq(id))
-            .exec(self.conn())
+            .exec(&txn)
             .await?;
-        self.touch_session(session_id, now).await
+        touch_session(&txn, session_id, now).await?;
+        txn.commit().await
     }
 
     /// The assistant message a generation wrote, if its session belongs to `user_id`.

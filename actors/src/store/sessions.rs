@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use omnichat_entity::sessions;
 use sea_orm::{
-    ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -91,16 +92,6 @@ impl Store {
         self.owned_session(user_id, id).await
     }
 
-    /// Marks activity on a session so it rises to the top of the list.
-    pub async fn touch_session(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), DbErr> {
-        sessions::Entity::update_many()
-            .col_expr(sessions::Column::UpdatedAt, at.into())
-            .filter(sessions::Column::Id.eq(id))
-            .exec(self.conn())
-            .await
-            .map(|_| ())
-    }
-
     /// Deletes an owned session and (by cascade) its messages; false when there was none.
     pub async fn delete_session(&self, user_id: Uuid, id: Uuid) -> Result<bool, DbErr> {
         let result = sessions::Entity::delete_many()
@@ -110,4 +101,19 @@ impl Store {
             .await?;
         Ok(result.rows_affected > 0)
     }
+}
+
+/// Marks activity on a session so it rises to the top of the list; `db` may be a transaction,
+/// so the activity and the write that caused it commit together.
+pub(super) async fn touch_session<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    sessions::Entity::update_many()
+        .col_expr(sessions::Column::UpdatedAt, at.into())
+        .filter(sessions::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .map(|_| ())
 }
