@@ -386,9 +386,13 @@ async fn bench_stream_overhead_against_direct_upstream() {
         .pool_max_idle_per_host(256)
         .build()
         .expect("client");
-    let token = daemon
-        .user(&client, "streamer@example.com", "correct horse battery")
-        .await;
+    // Streams come from one user (every StartChat queues on that user's SessionActor) or from
+    // 100 users (each its own SessionActor, as with the default cap of 4 answers per user).
+    let mut tokens = Vec::new();
+    for i in 0..100 {
+        let email = format!("streamer{i}@example.com");
+        tokens.push(daemon.user(&client, &email, "correct horse battery").await);
+    }
     let direct_body = json!({
         "model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": true},
         "messages": [{"role": "user", "content": "Say fifty words"}],
@@ -399,21 +403,22 @@ async fn bench_stream_overhead_against_direct_upstream() {
         TOKEN_DELAY.as_millis()
     );
     println!(
-        "path       streams  ttft p50  ttft p99  gap p50  gap p99  gap mean  stream mean  incomplete  (ms)"
+        "path          streams  ttft p50  ttft p99  gap p50  gap p99  gap mean  stream mean  incomplete  (ms)"
     );
     let mut summary = Vec::new();
-    for (concurrency, rounds) in [(1usize, 30usize), (100, 3)] {
+    for (concurrency, rounds, users) in [(1usize, 30usize, 1usize), (100, 3, 1), (100, 3, 100)] {
         let mut results = Vec::new();
         for via_omnichat in [false, true] {
             let mut timelines = Vec::new();
             for _ in 0..rounds {
                 let mut requests = Vec::new();
-                for _ in 0..concurrency {
+                for k in 0..concurrency {
+                    let token = &tokens[k % users];
                     requests.push(if via_omnichat {
-                        let session = daemon.session(&client, &token).await;
+                        let session = daemon.session(&client, token).await;
                         client
                             .post(daemon.url("/chat/stream"))
-                            .bearer_auth(&token)
+                            .bearer_auth(token)
                             .json(&json!({ "session_id": session, "prompt": "Say fifty words",
                                            "provider": "openai" }))
                     } else {
@@ -440,9 +445,9 @@ async fn bench_stream_overhead_against_direct_upstream() {
             }
             let stats = StreamStats::new(timelines, TOKENS);
             println!(
-                "{:<9} {:>8} {:>9} {:>9} {:>8} {:>8} {:>9} {:>12} {:>11}",
+                "{:<9} {:>11} {:>9} {:>9} {:>8} {:>8} {:>9} {:>12} {:>11}",
                 if via_omnichat { "omnichat" } else { "direct" },
-                format!("{concurrency}x{rounds}"),
+                format!("{concurrency}x{rounds}/{users}u"),
                 ms(quantile(&stats.ttft, 0.5)),
                 ms(quantile(&stats.ttft, 0.99)),
                 ms(quantile(&stats.gaps, 0.5)),
@@ -456,7 +461,7 @@ async fn bench_stream_overhead_against_direct_upstream() {
         let (direct, omni) = (&results[0], &results[1]);
         let diff = |a: Duration, b: Duration| (a.as_secs_f64() - b.as_secs_f64()) * 1e3;
         summary.push(format!(
-            "{concurrency:>3} concurrent: ttft overhead p50 {:+.2} ms, p99 {:+.2} ms; per-token \
+            "{concurrency:>3} concurrent, {users:>3} user(s): ttft overhead p50 {:+.2} ms, p99 {:+.2} ms; per-token \
              overhead {:+.3} ms (mean inter-token gap difference), {:+.3} ms (whole-stream time \
              difference incl. ttft / {TOKENS})",
             diff(
