@@ -15,7 +15,6 @@ use std::{
 
 use futures_util::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use sea_orm::DbErr;
 use tokio::{sync::mpsc, task::JoinHandle};
 use uuid::Uuid;
 
@@ -28,7 +27,7 @@ use crate::{
     error::CoreResult,
     providers::{ChatRequest, ProviderError, ProviderEvent, ProviderKind, Providers, TokenUsage},
     session::SessionMsg,
-    store::{AssistantOutcome, NewAssistantMessage, Store},
+    store::{AssistantOutcome, Store},
 };
 
 /// How often the actor looks for subscribers that went away (for the `cancel` policy).
@@ -106,8 +105,6 @@ pub struct ChatState {
     subscribers: Vec<mpsc::Sender<StreamEvent>>,
     reader: JoinHandle<()>,
     ticker: Option<JoinHandle<()>>,
-    /// The insert of the `streaming` row, run beside the upstream call.
-    placeholder: Option<JoinHandle<Result<(), DbErr>>>,
     /// Set once the generation has ended: its final status and failure, if any.
     ended: Option<(&'static str, Option<StreamFailure>)>,
     /// Held while running; dropped when the answer ends (lingering is not running).
@@ -126,17 +123,6 @@ impl Actor for ChatStreamActor {
         myself: ActorRef<ChatMsg>,
         args: ChatArgs,
     ) -> Result<ChatState, ActorProcessingErr> {
-        let placeholder = {
-            let store = args.store.clone();
-            let row = NewAssistantMessage {
-                id: args.message_id,
-                session_id: args.session_id,
-                provider: args.provider.name().to_owned(),
-                model: args.request.model.clone(),
-                generation_id: args.generation_id,
-            };
-            tokio::spawn(async move { store.insert_assistant_message(row).await })
-        };
         let reader = spawn_reader(
             myself.clone(),
             args.providers.clone(),
@@ -161,7 +147,6 @@ impl Actor for ChatStreamActor {
             subscribers: vec![args.first_subscriber],
             reader,
             ticker,
-            placeholder: Some(placeholder),
             ended: None,
             running: Some(Running::start(args.live)),
         })
@@ -253,10 +238,6 @@ impl ChatState {
                     self.finish(myself, "error", Some(failure)).await;
                     return;
                 }
-                // The `streaming` row must exist before anyone sees a token, so a page that
-                // reloads on the first token finds the answer to resume; the insert ran beside
-                // the upstream call, so this wait is almost always already over.
-                self.await_placeholder().await;
                 self.text.push_str(&text);
                 let event = StreamEvent::Delta {
                     id: self.text.len() as u64,
@@ -312,17 +293,6 @@ impl ChatState {
         Ok(rx)
     }
 
-    /// Waits for the insert of the `streaming` row, if it is still pending.
-    async fn await_placeholder(&mut self) {
-        if let Some(placeholder) = self.placeholder.take() {
-            match placeholder.await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::warn!(%err, "could not store the streaming message"),
-                Err(err) => tracing::warn!(%err, "storing the streaming message failed"),
-            }
-        }
-    }
-
     /// Ends the generation: writes the answer, tells the SessionActor, then closes every stream.
     async fn finish(
         &mut self,
@@ -338,7 +308,6 @@ impl ChatState {
         if let Some(ticker) = self.ticker.take() {
             ticker.abort();
         }
-        self.await_placeholder().await;
         let outcome = AssistantOutcome {
             content: self.text.clone(),
             status,

@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use omnichat_entity::messages;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::{sync::mpsc, task::JoinHandle};
 use uuid::Uuid;
@@ -18,7 +19,7 @@ use crate::{
     config::Limits,
     error::{CoreError, CoreResult},
     providers::{ChatMessage, ChatRequest, ProviderKind, Providers, Role},
-    store::Store,
+    store::{NewAssistantMessage, Store},
 };
 
 pub const TITLE_MAX_CHARS: usize = 200;
@@ -390,32 +391,26 @@ impl SessionState {
                 "This session is full; start a new one".into(),
             ));
         }
-        self.store.insert_user_message(session_id, &prompt).await?;
 
-        let mut messages: Vec<ChatMessage> = history
-            .into_iter()
-            .filter(|m| !m.content.is_empty() && m.status.as_deref() != Some("streaming"))
-            .filter_map(|m| {
-                let role = match m.role.as_str() {
-                    "user" => Role::User,
-                    "assistant" => Role::Assistant,
-                    "system" => Role::System,
-                    _ => return None,
-                };
-                Some(ChatMessage {
-                    role,
-                    content: m.content,
-                })
-            })
-            .collect();
+        let model = model.unwrap_or_else(|| Providers::default_model(provider).to_owned());
+        // v7 ids are monotonic: the prompt sorts before its answer.
+        let prompt_id = Uuid::now_v7();
+        let message_id = Uuid::now_v7();
+        let generation_id = Uuid::now_v7();
+        let answer = NewAssistantMessage {
+            id: message_id,
+            session_id,
+            provider: provider.name().to_owned(),
+            model: model.clone(),
+            generation_id,
+        };
+        self.store.begin_answer(prompt_id, &prompt, answer).await?;
+
+        let mut messages = upstream_history(history);
         messages.push(ChatMessage {
             role: Role::User,
             content: prompt,
         });
-        let model = model.unwrap_or_else(|| Providers::default_model(provider).to_owned());
-
-        let generation_id = Uuid::now_v7();
-        let message_id = Uuid::now_v7();
         let (tx, rx) = mpsc::channel(self.limits.subscriber_buffer);
         let args = ChatArgs {
             generation_id,
@@ -587,4 +582,24 @@ async fn replay_stored(
         let _ = tx.try_send(event);
     }
     Ok(rx)
+}
+
+/// The stored turns worth sending upstream: finished, non-empty user and assistant messages.
+fn upstream_history(history: Vec<messages::Model>) -> Vec<ChatMessage> {
+    history
+        .into_iter()
+        .filter(|m| !m.content.is_empty() && m.status.as_deref() != Some("streaming"))
+        .filter_map(|m| {
+            let role = match m.role.as_str() {
+                "user" => Role::User,
+                "assistant" => Role::Assistant,
+                "system" => Role::System,
+                _ => return None,
+            };
+            Some(ChatMessage {
+                role,
+                content: m.content,
+            })
+        })
+        .collect()
 }

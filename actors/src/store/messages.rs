@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{sessions::touch_session, Store};
 use crate::providers::TokenUsage;
 
-/// The row written when a generation starts, before its first token.
+/// The `streaming` row written when a generation starts, before its first token.
 #[derive(Clone, Debug)]
 pub struct NewAssistantMessage {
     pub id: Uuid,
@@ -31,57 +31,53 @@ pub struct AssistantOutcome {
 }
 
 impl Store {
-    pub async fn insert_user_message(
+    /// Stores a prompt and the `streaming` row of its answer, and marks the session active, in
+    /// one transaction: the only write before the first token, and a single commit, since on
+    /// SQLite's one writer the commits are what a burst of prompts queues on.
+    /// `prompt_id` must be older than the answer's id: ids break the tie of equal timestamps.
+    pub async fn begin_answer(
         &self,
-        session_id: Uuid,
-        content: &str,
-    ) -> Result<messages::Model, DbErr> {
-        let row = messages::Model {
-            id: Uuid::now_v7(),
-            session_id,
-            role: "user".into(),
-            content: content.to_owned(),
-            status: None,
-            provider: None,
-            model: None,
-            generation_id: None,
-            finish_reason: None,
-            prompt_tokens: None,
-            completion_tokens: None,
-            created_at: Utc::now(),
-            node: None,
-        };
-        let active: messages::ActiveModel = row.clone().into();
-        // One transaction, one commit: on the path to the first token, commits are the cost.
-        let txn = self.conn().begin().await?;
-        messages::Entity::insert(active)
-            .exec_without_returning(&txn)
-            .await?;
-        touch_session(&txn, session_id, row.created_at).await?;
-        txn.commit().await?;
-        Ok(row)
-    }
-
-    pub async fn insert_assistant_message(&self, new: NewAssistantMessage) -> Result<(), DbErr> {
-        let row = messages::ActiveModel {
-            id: Set(new.id),
-            session_id: Set(new.session_id),
-            role: Set("assistant".into()),
-            content: Set(String::new()),
-            status: Set(Some("streaming".into())),
-            provider: Set(Some(new.provider)),
-            model: Set(Some(new.model)),
-            generation_id: Set(Some(new.generation_id)),
+        prompt_id: Uuid,
+        prompt: &str,
+        answer: NewAssistantMessage,
+    ) -> Result<(), DbErr> {
+        let now = Utc::now();
+        let user = messages::ActiveModel {
+            id: Set(prompt_id),
+            session_id: Set(answer.session_id),
+            role: Set("user".into()),
+            content: Set(prompt.to_owned()),
+            status: Set(None),
+            provider: Set(None),
+            model: Set(None),
+            generation_id: Set(None),
             finish_reason: Set(None),
             prompt_tokens: Set(None),
             completion_tokens: Set(None),
-            created_at: Set(Utc::now()),
+            created_at: Set(now),
+            node: Set(None),
+        };
+        let assistant = messages::ActiveModel {
+            id: Set(answer.id),
+            session_id: Set(answer.session_id),
+            role: Set("assistant".into()),
+            content: Set(String::new()),
+            status: Set(Some("streaming".into())),
+            provider: Set(Some(answer.provider)),
+            model: Set(Some(answer.model)),
+            generation_id: Set(Some(answer.generation_id)),
+            finish_reason: Set(None),
+            prompt_tokens: Set(None),
+            completion_tokens: Set(None),
+            created_at: Set(now),
             node: Set(Some(self.node().to_owned())),
         };
-        messages::Entity::insert(row)
-            .exec_without_returning(self.conn())
-            .await
-            .map(|_| ())
+        let txn = self.conn().begin().await?;
+        messages::Entity::insert_many([user, assistant])
+            .exec_without_returning(&txn)
+            .await?;
+        touch_session(&txn, answer.session_id, now).await?;
+        txn.commit().await
     }
 
     /// Writes an answer's final text, status and usage. A session deleted meanwhile is no error.
