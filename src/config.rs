@@ -92,6 +92,9 @@ pub struct ServeArgs {
     /// Password hashes run at once (default: one per core).
     #[arg(long, env = "OMNICHAT_HASH_PARALLELISM", global = true)]
     pub hash_parallelism: Option<usize>,
+    /// Hashes allowed to wait per running one before logins get 503 with Retry-After.
+    #[arg(long, env = "OMNICHAT_HASH_QUEUE", default_value_t = 32, global = true)]
+    pub hash_queue: usize,
 
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, global = true)]
     pub openai_api_key: Option<String>,
@@ -281,6 +284,7 @@ impl ServeArgs {
                     .map(|n| n.get())
                     .unwrap_or(1)
             }),
+            hash_queue_per_slot: self.hash_queue,
             providers,
             limits,
         }

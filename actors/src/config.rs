@@ -62,6 +62,8 @@ pub struct CoreConfig {
     pub scrypt: ScryptSettings,
     /// Hashes allowed to run at once (one per core by default).
     pub hash_parallelism: usize,
+    /// Hashes allowed to wait per running one; past that, sign-ups and logins get 503.
+    pub hash_queue_per_slot: usize,
     pub providers: ProviderSettings,
     pub limits: Limits,
 }

@@ -35,9 +35,6 @@ pub enum StartError {
     Actors(String),
 }
 
-/// Waiting hashes allowed per running one before sign-ups and logins are refused with 503.
-const HASH_QUEUE_PER_SLOT: usize = 32;
-
 /// A running OmniChat core. Cheap to share behind an `Arc`.
 pub struct Core {
     keys: Arc<JwtKeys>,
@@ -78,9 +75,12 @@ impl Core {
             }
         };
         let keys = Arc::new(JwtKeys::new(secret.as_bytes(), config.token_ttl));
-        let hasher =
-            PasswordHasher::new(config.scrypt, config.hash_parallelism, HASH_QUEUE_PER_SLOT)
-                .map_err(StartError::Config)?;
+        let hasher = PasswordHasher::new(
+            config.scrypt,
+            config.hash_parallelism,
+            config.hash_queue_per_slot,
+        )
+        .map_err(StartError::Config)?;
         let providers = Providers::new(config.providers.clone())
             .map_err(|err| StartError::Config(err.to_string()))?;
         let children: ChildrenSlot = Arc::new(RwLock::new(None));

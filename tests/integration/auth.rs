@@ -183,3 +183,40 @@ async fn tokens_survive_a_restart_with_a_generated_secret() {
         "the generated secret was kept in the database"
     );
 }
+
+#[tokio::test]
+async fn a_login_burst_past_the_hash_queue_gets_503_and_others_are_served() {
+    // One hash at a time, none waiting, and a cost high enough that the logins overlap.
+    let server = TestServer::start_with(&[
+        "--hash-parallelism",
+        "1",
+        "--hash-queue",
+        "0",
+        "--scrypt-log-n",
+        "15",
+    ])
+    .await;
+    let user = server.user().await;
+    let logins = (0..6).map(|_| server.login(&user.email, &user.password));
+    let me = server.get(&user, "/users/me").send();
+    let (responses, me) = tokio::join!(futures_util::future::join_all(logins), me);
+    let ok = responses
+        .iter()
+        .filter(|r| r.status() == StatusCode::OK)
+        .count();
+    let refused: Vec<_> = responses
+        .iter()
+        .filter(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(ok >= 1, "the admitted login succeeds");
+    assert!(
+        !refused.is_empty(),
+        "the rest are refused at once, not queued"
+    );
+    assert!(refused
+        .iter()
+        .all(|r| r.headers().contains_key("retry-after")));
+    assert_eq!(ok + refused.len(), 6);
+    // Requests that need no hashing are served meanwhile.
+    assert_eq!(me.unwrap().status(), StatusCode::OK);
+}
