@@ -4,6 +4,8 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::http::cors::CorsPolicy;
 use omnichat_actors::{
     auth::ScryptSettings, providers::ProviderSettings, CoreConfig, DisconnectPolicy, Limits,
 };
@@ -212,6 +214,9 @@ pub struct ServeArgs {
         global = true
     )]
     pub sse_keep_alive_secs: u64,
+    /// Origins (comma-separated, or `*`) whose web pages may call the API; empty: none.
+    #[arg(long, env = "OMNICHAT_CORS_ORIGINS", default_value = "", global = true)]
+    pub cors_origins: String,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "OMNICHAT_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
     pub max_body_bytes: usize,
@@ -230,6 +235,7 @@ impl ServeArgs {
     pub fn server_config(&self) -> ServerConfig {
         ServerConfig {
             addr: self.addr,
+            cors: CorsPolicy::parse(&self.cors_origins),
             max_body_bytes: self.max_body_bytes,
             header_read_timeout: Duration::from_secs(10),
             keep_alive_every: Duration::from_secs(self.sse_keep_alive_secs.max(1)),
@@ -295,6 +301,7 @@ impl ServeArgs {
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub addr: SocketAddr,
+    pub cors: CorsPolicy,
     pub max_body_bytes: usize,
     pub header_read_timeout: Duration,
     pub keep_alive_every: Duration,

@@ -163,10 +163,15 @@ async fn drain(app: &App, graceful: GracefulShutdown) {
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let response = match router::route(&app, req).await {
+    if let Some(preflight) = app.config.cors.preflight(&method, req.headers()) {
+        return Ok(preflight);
+    }
+    let origin = req.headers().get(hyper::header::ORIGIN).cloned();
+    let mut response = match router::route(&app, req).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
+    app.config.cors.decorate(origin.as_ref(), &mut response);
     tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
     Ok(response)
 }

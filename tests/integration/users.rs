@@ -200,3 +200,56 @@ async fn unknown_routes_and_methods() {
         .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn cors_lets_listed_web_origins_call_the_api() {
+    let server = TestServer::start_with(&["--cors-origins", "https://app.example.com"]).await;
+    let user = server.user().await;
+    let preflight = server
+        .client
+        .request(reqwest::Method::OPTIONS, server.url("/chat/stream"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap();
+    assert!(allowed.contains("authorization") && allowed.contains("last-event-id"));
+
+    let me = server
+        .get(&user, "/users/me")
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        me.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert!(me.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("x-generation-id"));
+
+    let stranger = server
+        .get(&user, "/users/me")
+        .header("origin", "https://evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), StatusCode::OK);
+    assert!(!stranger
+        .headers()
+        .contains_key("access-control-allow-origin"));
+}
