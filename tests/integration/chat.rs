@@ -41,14 +41,7 @@ async fn echo_streams_the_prompt_and_stores_both_turns() {
     // Each id is the answer's length in bytes so far: what `Last-Event-ID` resumes from.
     assert_eq!(ids, ["4", "7", "9", "14"]);
 
-    let detail: Value = server
-        .get(&user, &format!("/sessions/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = server.get_json(&user, &format!("/sessions/{id}")).await;
     let messages = detail["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[0]["role"], "user");
@@ -64,14 +57,7 @@ async fn echo_streams_the_prompt_and_stores_both_turns() {
         .chat(&user, json!({ "session_id": id, "prompt": "Another one" }))
         .await;
     assert_eq!(streamed_text(&read_sse(again).await), "Another one");
-    let detail: Value = server
-        .get(&user, &format!("/sessions/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = server.get_json(&user, &format!("/sessions/{id}")).await;
     let contents: Vec<&str> = detail["messages"]
         .as_array()
         .unwrap()
@@ -176,14 +162,7 @@ async fn errors_before_the_stream_are_json() {
     expect_error(no_auth, StatusCode::UNAUTHORIZED).await;
 
     // None of the refused prompts was stored.
-    let detail: Value = server
-        .get(&user, &format!("/sessions/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = server.get_json(&user, &format!("/sessions/{id}")).await;
     assert_eq!(detail["messages"], json!([]));
 }
 

@@ -8,7 +8,10 @@ use serde_json::{json, Value};
 
 use crate::{
     fake_upstream::{FakeUpstream, Wire},
-    support::{expect_error, parse_sse, read_sse, streamed_text, SseEvent, TestServer, TestUser},
+    support::{
+        expect_error, generation_id, parse_sse, read_sse, streamed_text, SseEvent, TestServer,
+        TestUser,
+    },
 };
 
 /// A prompt of `n` numbered words; echo streams it back one word per delay.
@@ -182,24 +185,14 @@ async fn resume_with_and_without_last_event_id() {
     let mut response = server
         .chat(&user, json!({ "session_id": id, "prompt": prompt }))
         .await;
-    let generation = response.headers()["x-generation-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let generation = generation_id(&response);
     let first = read_events(&mut response, 3).await;
     drop(response);
     let have = streamed_text(&first);
     let last_id = first.last().unwrap().id.clone().unwrap();
 
     // While it runs, the session shows the answer as streaming, with its generation id.
-    let detail: Value = server
-        .get(&user, &format!("/sessions/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = server.get_json(&user, &format!("/sessions/{id}")).await;
     let live = detail["messages"]
         .as_array()
         .unwrap()
@@ -265,10 +258,7 @@ async fn stop_closes_the_upstream_and_ends_every_stream() {
             json!({ "session_id": id, "prompt": "go", "provider": "openai" }),
         )
         .await;
-    let generation = first.headers()["x-generation-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let generation = generation_id(&first);
     read_events(&mut first, 2).await;
     let second = server
         .get(&user, &format!("/chat/stream/{generation}"))
@@ -327,10 +317,7 @@ async fn only_the_owner_can_resume_or_stop() {
             json!({ "session_id": session["id"], "prompt": long_prompt(30) }),
         )
         .await;
-    let generation = response.headers()["x-generation-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let generation = generation_id(&response);
     read_events(&mut response, 1).await;
     for path in [format!("/chat/stream/{generation}")] {
         expect_error(
@@ -408,13 +395,8 @@ async fn one_answer_per_session_and_a_cap_per_user() {
     assert_eq!(streamed_text(&read_sse(ok).await), "hello");
     // The refused prompts were not stored.
     let detail: Value = server
-        .get(&user, &format!("/sessions/{}", c["id"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&user, &format!("/sessions/{}", c["id"].as_str().unwrap()))
+        .await;
     assert_eq!(detail["messages"], json!([]));
 }
 
@@ -565,14 +547,7 @@ mod faults {
         assert!(crash.headers().contains_key("retry-after"));
 
         // The victim's next requests are served by a fresh SessionActor.
-        let list: Vec<Value> = server
-            .get(&victim, "/sessions")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Vec<Value> = server.get_json(&victim, "/sessions").await;
         assert_eq!(list.len(), 1);
         let ok = server
             .chat(

@@ -608,14 +608,7 @@ async fn a_provider_without_a_key_is_refused_naming_the_variable() {
     for fake in &fakes[..3] {
         assert!(fake.requests().is_empty(), "nothing went upstream");
     }
-    let detail: Value = server
-        .get(&user, &format!("/sessions/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = server.get_json(&user, &format!("/sessions/{id}")).await;
     assert_eq!(
         detail["messages"],
         json!([]),

@@ -21,14 +21,7 @@ async fn create_list_get_rename_delete() {
     }
     let second = server.session(&user, "Second").await;
 
-    let list: Vec<Value> = server
-        .get(&user, "/sessions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Vec<Value> = server.get_json(&user, "/sessions").await;
     let titles: Vec<&str> = list.iter().map(|s| s["title"].as_str().unwrap()).collect();
     assert_eq!(titles, ["Second", "First"], "newest activity first");
 
@@ -44,24 +37,10 @@ async fn create_list_get_rename_delete() {
     let renamed: Value = renamed.json().await.unwrap();
     assert_eq!(renamed["title"], "Renamed");
     assert_eq!(renamed["id"], first["id"]);
-    let list: Vec<Value> = server
-        .get(&user, "/sessions/")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Vec<Value> = server.get_json(&user, "/sessions/").await;
     assert_eq!(list[0]["title"], "Renamed");
 
-    let detail: Value = server
-        .get(&user, &format!("/sessions/{id}/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = server.get_json(&user, &format!("/sessions/{id}/")).await;
     assert_eq!(detail["title"], "Renamed");
     assert_eq!(detail["messages"], json!([]));
 
@@ -83,14 +62,7 @@ async fn create_list_get_rename_delete() {
         .await
         .unwrap();
     expect_error(again, StatusCode::NOT_FOUND).await;
-    let list: Vec<Value> = server
-        .get(&user, "/sessions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Vec<Value> = server.get_json(&user, "/sessions").await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["id"], second["id"]);
 }
@@ -124,24 +96,10 @@ async fn another_users_session_is_not_found() {
     expect_error(put, StatusCode::NOT_FOUND).await;
     let delete = server.delete(&intruder, &path).send().await.unwrap();
     expect_error(delete, StatusCode::NOT_FOUND).await;
-    let list: Vec<Value> = server
-        .get(&intruder, "/sessions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Vec<Value> = server.get_json(&intruder, "/sessions").await;
     assert!(list.is_empty());
 
-    let still: Value = server
-        .get(&owner, &path)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let still: Value = server.get_json(&owner, &path).await;
     assert_eq!(
         still["title"], "Private",
         "the owner's session is untouched"

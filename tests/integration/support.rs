@@ -182,6 +182,13 @@ impl TestServer {
         self.client.delete(self.url(path)).bearer_auth(&user.token)
     }
 
+    /// GETs `path` as `user`, expecting 200, and returns the JSON body.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, user: &TestUser, path: &str) -> T {
+        let response = self.get(user, path).send().await.expect("GET");
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("json body")
+    }
+
     /// Creates a session and returns its JSON.
     pub async fn session(&self, user: &TestUser, title: &str) -> Value {
         let response = self
@@ -265,5 +272,13 @@ pub async fn expect_error(response: Response, status: StatusCode) -> String {
     body["detail"]
         .as_str()
         .expect("detail is a string")
+        .to_string()
+}
+
+/// The `X-Generation-Id` of a chat stream response.
+pub fn generation_id(response: &Response) -> String {
+    response.headers()["x-generation-id"]
+        .to_str()
+        .expect("generation id")
         .to_string()
 }

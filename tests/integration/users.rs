@@ -147,14 +147,7 @@ async fn me_with_and_without_trailing_slash_and_rename() {
     let body: Value = renamed.json().await.unwrap();
     assert_eq!(body["username"], new_name.as_str());
     assert_eq!(body["email"], user.email.as_str());
-    let again: Value = server
-        .get(&user, "/users/me/")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again: Value = server.get_json(&user, "/users/me/").await;
     assert_eq!(again["username"], new_name.as_str());
 
     let other = server.user().await;
