@@ -5,7 +5,7 @@ use hyper::{body::Incoming, Method, Request, Response};
 
 use crate::{
     app::App,
-    handlers::{chat, health, providers, sessions, token, users},
+    handlers::{chat, health, providers, sessions, token, users, web},
     http::{body::Body, error::HttpError},
 };
 
@@ -16,6 +16,8 @@ pub async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
     let segments: Vec<&str> = trimmed.split('/').skip(1).collect();
     let method = req.method().clone();
     match (segments.as_slice(), &method) {
+        ([], &Method::GET) => web::index(app).await,
+        ([], _) => Err(HttpError::method_not_allowed("GET")),
         (["healthz"], &Method::GET) => health::healthz(app).await,
         (["healthz"], _) => Err(HttpError::method_not_allowed("GET")),
 

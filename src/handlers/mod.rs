@@ -6,3 +6,4 @@ pub mod providers;
 pub mod sessions;
 pub mod token;
 pub mod users;
+pub mod web;

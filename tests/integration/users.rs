@@ -246,3 +246,21 @@ async fn cors_lets_listed_web_origins_call_the_api() {
         .headers()
         .contains_key("access-control-allow-origin"));
 }
+
+#[tokio::test]
+async fn the_root_serves_the_chat_page() {
+    let server = TestServer::start().await;
+    let page = server.client.get(server.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("connect-src 'self'"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<title>OmniChat</title>"));
+    assert!(
+        html.contains("/chat/stream"),
+        "the page drives the streaming endpoint"
+    );
+}
