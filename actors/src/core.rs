@@ -45,6 +45,8 @@ pub struct Core {
     root: ActorRef<()>,
     root_task: std::sync::Mutex<Option<JoinHandle<()>>>,
     heartbeat: JoinHandle<()>,
+    /// PostgreSQL only: stop signals from other nodes.
+    stop_listener: Option<JoinHandle<()>>,
 }
 
 impl Core {
@@ -98,8 +100,10 @@ impl Core {
             .await
             .map_err(|err| StartError::Actors(err.to_string()))?;
         let heartbeat = tokio::spawn(heartbeat_loop(store.clone()));
+        let stop_listener = crate::cluster::spawn_stop_listener(store.clone(), children.clone());
         Ok(Core {
             heartbeat,
+            stop_listener,
             keys,
             providers,
             store,
@@ -158,6 +162,9 @@ impl Core {
             let _ = task.await;
         }
         self.heartbeat.abort();
+        if let Some(listener) = &self.stop_listener {
+            listener.abort();
+        }
         if let Err(err) = self.store.leave().await {
             tracing::warn!(%err, "removing this node's heartbeat");
         }

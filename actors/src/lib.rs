@@ -4,6 +4,7 @@
 mod ask;
 pub mod auth;
 pub mod chat;
+mod cluster;
 pub mod config;
 mod core;
 pub mod error;

@@ -622,3 +622,65 @@ async fn an_answer_past_the_size_cap_is_cut_off_with_an_error() {
         "what was streamed is what was kept"
     );
 }
+
+#[tokio::test]
+async fn two_nodes_on_one_database_stop_across_nodes_and_never_fake_an_end() {
+    let db = crate::support::TestDb::new();
+    let shared = db.shared();
+    let a = TestServer::start_on(db, &["--echo-delay-ms", "20"]).await;
+    let b = TestServer::start_on(shared, &[]).await;
+    let user = a.user().await;
+    let session = a.session(&user, "Two nodes").await;
+    let id = session["id"].as_str().unwrap();
+    let mut stream = a
+        .chat(
+            &user,
+            json!({ "session_id": id, "prompt": long_prompt(200) }),
+        )
+        .await;
+    let generation = generation_id(&stream);
+    read_events(&mut stream, 1).await;
+
+    // Node B does not hold the generation: resuming there must not pretend it has ended.
+    let elsewhere = b
+        .get(&user, &format!("/chat/stream/{generation}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(elsewhere.headers().contains_key("retry-after"));
+    expect_error(elsewhere, StatusCode::SERVICE_UNAVAILABLE).await;
+
+    let stop = b
+        .post(&user, &format!("/chat/stream/{generation}/stop"))
+        .send()
+        .await
+        .unwrap();
+    if crate::support::postgres_url().is_some() {
+        // PostgreSQL carries the stop to node A, which stores the answer and ends the stream.
+        assert_eq!(stop.status(), StatusCode::OK);
+        let body: Value = stop.json().await.unwrap();
+        assert_eq!(body["status"], "stopped");
+        let rest = stream.text().await.unwrap();
+        assert!(rest.ends_with("data: [DONE]\n\n"));
+        let answer = settled_answer(&a, &user, id).await;
+        assert_eq!(answer["status"], "stopped");
+    } else {
+        // SQLite has no signal between processes: say so rather than claim a stop.
+        expect_error(stop, StatusCode::SERVICE_UNAVAILABLE).await;
+        let stopped = a
+            .post(&user, &format!("/chat/stream/{generation}/stop"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stopped.status(), StatusCode::OK);
+    }
+    // Once it is over, either node serves the stored answer.
+    settled_answer(&a, &user, id).await;
+    let replay = b
+        .get(&user, &format!("/chat/stream/{generation}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::OK);
+    assert_eq!(read_sse(replay).await.last().unwrap().data, "[DONE]");
+}

@@ -24,6 +24,14 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// The same database for a second server node (the first keeps the files alive).
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            _dir: None,
+        }
+    }
+
     pub fn new() -> TestDb {
         match postgres_url() {
             Some(url) => TestDb { url, _dir: None },

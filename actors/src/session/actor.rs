@@ -74,6 +74,10 @@ pub enum SessionMsg {
         generation_id: Uuid,
         reply: RpcReplyPort<CoreResult<&'static str>>,
     },
+    /// Stop a generation if this node runs it (a signal from another node); never replies.
+    StopIfLocal {
+        generation_id: Uuid,
+    },
     /// Stop every live generation (server shutdown); replies once all are stored.
     StopAll {
         reply: RpcReplyPort<CoreResult<()>>,
@@ -183,6 +187,11 @@ impl Actor for SessionActor {
                 reply,
             } => state.on_stop_generation(generation_id, reply),
             SessionMsg::StopAll { reply } => state.on_stop_all(reply),
+            SessionMsg::StopIfLocal { generation_id } => {
+                if let Some(generation) = state.generations.get(&generation_id) {
+                    let _ = generation.actor.cast(ChatMsg::Stop { reply: None });
+                }
+            }
             SessionMsg::GenerationEnded { generation_id } => {
                 if let Some(generation) = state.end_generation(generation_id) {
                     state.lingering.insert(generation_id, generation.actor);
@@ -518,13 +527,7 @@ impl SessionState {
                     }
                 }
             }
-            // Already over: stopping is a no-op that reports how it ended.
-            let result = match store.owned_generation(user_id, generation_id).await {
-                Ok(Some(message)) => Ok(final_status(message.status.as_deref())),
-                Ok(None) => Err(CoreError::NotFound("Generation")),
-                Err(err) => Err(err.into()),
-            };
-            let _ = reply.send(result);
+            let _ = reply.send(stop_elsewhere(&store, user_id, generation_id).await);
         });
     }
 
@@ -568,6 +571,9 @@ async fn replay_stored(
         .owned_generation(user_id, generation_id)
         .await?
         .ok_or(CoreError::NotFound("Generation"))?;
+    if message.status.as_deref() == Some("streaming") {
+        return Err(streaming_elsewhere());
+    }
     let failure = (final_status(message.status.as_deref()) == "error").then(|| StreamFailure {
         code: message
             .finish_reason
@@ -602,4 +608,42 @@ fn upstream_history(history: Vec<messages::Model>) -> Vec<ChatMessage> {
             })
         })
         .collect()
+}
+
+/// A generation still `streaming` that this node does not hold runs on another node.
+fn streaming_elsewhere() -> CoreError {
+    CoreError::Overloaded {
+        message: "This answer is being written by another server node; try again shortly".into(),
+        retry_after: Duration::from_secs(1),
+    }
+}
+
+/// How long a stop asked here waits for the node running the generation to store it.
+const REMOTE_STOP_WAIT: Duration = Duration::from_secs(3);
+
+/// Stops a generation this node does not hold: already over, it reports how it ended; still
+/// streaming on another node, it signals that node and waits for the answer to be stored.
+async fn stop_elsewhere(
+    store: &Store,
+    user_id: Uuid,
+    generation_id: Uuid,
+) -> CoreResult<&'static str> {
+    let owned = |m: Option<messages::Model>| m.ok_or(CoreError::NotFound("Generation"));
+    let message = owned(store.owned_generation(user_id, generation_id).await?)?;
+    if message.status.as_deref() != Some("streaming") {
+        return Ok(final_status(message.status.as_deref()));
+    }
+    if !store.is_shared() {
+        return Err(streaming_elsewhere());
+    }
+    store.signal_stop(user_id, generation_id).await?;
+    let deadline = tokio::time::Instant::now() + REMOTE_STOP_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let message = owned(store.owned_generation(user_id, generation_id).await?)?;
+        if message.status.as_deref() != Some("streaming") {
+            return Ok(final_status(message.status.as_deref()));
+        }
+    }
+    Err(streaming_elsewhere())
 }

@@ -30,6 +30,8 @@ pub enum RegistryMsg {
         user_id: Uuid,
         reply: RpcReplyPort<CoreResult<ActorRef<SessionMsg>>>,
     },
+    /// A stop signal from another node: stop the generation if one of ours runs it.
+    StopIfLocal { user_id: Uuid, generation_id: Uuid },
     /// Stops every live generation of every user (server shutdown).
     StopAllGenerations { reply: RpcReplyPort<CoreResult<()>> },
 }
@@ -83,6 +85,14 @@ impl Actor for SessionRegistry {
         match msg {
             RegistryMsg::Get { user_id, reply } => {
                 let _ = reply.send(state.on_get(&myself, user_id).await);
+            }
+            RegistryMsg::StopIfLocal {
+                user_id,
+                generation_id,
+            } => {
+                if let Some(session) = state.by_user.get(&user_id) {
+                    let _ = session.cast(SessionMsg::StopIfLocal { generation_id });
+                }
             }
             RegistryMsg::StopAllGenerations { reply } => {
                 let sessions: Vec<ActorRef<SessionMsg>> = state.by_user.values().cloned().collect();
