@@ -192,6 +192,14 @@ pub struct ServeArgs {
         global = true
     )]
     pub max_generations_per_user: usize,
+    /// Messages a session may hold; past it, a new prompt is 409.
+    #[arg(
+        long,
+        env = "OMNICHAT_MAX_MESSAGES_PER_SESSION",
+        default_value_t = 2_000,
+        global = true
+    )]
+    pub max_messages_per_session: u64,
     /// Longest answer kept, in bytes; a longer one is cut off with an error.
     #[arg(long, env = "OMNICHAT_MAX_ANSWER_BYTES", default_value_t = 1 << 20, global = true)]
     pub max_answer_bytes: usize,
@@ -266,6 +274,7 @@ impl ServeArgs {
         let limits = Limits {
             max_generations_per_user: self.max_generations_per_user.max(1),
             max_answer_bytes: self.max_answer_bytes.max(1),
+            max_messages_per_session: self.max_messages_per_session.max(2),
             on_disconnect: match self.on_disconnect {
                 OnDisconnect::Continue => DisconnectPolicy::Continue,
                 OnDisconnect::Cancel => DisconnectPolicy::Cancel,

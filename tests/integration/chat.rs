@@ -189,3 +189,27 @@ async fn a_quiet_stream_gets_keep_alive_comments() {
     );
     assert!(body.ends_with("data: [DONE]\n\n"));
 }
+
+#[tokio::test]
+async fn a_full_session_refuses_new_prompts() {
+    let server = TestServer::start_with(&["--max-messages-per-session", "4"]).await;
+    let user = server.user().await;
+    let session = server.session(&user, "Small").await;
+    for prompt in ["one", "two"] {
+        let response = server
+            .chat(
+                &user,
+                json!({ "session_id": session["id"], "prompt": prompt }),
+            )
+            .await;
+        assert_eq!(streamed_text(&read_sse(response).await), prompt);
+    }
+    let full = server
+        .chat(
+            &user,
+            json!({ "session_id": session["id"], "prompt": "three" }),
+        )
+        .await;
+    let detail = expect_error(full, StatusCode::CONFLICT).await;
+    assert!(detail.contains("full"), "{detail}");
+}

@@ -364,14 +364,7 @@ impl SessionState {
         #[cfg(feature = "fault-injection")]
         crate::faults::maybe_panic_session(&prompt);
         self.providers.check_configured(provider)?;
-        if self
-            .store
-            .owned_session(self.user_id, session_id)
-            .await?
-            .is_none()
-        {
-            return Err(CoreError::NotFound("Session"));
-        }
+        // The checks that need no database come first.
         if self
             .generations
             .values()
@@ -391,11 +384,18 @@ impl SessionState {
                 retry_after: Duration::from_secs(1),
             });
         }
-        let history = self
-            .store
-            .list_messages(session_id, self.limits.history_messages)
-            .await?;
-        if history.len() as u64 + 2 > self.limits.max_messages_per_session {
+        // The three reads are independent: run them side by side, one round trip of latency.
+        let (session, history, stored) = tokio::join!(
+            self.store.owned_session(self.user_id, session_id),
+            self.store
+                .list_messages(session_id, self.limits.history_messages),
+            self.store.count_messages(session_id),
+        );
+        if session?.is_none() {
+            return Err(CoreError::NotFound("Session"));
+        }
+        let history = history?;
+        if stored? + 2 > self.limits.max_messages_per_session {
             return Err(CoreError::Conflict(
                 "This session is full; start a new one".into(),
             ));
@@ -414,6 +414,13 @@ impl SessionState {
             generation_id,
         };
         self.store.begin_answer(prompt_id, &prompt, answer).await?;
+        // The prompt is activity, but marking it need not delay the first token.
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(err) = store.touch_session(session_id).await {
+                tracing::warn!(%err, "marking session activity");
+            }
+        });
 
         let mut messages = upstream_history(history);
         messages.push(ChatMessage {

@@ -3,7 +3,8 @@
 use chrono::Utc;
 use omnichat_entity::{messages, sessions};
 use sea_orm::{
-    ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -31,9 +32,8 @@ pub struct AssistantOutcome {
 }
 
 impl Store {
-    /// Stores a prompt and the `streaming` row of its answer, and marks the session active, in
-    /// one transaction: the only write before the first token, and a single commit, since on
-    /// SQLite's one writer the commits are what a burst of prompts queues on.
+    /// Stores a prompt and the `streaming` row of its answer: the only write before the first
+    /// token, and a single statement, since a burst of prompts queues on the database's writes.
     /// `prompt_id` must be older than the answer's id: ids break the tie of equal timestamps.
     pub async fn begin_answer(
         &self,
@@ -72,12 +72,19 @@ impl Store {
             created_at: Set(now),
             node: Set(Some(self.node().to_owned())),
         };
-        let txn = self.conn().begin().await?;
+        // One statement, so atomic without a transaction: one round trip on the first-token path.
         messages::Entity::insert_many([user, assistant])
-            .exec_without_returning(&txn)
-            .await?;
-        touch_session(&txn, answer.session_id, now).await?;
-        txn.commit().await
+            .exec_without_returning(self.conn())
+            .await
+            .map(|_| ())
+    }
+
+    /// How many messages a session holds.
+    pub async fn count_messages(&self, session_id: Uuid) -> Result<u64, DbErr> {
+        messages::Entity::find()
+            .filter(messages::Column::SessionId.eq(session_id))
+            .count(self.conn())
+            .await
     }
 
     /// Writes an answer's final text, status and usage. A session deleted meanwhile is no error.

@@ -92,6 +92,11 @@ impl Store {
         self.owned_session(user_id, id).await
     }
 
+    /// Marks activity on a session now, so it rises to the top of the list.
+    pub async fn touch_session(&self, id: Uuid) -> Result<(), DbErr> {
+        touch_session(self.conn(), id, Utc::now()).await
+    }
+
     /// Deletes an owned session and (by cascade) its messages; false when there was none.
     pub async fn delete_session(&self, user_id: Uuid, id: Uuid) -> Result<bool, DbErr> {
         let result = sessions::Entity::delete_many()
