@@ -20,7 +20,7 @@ impl Store {
 
     /// Asks every node to stop `generation_id` of `user_id` if it runs it.
     pub async fn signal_stop(&self, user_id: Uuid, generation_id: Uuid) -> Result<(), DbErr> {
-        self.conn()
+        self.writer()
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "SELECT pg_notify($1, $2)",

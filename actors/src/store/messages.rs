@@ -74,7 +74,7 @@ impl Store {
         };
         // One statement, so atomic without a transaction: one round trip on the first-token path.
         messages::Entity::insert_many([user, assistant])
-            .exec_without_returning(self.conn())
+            .exec_without_returning(self.writer())
             .await
             .map(|_| ())
     }
@@ -96,7 +96,7 @@ impl Store {
     ) -> Result<(), DbErr> {
         let to_i32 = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
         let now = Utc::now();
-        let txn = self.conn().begin().await?;
+        let txn = self.writer().begin().await?;
         messages::Entity::update_many()
             .col_expr(messages::Column::Content, outcome.content.into())
             .col_expr(
@@ -142,7 +142,7 @@ impl Store {
                 Some(reason.to_owned()).into(),
             )
             .filter(messages::Column::Id.eq(id))
-            .exec(self.conn())
+            .exec(self.writer())
             .await
             .map(|_| ())
     }

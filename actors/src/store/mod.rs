@@ -18,10 +18,15 @@ use sea_orm::{
 pub use messages::{AssistantOutcome, NewAssistantMessage};
 pub use nodes::{HEARTBEAT_EVERY, NODE_STALE_AFTER};
 
-/// A cheap-to-clone handle on the database pool.
+/// A cheap-to-clone handle on the database pools.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Reads: several connections side by side.
     db: DatabaseConnection,
+    /// Writes. On SQLite a single connection: its writers take turns anyway, and queueing them
+    /// here spares them SQLite's busy-wait sleeps when several collide. On PostgreSQL the same
+    /// pool as reads.
+    writer: DatabaseConnection,
     /// The server node this process is, recorded on the generations it runs.
     node: Arc<str>,
 }
@@ -46,17 +51,25 @@ impl Store {
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
             });
-        let db = Database::connect(options).await?;
+        let db = Database::connect(options.clone()).await?;
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let writer = if db.get_database_backend() == DbBackend::Sqlite && !in_memory {
+            options.max_connections(1).min_connections(1);
+            Database::connect(options).await?
+        } else {
+            db.clone()
+        };
         Ok(Store {
             db,
+            writer,
             node: Arc::from(""),
         })
     }
 
     /// Applies pending migrations inside one transaction (serialised across nodes on PostgreSQL).
     pub async fn migrate(&self) -> Result<(), DbErr> {
-        let txn = self.db.begin().await?;
-        if self.db.get_database_backend() == DbBackend::Postgres {
+        let txn = self.writer.begin().await?;
+        if self.writer.get_database_backend() == DbBackend::Postgres {
             txn.execute_unprepared(&format!(
                 "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
             ))
@@ -82,8 +95,15 @@ impl Store {
         &self.db
     }
 
-    /// Closes the pool, waiting for queries in flight.
+    pub(crate) fn writer(&self) -> &DatabaseConnection {
+        &self.writer
+    }
+
+    /// Closes the pools, waiting for queries in flight.
     pub async fn close(self) -> Result<(), DbErr> {
+        if self.db.get_database_backend() == DbBackend::Sqlite {
+            self.writer.close().await?;
+        }
         self.db.close().await
     }
 }

@@ -30,7 +30,7 @@ impl Store {
                     .update_column(nodes::Column::HeartbeatAt)
                     .to_owned(),
             )
-            .exec_without_returning(self.conn())
+            .exec_without_returning(self.writer())
             .await
             .map(|_| ())
     }
@@ -38,7 +38,7 @@ impl Store {
     /// Removes this node's row on a clean shutdown.
     pub async fn leave(&self) -> Result<(), DbErr> {
         nodes::Entity::delete_by_id(self.node().to_owned())
-            .exec(self.conn())
+            .exec(self.writer())
             .await
             .map(|_| ())
     }
@@ -70,11 +70,11 @@ impl Store {
             )
             .filter(messages::Column::Status.eq("streaming"))
             .filter(orphaned)
-            .exec(self.conn())
+            .exec(self.writer())
             .await?;
         nodes::Entity::delete_many()
             .filter(nodes::Column::HeartbeatAt.lt(stale_before))
-            .exec(self.conn())
+            .exec(self.writer())
             .await?;
         Ok(result.rows_affected)
     }

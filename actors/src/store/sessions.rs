@@ -27,7 +27,7 @@ impl Store {
             updated_at: Set(now),
         };
         sessions::Entity::insert(row)
-            .exec_without_returning(self.conn())
+            .exec_without_returning(self.writer())
             .await?;
         Ok(sessions::Model {
             id,
@@ -84,7 +84,7 @@ impl Store {
             .col_expr(sessions::Column::UpdatedAt, Utc::now().into())
             .filter(sessions::Column::Id.eq(id))
             .filter(sessions::Column::UserId.eq(user_id))
-            .exec(self.conn())
+            .exec(self.writer())
             .await?;
         if result.rows_affected == 0 {
             return Ok(None);
@@ -94,7 +94,7 @@ impl Store {
 
     /// Marks activity on a session now, so it rises to the top of the list.
     pub async fn touch_session(&self, id: Uuid) -> Result<(), DbErr> {
-        touch_session(self.conn(), id, Utc::now()).await
+        touch_session(self.writer(), id, Utc::now()).await
     }
 
     /// Deletes an owned session and (by cascade) its messages; false when there was none.
@@ -102,7 +102,7 @@ impl Store {
         let result = sessions::Entity::delete_many()
             .filter(sessions::Column::Id.eq(id))
             .filter(sessions::Column::UserId.eq(user_id))
-            .exec(self.conn())
+            .exec(self.writer())
             .await?;
         Ok(result.rows_affected > 0)
     }

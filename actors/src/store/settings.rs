@@ -25,7 +25,7 @@ impl Store {
         };
         settings::Entity::insert(row)
             .on_conflict_do_nothing_on([settings::Column::Key])
-            .exec(self.conn())
+            .exec(self.writer())
             .await?;
         settings::Entity::find_by_id(key.to_owned())
             .one(self.conn())

@@ -25,7 +25,7 @@ impl Store {
             created_at: Set(Utc::now()),
         };
         match users::Entity::insert(row)
-            .exec_without_returning(self.conn())
+            .exec_without_returning(self.writer())
             .await
         {
             Ok(_) => {}
@@ -66,7 +66,7 @@ impl Store {
             username: Set(username.to_owned()),
             ..Default::default()
         };
-        match users::Entity::update(row).exec(self.conn()).await {
+        match users::Entity::update(row).exec(self.writer()).await {
             Ok(model) => Ok(model),
             Err(DbErr::RecordNotUpdated) => Err(CoreError::NotFound("User")),
             Err(err) if is_unique_violation(&err) => Err(CoreError::Conflict(
