@@ -30,10 +30,14 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: &omnichat::config::ServeArgs) -> Result<(), String> {
+    // Listen for signals before the server answers anything: a supervisor that sends SIGTERM
+    // as soon as the health check passes must get a clean shutdown, not the default death.
+    let shutdown =
+        ShutdownSignal::install().map_err(|err| format!("installing signal handlers: {err}"))?;
     let server = omnichat::start(args.server_config(), |bound| args.core_config(bound))
         .await
         .map_err(|err| err.to_string())?;
-    shutdown_signal().await;
+    shutdown.received().await;
     tracing::info!("signal received; shutting down");
     server.shutdown().await;
     Ok(())
@@ -48,25 +52,41 @@ async fn migrate(database_url: &str) -> Result<(), String> {
     store.close().await.map_err(|e| e.to_string())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// SIGINT and SIGTERM, registered from the moment it is installed.
+struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(ShutdownSignal {
+                terminate: signal(SignalKind::terminate())?,
+                interrupt: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(ShutdownSignal {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Resolves on the first SIGINT or SIGTERM.
+    async fn received(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
