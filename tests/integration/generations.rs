@@ -536,6 +536,17 @@ mod faults {
             .await;
         let (theirs_head, theirs_partial) = read_events_keeping_rest(&mut theirs_stream, 1).await;
 
+        // The victim has an answer streaming when its SessionActor fails.
+        let running = server.session(&victim, "Running").await;
+        let running_id = running["id"].as_str().unwrap();
+        let mut running_stream = server
+            .chat(
+                &victim,
+                json!({ "session_id": running_id, "prompt": long_prompt(200) }),
+            )
+            .await;
+        read_events(&mut running_stream, 1).await;
+
         let session = server.session(&victim, "Victim").await;
         let crash = server
             .chat(
@@ -546,9 +557,28 @@ mod faults {
         assert_eq!(crash.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(crash.headers().contains_key("retry-after"));
 
+        // The running answer ends properly (error, then [DONE]) and is stored, not left streaming.
+        let rest = running_stream.text().await.unwrap();
+        assert!(rest.ends_with("data: [DONE]\n\n"), "{rest}");
+        assert!(rest.contains("\"error\""), "{rest}");
+        let answer = settled_answer(&server, &victim, running_id).await;
+        assert_eq!(answer["status"], "error");
+        assert!(
+            answer["content"].as_str().unwrap().starts_with("w1"),
+            "partial text kept"
+        );
+        // ... and its session takes a new prompt at once: nothing orphaned still holds it.
+        let again = server
+            .chat(
+                &victim,
+                json!({ "session_id": running_id, "prompt": "next" }),
+            )
+            .await;
+        assert_eq!(streamed_text(&read_sse(again).await), "next");
+
         // The victim's next requests are served by a fresh SessionActor.
         let list: Vec<Value> = server.get_json(&victim, "/sessions").await;
-        assert_eq!(list.len(), 1);
+        assert_eq!(list.len(), 2);
         let ok = server
             .chat(
                 &victim,

@@ -345,3 +345,34 @@ impl ChatState {
         myself.send_after(LINGER, || ChatMsg::Expire);
     }
 }
+
+/// The last word on an answer that never reached `finish`: its actor panicked, or was killed
+/// because its SessionActor failed (ractor kills an exiting actor's children, skipping
+/// `post_stop`). Whatever text it had is stored as `error`/`interrupted`, never left `streaming`.
+impl Drop for ChatState {
+    fn drop(&mut self) {
+        if self.ended.is_some() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = self.store.clone();
+        let (message_id, session_id, generation_id) =
+            (self.message_id, self.session_id, self.generation_id);
+        let outcome = AssistantOutcome {
+            content: std::mem::take(&mut self.text),
+            status: "error",
+            finish_reason: Some("interrupted".into()),
+            usage: self.usage,
+        };
+        runtime.spawn(async move {
+            if let Err(err) = store
+                .finish_assistant_message(message_id, session_id, outcome)
+                .await
+            {
+                tracing::error!(%err, %generation_id, "could not store an interrupted answer");
+            }
+        });
+    }
+}

@@ -101,7 +101,6 @@ pub struct SessionArgs {
 /// A live generation of this user.
 struct Generation {
     session_id: Uuid,
-    message_id: Uuid,
     actor: ActorRef<ChatMsg>,
 }
 
@@ -216,9 +215,8 @@ impl Actor for SessionActor {
                     .retain(|_, actor| actor.get_id() != cell.get_id());
                 if let Some(generation_id) = state.generation_of(&cell) {
                     tracing::error!(%generation_id, %err, "generation crashed");
-                    if let Some(generation) = state.end_generation(generation_id) {
-                        state.mark_crashed(generation).await;
-                    }
+                    // Its state's Drop stores the partial answer as interrupted.
+                    state.end_generation(generation_id);
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
@@ -446,30 +444,12 @@ impl SessionState {
         let (actor, _) = Actor::spawn_linked(None, ChatStreamActor, args, myself.get_cell())
             .await
             .map_err(|err| CoreError::Internal(format!("could not start the generation: {err}")))?;
-        self.generations.insert(
-            generation_id,
-            Generation {
-                session_id,
-                message_id,
-                actor,
-            },
-        );
+        self.generations
+            .insert(generation_id, Generation { session_id, actor });
         Ok(ChatStart {
             generation_id,
             events: rx,
         })
-    }
-
-    /// Marks a crashed generation's message `error`, keeping whatever text it has; its
-    /// subscribers see their channel close and end their streams with an error.
-    async fn mark_crashed(&self, generation: Generation) {
-        if let Err(err) = self
-            .store
-            .mark_message_failed(generation.message_id, "crashed")
-            .await
-        {
-            tracing::error!(%err, "could not mark a crashed generation");
-        }
     }
 
     fn generation_of(&self, cell: &ractor::ActorCell) -> Option<Uuid> {

@@ -120,6 +120,8 @@ impl Actor for SessionRegistry {
                 state.forget(cell.get_id());
             }
             SupervisionEvent::ActorFailed(cell, err) => {
+                // ractor has killed its generations with it; each stores its partial answer as it
+                // drops (see ChatState's Drop), so the fresh actor starts clean.
                 if let Some(user_id) = state.forget(cell.get_id()) {
                     tracing::error!(%user_id, %err, "session actor failed; it restarts on the next request");
                     state

@@ -133,20 +133,6 @@ impl Store {
             .await
     }
 
-    /// Marks an answer failed without touching the text it has.
-    pub async fn mark_message_failed(&self, id: Uuid, reason: &str) -> Result<(), DbErr> {
-        messages::Entity::update_many()
-            .col_expr(messages::Column::Status, Some("error".to_owned()).into())
-            .col_expr(
-                messages::Column::FinishReason,
-                Some(reason.to_owned()).into(),
-            )
-            .filter(messages::Column::Id.eq(id))
-            .exec(self.writer())
-            .await
-            .map(|_| ())
-    }
-
     /// A session's messages, oldest first, at most `limit` (the most recent ones).
     pub async fn list_messages(
         &self,
