@@ -181,12 +181,14 @@ async fn sigkill_and_restart_keep_users_sessions_messages_and_tokens() {
 }
 
 #[tokio::test]
-async fn sigterm_stops_cleanly() {
-    let db = TestDb::new();
-    let mut daemon = Daemon::spawn(&db, free_port()).await;
-    daemon.signal("TERM");
-    let status = daemon.wait(Duration::from_secs(20));
-    assert!(status.success(), "exit status {status:?}");
+async fn sigterm_and_sigint_stop_cleanly() {
+    for signal in ["TERM", "INT"] {
+        let db = TestDb::new();
+        let mut daemon = Daemon::spawn(&db, free_port()).await;
+        daemon.signal(signal);
+        let status = daemon.wait(Duration::from_secs(20));
+        assert!(status.success(), "SIG{signal}: exit status {status:?}");
+    }
 }
 
 /// Signs up, logs in and returns a bearer token.
