@@ -1,6 +1,7 @@
 //! Sessions: the SessionRegistry, one SessionActor per active user, and what they answer with.
 
 mod actor;
+mod generations;
 mod registry;
 mod views;
 
