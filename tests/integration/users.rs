@@ -8,16 +8,19 @@ use crate::support::{expect_error, TestServer};
 #[tokio::test]
 async fn sign_up_returns_the_profile_without_the_password() {
     let server = TestServer::start().await;
+    // Unique per run: the PostgreSQL database may outlive one run of the suite.
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let username = format!("ann-{tag}");
     let response = server
         .sign_up(
-            "ann",
-            &format!("ann-{}@Example.com", uuid::Uuid::new_v4()),
+            &username,
+            &format!("ann-{tag}@Example.com"),
             "strongpassword",
         )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["username"], "ann");
+    assert_eq!(body["username"], username.as_str());
     assert!(
         body["email"].as_str().unwrap().ends_with("@example.com"),
         "email is normalised: {body}"

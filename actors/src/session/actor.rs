@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::views::{MessageView, SessionDetail, SessionView};
 use crate::{
+    ask::ask,
     chat::{ChatMsg, StreamEvent},
     config::Limits,
     error::{CoreError, CoreResult},
@@ -327,7 +328,9 @@ impl SessionState {
         {
             return Err(CoreError::NotFound("Session"));
         }
-        // Stop the session's generations first, so none writes into a deleted session.
+        // Stop the session's generations and wait until each has written its answer: a final
+        // write racing the cascade delete would deadlock on PostgreSQL (it locks the message,
+        // then the session; the delete locks them the other way round).
         let live: Vec<Uuid> = self
             .generations
             .iter()
@@ -336,7 +339,13 @@ impl SessionState {
             .collect();
         for generation_id in live {
             if let Some(generation) = self.end_generation(generation_id) {
-                let _ = generation.actor.cast(ChatMsg::Stop { reply: None });
+                let stopped = ask(&generation.actor, |reply| ChatMsg::Stop {
+                    reply: Some(reply),
+                })
+                .await;
+                if let Err(err) = stopped {
+                    tracing::warn!(%generation_id, %err, "stopping a generation of a deleted session");
+                }
             }
         }
         if self.store.delete_session(self.user_id, session_id).await? {
