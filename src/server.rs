@@ -33,16 +33,6 @@ impl RunningServer {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
     }
-
-    /// Resolves when the server has stopped (after [`RunningServer::trigger_shutdown`]).
-    pub async fn wait(self) {
-        let _ = self.task.await;
-    }
-
-    /// Asks the server to stop without waiting for it.
-    pub fn trigger_shutdown(&self) {
-        let _ = self.shutdown.send(true);
-    }
 }
 
 /// Why the server could not start.

@@ -40,11 +40,6 @@ impl JwtKeys {
         }
     }
 
-    /// How long an issued token stays valid.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// Signs a token for `user_id`.
     pub fn issue(&self, user_id: Uuid) -> Result<String, CoreError> {
         let now = chrono::Utc::now().timestamp();

@@ -254,11 +254,6 @@ impl Providers {
         })
     }
 
-    /// The settings these providers were built with.
-    pub fn settings(&self) -> &ProviderSettings {
-        &self.settings
-    }
-
     /// The model used when a request names none.
     pub fn default_model(kind: ProviderKind) -> &'static str {
         match kind {

@@ -16,7 +16,7 @@ use sea_orm::{
 };
 
 pub use messages::{AssistantOutcome, NewAssistantMessage};
-pub use nodes::{HEARTBEAT_EVERY, NODE_STALE_AFTER};
+pub use nodes::HEARTBEAT_EVERY;
 
 /// A cheap-to-clone handle on the database pools.
 #[derive(Clone, Debug)]
