@@ -57,13 +57,8 @@ async fn settled_answer(server: &TestServer, user: &TestUser, session_id: &str) 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let detail: Value = server
-            .get(user, &format!("/sessions/{session_id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .get_json(user, &format!("/sessions/{session_id}"))
+            .await;
         let last = detail["messages"]
             .as_array()
             .unwrap()
@@ -95,6 +90,39 @@ async fn fake_server(fake: &FakeUpstream, extra: &[&str]) -> TestServer {
     flags.extend(extra.iter().map(|s| s.to_string()));
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     TestServer::start_with(&flags).await
+}
+
+/// A server on a slow fake OpenAI upstream, a user, and an answer of that user streaming in a
+/// fresh session, read up to its first `events` events.
+struct SlowAnswer {
+    fake: FakeUpstream,
+    server: TestServer,
+    user: TestUser,
+    session_id: String,
+    response: reqwest::Response,
+}
+
+async fn slow_answer(extra: &[&str], events: usize) -> SlowAnswer {
+    let fake = slow_fake(100).await;
+    let server = fake_server(&fake, extra).await;
+    let user = server.user().await;
+    let session = server.session(&user, "Slow").await;
+    let session_id = session["id"].as_str().unwrap().to_string();
+    let mut response = server
+        .chat(
+            &user,
+            json!({ "session_id": session_id, "prompt": "go", "provider": "openai" }),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    read_events(&mut response, events).await;
+    SlowAnswer {
+        fake,
+        server,
+        user,
+        session_id,
+        response,
+    }
 }
 
 async fn slow_fake(words: usize) -> FakeUpstream {
@@ -138,19 +166,14 @@ async fn by_default_a_disconnected_answer_runs_to_the_end() {
 
 #[tokio::test]
 async fn cancel_policy_closes_the_upstream_and_keeps_the_partial_answer() {
-    let fake = slow_fake(100).await;
-    let server = fake_server(&fake, &["--on-disconnect", "cancel"]).await;
-    let user = server.user().await;
-    let session = server.session(&user, "Cancelled").await;
-    let id = session["id"].as_str().unwrap();
-    let mut response = server
-        .chat(
-            &user,
-            json!({ "session_id": id, "prompt": "count", "provider": "openai" }),
-        )
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    read_events(&mut response, 2).await;
+    let SlowAnswer {
+        fake,
+        server,
+        user,
+        session_id,
+        response,
+    } = slow_answer(&["--on-disconnect", "cancel"], 2).await;
+    let id = session_id.as_str();
     assert_eq!(fake.open_streams(), 1);
     let dropped_at = Instant::now();
     drop(response);
@@ -247,19 +270,15 @@ async fn resume_with_and_without_last_event_id() {
 
 #[tokio::test]
 async fn stop_closes_the_upstream_and_ends_every_stream() {
-    let fake = slow_fake(100).await;
-    let server = fake_server(&fake, &[]).await;
-    let user = server.user().await;
-    let session = server.session(&user, "Stop").await;
-    let id = session["id"].as_str().unwrap();
-    let mut first = server
-        .chat(
-            &user,
-            json!({ "session_id": id, "prompt": "go", "provider": "openai" }),
-        )
-        .await;
+    let SlowAnswer {
+        fake,
+        server,
+        user,
+        session_id,
+        response: first,
+    } = slow_answer(&[], 2).await;
+    let id = session_id.as_str();
     let generation = generation_id(&first);
-    read_events(&mut first, 2).await;
     let second = server
         .get(&user, &format!("/chat/stream/{generation}"))
         .send()
@@ -402,18 +421,14 @@ async fn one_answer_per_session_and_a_cap_per_user() {
 
 #[tokio::test]
 async fn deleting_a_session_stops_its_answer() {
-    let fake = slow_fake(100).await;
-    let server = fake_server(&fake, &[]).await;
-    let user = server.user().await;
-    let session = server.session(&user, "Doomed").await;
-    let id = session["id"].as_str().unwrap();
-    let mut response = server
-        .chat(
-            &user,
-            json!({ "session_id": id, "prompt": "go", "provider": "openai" }),
-        )
-        .await;
-    read_events(&mut response, 1).await;
+    let SlowAnswer {
+        fake,
+        server,
+        user,
+        session_id,
+        response,
+    } = slow_answer(&[], 1).await;
+    let id = session_id.as_str();
     let deleted = server
         .delete(&user, &format!("/sessions/{id}"))
         .send()

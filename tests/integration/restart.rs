@@ -96,39 +96,12 @@ async fn sigkill_and_restart_keep_users_sessions_messages_and_tokens() {
     let port = free_port();
     let client = reqwest::Client::new();
     let mut daemon = Daemon::spawn(&db, port).await;
-    let tag = uuid::Uuid::new_v4().simple().to_string();
-    let email = format!("kill-{tag}@example.com");
-    let created = client
-        .post(format!("{}/users/", daemon.base))
-        .json(&json!({ "username": format!("kill-{}", &tag[..10]), "email": email, "password": "strongpassword" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::OK);
-    let token: Value = client
-        .post(format!("{}/token", daemon.base))
-        .form(&[("username", email.as_str()), ("password", "strongpassword")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_string();
-    let session: Value = client
-        .post(format!("{}/sessions", daemon.base))
-        .bearer_auth(&token)
-        .json(&json!({ "title": "Survives" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (email, token) = sign_up_and_log_in(&client, &daemon.base).await;
+    let session = new_session(&client, &daemon.base, &token).await;
     let stream = client
         .post(format!("{}/chat/stream", daemon.base))
         .bearer_auth(&token)
-        .json(&json!({ "session_id": session["id"], "prompt": "still here" }))
+        .json(&json!({ "session_id": session, "prompt": "still here" }))
         .send()
         .await
         .unwrap();
@@ -150,20 +123,8 @@ async fn sigkill_and_restart_keep_users_sessions_messages_and_tokens() {
         StatusCode::OK,
         "a token issued before the kill still works"
     );
-    let detail: Value = client
-        .get(format!(
-            "{}/sessions/{}",
-            daemon.base,
-            session["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(detail["title"], "Survives");
+    let detail = session_detail(&client, &daemon.base, &token, &session).await;
+    assert_eq!(detail["title"], SESSION_TITLE);
     let contents: Vec<&str> = detail["messages"]
         .as_array()
         .unwrap()
@@ -191,8 +152,8 @@ async fn sigterm_and_sigint_stop_cleanly() {
     }
 }
 
-/// Signs up, logs in and returns a bearer token.
-async fn token_for(client: &reqwest::Client, base: &str) -> String {
+/// Signs up a new user and logs in; returns its email and bearer token.
+async fn sign_up_and_log_in(client: &reqwest::Client, base: &str) -> (String, String) {
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let email = format!("d-{tag}@example.com");
     let created = client
@@ -211,14 +172,16 @@ async fn token_for(client: &reqwest::Client, base: &str) -> String {
         .json()
         .await
         .unwrap();
-    token["access_token"].as_str().unwrap().to_string()
+    (email, token["access_token"].as_str().unwrap().to_string())
 }
+
+const SESSION_TITLE: &str = "daemon";
 
 async fn new_session(client: &reqwest::Client, base: &str, token: &str) -> String {
     let session: Value = client
         .post(format!("{base}/sessions"))
         .bearer_auth(token)
-        .json(&json!({ "title": "daemon" }))
+        .json(&json!({ "title": SESSION_TITLE }))
         .send()
         .await
         .unwrap()
@@ -249,16 +212,19 @@ async fn start_stream(
     response
 }
 
-async fn last_answer(client: &reqwest::Client, base: &str, token: &str, session: &str) -> Value {
-    let detail: Value = client
+async fn session_detail(client: &reqwest::Client, base: &str, token: &str, session: &str) -> Value {
+    let response = client
         .get(format!("{base}/sessions/{session}"))
         .bearer_auth(token)
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+async fn last_answer(client: &reqwest::Client, base: &str, token: &str, session: &str) -> Value {
+    let detail = session_detail(client, base, token, session).await;
     detail["messages"]
         .as_array()
         .unwrap()
@@ -285,7 +251,7 @@ async fn sigterm_lets_short_answers_finish_and_stores_long_ones_as_stopped() {
         &["--echo-delay-ms", "100", "--shutdown-grace-secs", "2"],
     )
     .await;
-    let token = token_for(&client, &daemon.base).await;
+    let (_, token) = sign_up_and_log_in(&client, &daemon.base).await;
     let short = new_session(&client, &daemon.base, &token).await;
     let long = new_session(&client, &daemon.base, &token).await;
     let short_stream = start_stream(&client, &daemon.base, &token, &short, &words(5)).await;
@@ -331,7 +297,7 @@ async fn after_sigkill_an_answer_left_streaming_is_marked_interrupted() {
     let port = free_port();
     let client = reqwest::Client::new();
     let mut daemon = Daemon::spawn_with(&db, port, &["--echo-delay-ms", "100"]).await;
-    let token = token_for(&client, &daemon.base).await;
+    let (_, token) = sign_up_and_log_in(&client, &daemon.base).await;
     let session = new_session(&client, &daemon.base, &token).await;
     let stream = start_stream(&client, &daemon.base, &token, &session, &words(100)).await;
     let before = last_answer(&client, &daemon.base, &token, &session).await;
