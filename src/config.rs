@@ -67,6 +67,15 @@ pub struct ServeArgs {
         global = true
     )]
     pub db_max_connections: u32,
+    /// The longest a request waits on the database (a connection, a lock, a statement) before it
+    /// gets 503 with Retry-After.
+    #[arg(
+        long,
+        env = "OMNICHAT_DB_TIMEOUT_MS",
+        default_value_t = 3_000,
+        global = true
+    )]
+    pub db_timeout_ms: u64,
     /// HS256 secret, at least 32 bytes. Unset: one is generated and kept in the database.
     #[arg(
         long,
@@ -288,6 +297,7 @@ impl ServeArgs {
                 .unwrap_or_else(|| default_node_id(bound)),
             database_url: self.database_url.clone(),
             database_max_connections: self.db_max_connections.max(1),
+            database_timeout: Duration::from_millis(self.db_timeout_ms.max(1)),
             jwt_secret: self.jwt_secret.clone(),
             token_ttl: Duration::from_secs(self.token_ttl_secs.max(1)),
             scrypt: ScryptSettings {

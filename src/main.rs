@@ -17,7 +17,7 @@ async fn main() -> ExitCode {
         .init();
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.serve).await,
-        Command::Migrate => migrate(&cli.serve.database_url).await,
+        Command::Migrate => migrate(&cli.serve).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,8 +43,9 @@ async fn serve(args: &omnichat::config::ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn migrate(database_url: &str) -> Result<(), String> {
-    let store = Store::connect(database_url, 1)
+async fn migrate(args: &omnichat::config::ServeArgs) -> Result<(), String> {
+    let timeout = std::time::Duration::from_millis(args.db_timeout_ms.max(1));
+    let store = Store::connect(&args.database_url, 1, timeout)
         .await
         .map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;

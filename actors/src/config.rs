@@ -29,8 +29,11 @@ pub struct Limits {
     pub max_answer_bytes: usize,
     /// Events buffered per subscriber before a slow one is dropped (it can resume).
     pub subscriber_buffer: usize,
-    /// A SessionActor with no requests and no generations for this long stops.
+    /// A SessionActor with no requests and no generations for this long stops; a session held
+    /// in memory and unused this long leaves it.
     pub session_idle: Duration,
+    /// Sessions a SessionActor holds in memory at most (the least recently used leave first).
+    pub cached_sessions_per_user: usize,
     pub on_disconnect: DisconnectPolicy,
 }
 
@@ -44,6 +47,7 @@ impl Default for Limits {
             max_answer_bytes: 1 << 20,
             subscriber_buffer: 1_024,
             session_idle: Duration::from_secs(300),
+            cached_sessions_per_user: 64,
             on_disconnect: DisconnectPolicy::Continue,
         }
     }
@@ -56,6 +60,8 @@ pub struct CoreConfig {
     pub node_id: String,
     pub database_url: String,
     pub database_max_connections: u32,
+    /// The longest any request waits on the database before it is told to retry (503).
+    pub database_timeout: Duration,
     /// `None`: generate one and keep it in the database.
     pub jwt_secret: Option<String>,
     pub token_ttl: Duration,

@@ -52,7 +52,12 @@ pub struct Core {
 impl Core {
     /// Connects to the database, applies migrations, settles the JWT secret and starts the actors.
     pub async fn start(config: CoreConfig) -> Result<Core, StartError> {
-        let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+        let store = Store::connect(
+            &config.database_url,
+            config.database_max_connections,
+            config.database_timeout,
+        )
+        .await?;
         store.migrate().await?;
         let store = store.for_node(&config.node_id);
         store.heartbeat().await?;

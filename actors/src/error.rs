@@ -51,12 +51,48 @@ pub enum CoreError {
 }
 
 impl CoreError {
-    /// True for a database error that means "too busy right now", not "broken".
+    /// True for a database error that means "unavailable right now" (busy, gone, locked or too
+    /// slow), not "broken": the client is told to retry, not that the server failed.
     pub fn is_database_busy(&self) -> bool {
-        matches!(
-            self,
-            CoreError::Database(sea_orm::DbErr::ConnectionAcquire(_))
-        )
+        let CoreError::Database(err) = self else {
+            return false;
+        };
+        match err {
+            sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_) => true,
+            sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+            | sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => sqlx_unavailable(e),
+            _ => false,
+        }
+    }
+}
+
+/// A driver error that says the database could not be reached or did not answer in time:
+/// an I/O error, a closed or exhausted pool, or PostgreSQL cancelling a statement or lock wait
+/// at the configured bound (SQLSTATE 57014, 55P03), or SQLite's busy/locked.
+fn sqlx_unavailable(err: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error;
+    match err {
+        Error::Io(_) | Error::PoolTimedOut | Error::PoolClosed | Error::WorkerCrashed => true,
+        Error::Database(db) => matches!(
+            db.code().as_deref(),
+            Some("57014" | "55P03" | "57P01" | "5" | "6")
+        ),
+        _ => false,
+    }
+}
+
+impl From<crate::store::WriteError> for CoreError {
+    fn from(err: crate::store::WriteError) -> Self {
+        use crate::store::WriteError;
+        match err {
+            WriteError::Database(err) => CoreError::Database(err),
+            WriteError::TimedOut(_) | WriteError::Overloaded | WriteError::Closed => {
+                CoreError::Overloaded {
+                    message: format!("The database is unavailable ({err}); try again shortly"),
+                    retry_after: Duration::from_secs(1),
+                }
+            }
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod providers;
 mod root;
 pub mod session;
 pub mod store;
+pub mod text;
 
 pub use crate::core::{Core, StartError};
 pub use config::{CoreConfig, DisconnectPolicy, Limits};

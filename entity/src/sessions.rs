@@ -12,6 +12,9 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Last activity: a rename or a new message.
     pub updated_at: DateTimeUtc,
+    /// Bumped by every write that changes the session or its messages, so a node holding the
+    /// session in memory can tell, in its next write, whether another node changed it meanwhile.
+    pub version: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,6 +7,7 @@ mod m20261124_000002_create_sessions;
 mod m20261124_000003_create_messages;
 mod m20261124_000004_create_settings;
 mod m20261124_000005_create_nodes;
+mod m20261125_000006_add_session_version;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_create_messages::Migration),
             Box::new(m20261124_000004_create_settings::Migration),
             Box::new(m20261124_000005_create_nodes::Migration),
+            Box::new(m20261125_000006_add_session_version::Migration),
         ]
     }
 }

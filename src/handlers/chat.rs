@@ -8,6 +8,7 @@ use omnichat_actors::{
     chat::{StreamEvent, StreamFailure},
     providers::ProviderKind,
     session::StartChat,
+    CoreError,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -85,7 +86,7 @@ pub async fn stream(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
                     ..
                 },
             ..
-        }) => return Err(error.into()),
+        }) => return Err(CoreError::from(error).into()),
         Some(event) => vec![event],
         None => Vec::new(),
     };

@@ -15,27 +15,47 @@ use std::{
 
 use futures_util::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
 use uuid::Uuid;
 
 use super::{
-    events::{StreamEvent, StreamFailure},
+    events::{EarlyFailure, StreamEvent, StreamFailure},
     replay::replay,
 };
 use crate::{
     config::DisconnectPolicy,
     error::CoreResult,
-    providers::{ChatRequest, ProviderError, ProviderEvent, ProviderKind, Providers, TokenUsage},
-    session::SessionMsg,
-    store::{AssistantOutcome, Store},
+    providers::{
+        ChatRequest, ProviderError, ProviderEvent, ProviderKind, Providers, Role, TokenUsage,
+    },
+    session::{estimate_tokens, EndedTurn, HistoryMessage, SessionMsg},
+    store::{AssistantOutcome, Store, Write, WriteError, Written},
+    text::storable,
 };
 
 /// How often the actor looks for subscribers that went away (for the `cancel` policy).
 const SUBSCRIBER_CHECK: Duration = Duration::from_millis(250);
 /// How long a finished generation stays in memory for late subscribers.
 const LINGER: Duration = Duration::from_secs(30);
+/// Tries of the final write before the answer is reported as not stored.
+const FINAL_WRITE_TRIES: u32 = 3;
+/// The pause before trying the final write again, doubled each time.
+const FINAL_WRITE_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Where the prompt's write stands when the generation starts.
+pub enum BeginOutcome {
+    /// Committed already (the SessionActor waited for it).
+    Stored,
+    /// Queued: the first token waits for it.
+    Pending(oneshot::Receiver<Result<Written, WriteError>>),
+}
 
 pub enum ChatMsg {
+    /// The prompt could not be stored; the reader task has given up the upstream.
+    BeginFailed(EarlyFailure),
     /// An item from the upstream reader task.
     Upstream(Result<ProviderEvent, ProviderError>),
     /// The upstream stream ended without an error.
@@ -60,6 +80,8 @@ pub struct ChatArgs {
     pub message_id: Uuid,
     pub provider: ProviderKind,
     pub request: ChatRequest,
+    /// The prompt's write: no token is sent to anyone before it is committed.
+    pub begin: BeginOutcome,
     pub providers: Providers,
     pub store: Store,
     pub session: ActorRef<SessionMsg>,
@@ -107,6 +129,8 @@ pub struct ChatState {
     ticker: Option<JoinHandle<()>>,
     /// Set once the generation has ended: its final status and failure, if any.
     ended: Option<(&'static str, Option<StreamFailure>)>,
+    /// The prompt was never stored, so there is no answer row to write.
+    begin_failed: bool,
     /// Held while running; dropped when the answer ends (lingering is not running).
     running: Option<Running>,
 }
@@ -128,6 +152,7 @@ impl Actor for ChatStreamActor {
             args.providers.clone(),
             args.provider,
             args.request,
+            args.begin,
         );
         let ticker = (args.on_disconnect == DisconnectPolicy::Cancel)
             .then(|| myself.send_interval(SUBSCRIBER_CHECK, || ChatMsg::CheckSubscribers));
@@ -148,6 +173,7 @@ impl Actor for ChatStreamActor {
             reader,
             ticker,
             ended: None,
+            begin_failed: false,
             running: Some(Running::start(args.live)),
         })
     }
@@ -173,6 +199,7 @@ impl Actor for ChatStreamActor {
             ChatMsg::Expire => myself.stop(None),
             // Everything below is about a running generation; once ended it is moot.
             _ if state.ended.is_some() => {}
+            ChatMsg::BeginFailed(failure) => state.on_begin_failed(&myself, failure).await,
             ChatMsg::Upstream(Ok(event)) => state.on_upstream_event(&myself, event).await,
             ChatMsg::Upstream(Err(error)) => state.on_upstream_error(&myself, error).await,
             ChatMsg::UpstreamEnded => state.finish(&myself, "complete", None).await,
@@ -194,15 +221,37 @@ impl Actor for ChatStreamActor {
     }
 }
 
-/// Opens the upstream stream and forwards every item to the actor, stopping at the first error.
+/// Opens the upstream stream while the prompt's write commits, then forwards every item to the
+/// actor, stopping at the first error. Nothing is read from upstream before the write is known
+/// to be committed, so no client ever sees a token of a prompt that is not stored.
 fn spawn_reader(
     myself: ActorRef<ChatMsg>,
     providers: Providers,
     provider: ProviderKind,
     request: ChatRequest,
+    begin: BeginOutcome,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut stream = match providers.open(provider, request).await {
+        let open = providers.open(provider, request);
+        let stored = begin_stored(begin);
+        tokio::pin!(open, stored);
+        let mut opened = None;
+        let stored = tokio::select! {
+            stored = &mut stored => stored,
+            result = &mut open => {
+                opened = Some(result);
+                (&mut stored).await
+            }
+        };
+        if let Err(failure) = stored {
+            let _ = myself.cast(ChatMsg::BeginFailed(failure));
+            return;
+        }
+        let opened = match opened {
+            Some(result) => result,
+            None => open.await,
+        };
+        let mut stream = match opened {
             Ok(stream) => stream,
             Err(error) => {
                 let _ = myself.cast(ChatMsg::Upstream(Err(error)));
@@ -219,11 +268,29 @@ fn spawn_reader(
     })
 }
 
+/// Waits for the prompt's write; why it failed, as the client will be told.
+async fn begin_stored(begin: BeginOutcome) -> Result<(), EarlyFailure> {
+    let BeginOutcome::Pending(written) = begin else {
+        return Ok(());
+    };
+    match written.await {
+        Ok(Ok(Written::Done)) => Ok(()),
+        Ok(Ok(Written::Missing | Written::Stale)) => Err(EarlyFailure::SessionChanged),
+        Ok(Err(err)) => {
+            tracing::error!(%err, "could not store a prompt");
+            Err(EarlyFailure::NotStored)
+        }
+        Err(_) => Err(EarlyFailure::NotStored),
+    }
+}
+
 impl ChatState {
     async fn on_upstream_event(&mut self, myself: &ActorRef<ChatMsg>, event: ProviderEvent) {
         match event {
             ProviderEvent::Delta(text) if text.is_empty() => {}
             ProviderEvent::Delta(text) => {
+                // What the client is streamed is exactly what will be stored.
+                let text = storable(text);
                 #[cfg(feature = "fault-injection")]
                 crate::faults::maybe_panic_generation(&text);
                 if self.text.len() + text.len() > self.max_answer_bytes {
@@ -254,7 +321,30 @@ impl ChatState {
         let failure = StreamFailure {
             code: error.code().to_owned(),
             message: error.to_string(),
-            before_output: self.text.is_empty().then(|| error.clone()),
+            before_output: self
+                .text
+                .is_empty()
+                .then(|| EarlyFailure::Provider(error.clone())),
+        };
+        self.finish(myself, "error", Some(failure)).await;
+    }
+
+    async fn on_begin_failed(&mut self, myself: &ActorRef<ChatMsg>, failure: EarlyFailure) {
+        self.begin_failed = true;
+        let (code, message) = match &failure {
+            EarlyFailure::SessionChanged => (
+                "session_changed",
+                "The session was changed by another server; nothing was stored",
+            ),
+            _ => (
+                "not_stored",
+                "The prompt could not be stored; nothing was kept",
+            ),
+        };
+        let failure = StreamFailure {
+            code: code.into(),
+            message: message.into(),
+            before_output: Some(failure),
         };
         self.finish(myself, "error", Some(failure)).await;
     }
@@ -294,47 +384,55 @@ impl ChatState {
     }
 
     /// Ends the generation: writes the answer, tells the SessionActor, then closes every stream.
+    /// The write's result decides the ending: `[DONE]` alone only once the answer is stored; if
+    /// it cannot be stored, an `answer_not_stored` error comes first.
     async fn finish(
         &mut self,
         myself: &ActorRef<ChatMsg>,
         status: &'static str,
-        failure: Option<StreamFailure>,
+        mut failure: Option<StreamFailure>,
     ) {
         if self.ended.is_some() {
             return;
         }
+        // Marked at once: a Stop arriving during the write below must not end it twice.
         self.ended = Some((status, failure.clone()));
         self.reader.abort();
         if let Some(ticker) = self.ticker.take() {
             ticker.abort();
         }
-        let outcome = AssistantOutcome {
-            content: self.text.clone(),
-            status,
-            finish_reason: self
-                .finish_reason
-                .clone()
-                .or_else(|| (status != "complete").then(|| status.to_owned())),
-            usage: self.usage,
-        };
-        if let Err(err) = self
-            .store
-            .finish_assistant_message(self.message_id, self.session_id, outcome)
-            .await
-        {
-            tracing::error!(%err, generation_id = %self.generation_id, "could not store the answer");
+        let stored = !self.begin_failed && self.store_answer(status).await;
+        if !stored && !self.begin_failed {
+            failure = Some(StreamFailure {
+                code: "answer_not_stored".into(),
+                message: "The answer could not be stored (the database is unavailable); it is \
+                          marked interrupted once the database is back"
+                    .into(),
+                before_output: None,
+            });
+            self.ended = Some(("error", failure.clone()));
         }
         tracing::info!(
             generation_id = %self.generation_id,
             provider = self.provider.name(),
             status,
+            stored,
             bytes = self.text.len(),
             "generation ended"
         );
+        let answer = stored.then(|| HistoryMessage {
+            role: Role::Assistant,
+            content: self.text.clone(),
+            tokens: self
+                .usage
+                .completion_tokens
+                .unwrap_or_else(|| estimate_tokens(&self.text)),
+        });
         // Tell the SessionActor before the subscribers: a client that reacts to the end at once
         // must find the session free for its next prompt.
         let _ = self.session.cast(SessionMsg::GenerationEnded {
             generation_id: self.generation_id,
+            ended: EndedTurn { stored, answer },
         });
         if let Some(failure) = failure {
             self.publish(StreamEvent::Error { failure });
@@ -344,6 +442,39 @@ impl ChatState {
         self.running = None;
         myself.send_after(LINGER, || ChatMsg::Expire);
     }
+
+    /// Writes the answer's final state, trying again a few times if the database fails; true
+    /// once it is committed.
+    async fn store_answer(&self, status: &'static str) -> bool {
+        let outcome = AssistantOutcome {
+            content: self.text.clone(),
+            status,
+            finish_reason: self
+                .finish_reason
+                .clone()
+                .or_else(|| (status != "complete").then(|| status.to_owned())),
+            usage: self.usage,
+        };
+        let mut backoff = FINAL_WRITE_BACKOFF;
+        for attempt in 1..=FINAL_WRITE_TRIES {
+            let write = Write::FinishAnswer {
+                message_id: self.message_id,
+                session_id: self.session_id,
+                outcome: outcome.clone(),
+            };
+            match self.store.writes().write(self.session_id, write).await {
+                Ok(_) => return true,
+                Err(err) => {
+                    tracing::error!(%err, attempt, generation_id = %self.generation_id, "could not store the answer");
+                    if attempt < FINAL_WRITE_TRIES {
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                    }
+                }
+            }
+        }
+        false
+    }
 }
 
 /// The last word on an answer that never reached `finish`: its actor panicked, or was killed
@@ -351,26 +482,26 @@ impl ChatState {
 /// `post_stop`). Whatever text it had is stored as `error`/`interrupted`, never left `streaming`.
 impl Drop for ChatState {
     fn drop(&mut self) {
-        if self.ended.is_some() {
+        if self.ended.is_some() || self.begin_failed {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let store = self.store.clone();
-        let (message_id, session_id, generation_id) =
-            (self.message_id, self.session_id, self.generation_id);
-        let outcome = AssistantOutcome {
-            content: std::mem::take(&mut self.text),
-            status: "error",
-            finish_reason: Some("interrupted".into()),
-            usage: self.usage,
+        let generation_id = self.generation_id;
+        let write = Write::FinishAnswer {
+            message_id: self.message_id,
+            session_id: self.session_id,
+            outcome: AssistantOutcome {
+                content: std::mem::take(&mut self.text),
+                status: "error",
+                finish_reason: Some("interrupted".into()),
+                usage: self.usage,
+            },
         };
+        let written = self.store.writes().submit(self.session_id, write);
         runtime.spawn(async move {
-            if let Err(err) = store
-                .finish_assistant_message(message_id, session_id, outcome)
-                .await
-            {
+            if let Ok(Err(err)) = written.await {
                 tracing::error!(%err, %generation_id, "could not store an interrupted answer");
             }
         });

@@ -4,6 +4,6 @@ mod actor;
 mod events;
 mod replay;
 
-pub use actor::{ChatArgs, ChatMsg, ChatStreamActor};
-pub use events::{StreamEvent, StreamFailure};
+pub use actor::{BeginOutcome, ChatArgs, ChatMsg, ChatStreamActor};
+pub use events::{EarlyFailure, StreamEvent, StreamFailure};
 pub use replay::replay;

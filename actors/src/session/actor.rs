@@ -1,5 +1,6 @@
-//! SessionActor: one per active user. It owns that user's sessions (CRUD and ownership), the
-//! per-user limits, and the user's live generations, which it supervises.
+//! SessionActor: one per active user. It owns that user's sessions (CRUD and ownership, and the
+//! ones in use held in memory with their history), the per-user limits, and the user's live
+//! generations, which it supervises.
 
 use std::{
     collections::HashMap,
@@ -11,7 +12,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use tokio::{sync::mpsc, task::JoinHandle};
 use uuid::Uuid;
 
-use super::views::{MessageView, SessionDetail, SessionView};
+use super::{
+    cache::{HistoryMessage, SessionCache},
+    views::{MessageView, SessionDetail, SessionView},
+};
 use crate::{
     ask::ask,
     chat::{ChatMsg, StreamEvent},
@@ -19,6 +23,7 @@ use crate::{
     error::{CoreError, CoreResult},
     providers::{ProviderKind, Providers},
     store::Store,
+    text::storable,
 };
 
 pub const TITLE_MAX_CHARS: usize = 200;
@@ -84,8 +89,18 @@ pub enum SessionMsg {
     /// Sent by a ChatStreamActor just before it closes its subscribers' streams.
     GenerationEnded {
         generation_id: Uuid,
+        ended: EndedTurn,
     },
     IdleCheck,
+}
+
+/// How a turn ended, as far as the session's history is concerned.
+#[derive(Debug)]
+pub struct EndedTurn {
+    /// The final write committed: the stored session moved on by one version.
+    pub stored: bool,
+    /// The answer as history for the next turn (`None` when nothing was stored).
+    pub answer: Option<HistoryMessage>,
 }
 
 pub struct SessionArgs {
@@ -113,6 +128,8 @@ pub struct SessionState {
     pub(super) generations: HashMap<Uuid, Generation>,
     /// Ended generations still in memory for late subscribers.
     pub(super) lingering: HashMap<Uuid, ActorRef<ChatMsg>>,
+    /// The sessions in use, with their history.
+    pub(super) cache: SessionCache,
     last_active: Instant,
     idle_timer: JoinHandle<()>,
 }
@@ -131,6 +148,11 @@ impl Actor for SessionActor {
     ) -> Result<SessionState, ActorProcessingErr> {
         let check_every = (args.limits.session_idle / 2).max(Duration::from_millis(50));
         let idle_timer = myself.send_interval(check_every, || SessionMsg::IdleCheck);
+        let cache = SessionCache::new(
+            usize::try_from(args.limits.history_messages).unwrap_or(usize::MAX),
+            args.limits.cached_sessions_per_user,
+            args.limits.session_idle,
+        );
         Ok(SessionState {
             user_id: args.user_id,
             store: args.store,
@@ -139,6 +161,7 @@ impl Actor for SessionActor {
             live: args.live,
             generations: HashMap::new(),
             lingering: HashMap::new(),
+            cache,
             last_active: Instant::now(),
             idle_timer,
         })
@@ -190,11 +213,10 @@ impl Actor for SessionActor {
                     let _ = generation.actor.cast(ChatMsg::Stop { reply: None });
                 }
             }
-            SessionMsg::GenerationEnded { generation_id } => {
-                if let Some(generation) = state.end_generation(generation_id) {
-                    state.lingering.insert(generation_id, generation.actor);
-                }
-            }
+            SessionMsg::GenerationEnded {
+                generation_id,
+                ended,
+            } => state.on_generation_ended(generation_id, ended),
             SessionMsg::IdleCheck => state.on_idle_check(&myself),
         }
         Ok(())
@@ -214,8 +236,11 @@ impl Actor for SessionActor {
                     .retain(|_, actor| actor.get_id() != cell.get_id());
                 if let Some(generation_id) = state.generation_of(&cell) {
                     tracing::error!(%generation_id, %err, "generation crashed");
-                    // Its state's Drop stores the partial answer as interrupted.
-                    state.end_generation(generation_id);
+                    // Its state's Drop stores the partial answer as interrupted, in a write this
+                    // actor does not see: what it holds of the session is no longer the truth.
+                    if let Some(generation) = state.end_generation(generation_id) {
+                        state.cache.forget(generation.session_id);
+                    }
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
@@ -242,7 +267,8 @@ impl Actor for SessionActor {
 }
 
 /// Trims a title and checks its length.
-fn valid_title(raw: &str) -> CoreResult<String> {
+fn valid_title(raw: String) -> CoreResult<String> {
+    let raw = storable(raw);
     let title = raw.trim();
     let chars = title.chars().count();
     if chars == 0 || chars > TITLE_MAX_CHARS || title.chars().any(char::is_control) {
@@ -295,31 +321,43 @@ impl SessionState {
         });
     }
 
-    async fn on_create(&self, title: String) -> CoreResult<SessionView> {
-        let title = valid_title(&title)?;
+    async fn on_create(&mut self, title: String) -> CoreResult<SessionView> {
+        let title = valid_title(title)?;
         if self.store.count_sessions(self.user_id).await? >= self.limits.max_sessions_per_user {
             return Err(CoreError::Conflict(format!(
                 "Session limit reached ({}); delete a session first",
                 self.limits.max_sessions_per_user
             )));
         }
-        Ok(self
-            .store
-            .insert_session(self.user_id, &title)
-            .await?
-            .into())
+        let session = self.store.insert_session(self.user_id, &title).await?;
+        // A new session has nothing to load: its first prompt needs no read at all.
+        self.cache.insert_created(&session);
+        Ok(session.into())
     }
 
-    async fn on_rename(&self, session_id: Uuid, title: String) -> CoreResult<SessionView> {
-        let title = valid_title(&title)?;
-        self.store
+    async fn on_rename(&mut self, session_id: Uuid, title: String) -> CoreResult<SessionView> {
+        let title = valid_title(title)?;
+        if !self
+            .store
             .rename_session(self.user_id, session_id, &title)
+            .await?
+        {
+            self.cache.forget(session_id);
+            return Err(CoreError::NotFound("Session"));
+        }
+        if let Some(held) = self.cache.get_mut(session_id) {
+            held.version += 1;
+            held.title.clone_from(&title);
+        }
+        self.store
+            .owned_session(self.user_id, session_id)
             .await?
             .map(SessionView::from)
             .ok_or(CoreError::NotFound("Session"))
     }
 
     async fn on_delete(&mut self, session_id: Uuid) -> CoreResult<()> {
+        self.cache.forget(session_id);
         if self
             .store
             .owned_session(self.user_id, session_id)
@@ -355,7 +393,28 @@ impl SessionState {
         }
     }
 
-    fn on_idle_check(&self, myself: &ActorRef<SessionMsg>) {
+    /// A turn ended: the session is free again, and its history gains the answer.
+    fn on_generation_ended(&mut self, generation_id: Uuid, ended: EndedTurn) {
+        let Some(generation) = self.end_generation(generation_id) else {
+            return;
+        };
+        self.lingering.insert(generation_id, generation.actor);
+        match self.cache.get_mut(generation.session_id) {
+            Some(held) if ended.stored => {
+                held.version += 1;
+                if let Some(answer) = ended.answer {
+                    held.push(answer);
+                }
+            }
+            // Whether the database holds the answer is unknown: read it afresh next time.
+            _ => self.cache.forget(generation.session_id),
+        }
+    }
+
+    fn on_idle_check(&mut self, myself: &ActorRef<SessionMsg>) {
+        let generations = &self.generations;
+        self.cache
+            .evict_idle(|id| generations.values().any(|g| g.session_id == id));
         if self.generations.is_empty() && self.last_active.elapsed() >= self.limits.session_idle {
             tracing::debug!(user_id = %self.user_id, "session actor idle; stopping");
             myself.stop(Some("idle".into()));

@@ -3,36 +3,92 @@
 
 use std::time::Duration;
 
+use chrono::Utc;
 use omnichat_entity::messages;
 use ractor::{Actor, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::actor::{ChatStart, Generation, SessionMsg, SessionState, StartChat};
+use super::{
+    actor::{ChatStart, Generation, SessionMsg, SessionState, StartChat},
+    cache::{estimate_tokens, CachedSession, HistoryMessage},
+};
 use crate::{
     ask::ask,
-    chat::{replay, ChatArgs, ChatMsg, ChatStreamActor, StreamEvent, StreamFailure},
+    chat::{
+        replay, BeginOutcome, ChatArgs, ChatMsg, ChatStreamActor, EarlyFailure, StreamEvent,
+        StreamFailure,
+    },
     error::{CoreError, CoreResult},
     providers::{ChatMessage, ChatRequest, Providers, Role},
-    store::{NewAssistantMessage, Store},
+    store::{BeginAnswer, NewAssistantMessage, Store, Write, WriteError, Written},
+    text::storable,
 };
 
 impl SessionState {
+    /// Starts a turn: every check against what this actor holds in memory, the prompt's write
+    /// queued (not awaited, on a single node), the generation spawned at once. The generation
+    /// holds its first token back until the prompt is stored.
     pub(super) async fn on_start_chat(
         &mut self,
         myself: &ActorRef<SessionMsg>,
         request: StartChat,
     ) -> CoreResult<ChatStart> {
-        let StartChat {
-            session_id,
-            prompt,
-            provider,
-            model,
-        } = request;
         #[cfg(feature = "fault-injection")]
-        crate::faults::maybe_panic_session(&prompt);
-        self.providers.check_configured(provider)?;
-        // The checks that need no database come first.
+        crate::faults::maybe_panic_session(&request.prompt);
+        self.providers.check_configured(request.provider)?;
+        self.check_room_for_an_answer(request.session_id)?;
+        let prompt = storable(request.prompt);
+        let model = request
+            .model
+            .unwrap_or_else(|| Providers::default_model(request.provider).to_owned());
+        // v7 ids are monotonic: the prompt's, made first, sorts before its answer's.
+        let prompt_id = Uuid::now_v7();
+        let answer = NewAssistantMessage {
+            id: Uuid::now_v7(),
+            session_id: request.session_id,
+            provider: request.provider.name().to_owned(),
+            model: model.clone(),
+            generation_id: Uuid::now_v7(),
+        };
+        let (messages, begin) = self.begin_turn(prompt_id, &prompt, answer.clone()).await?;
+
+        let (tx, rx) = mpsc::channel(self.limits.subscriber_buffer);
+        let generation_id = answer.generation_id;
+        let args = ChatArgs {
+            generation_id,
+            session_id: answer.session_id,
+            message_id: answer.id,
+            provider: request.provider,
+            request: ChatRequest { model, messages },
+            begin,
+            providers: self.providers.clone(),
+            store: self.store.clone(),
+            session: myself.clone(),
+            first_subscriber: tx,
+            subscriber_buffer: self.limits.subscriber_buffer,
+            max_answer_bytes: self.limits.max_answer_bytes,
+            on_disconnect: self.limits.on_disconnect,
+            live: self.live.clone(),
+        };
+        let (actor, _) = Actor::spawn_linked(None, ChatStreamActor, args, myself.get_cell())
+            .await
+            .map_err(|err| CoreError::Internal(format!("could not start the generation: {err}")))?;
+        self.generations.insert(
+            generation_id,
+            Generation {
+                session_id: answer.session_id,
+                actor,
+            },
+        );
+        Ok(ChatStart {
+            generation_id,
+            events: rx,
+        })
+    }
+
+    /// The per-user checks that need nothing but memory.
+    fn check_room_for_an_answer(&self, session_id: Uuid) -> CoreResult<()> {
         if self
             .generations
             .values()
@@ -52,74 +108,90 @@ impl SessionState {
                 retry_after: Duration::from_secs(1),
             });
         }
-        // The three reads are independent: run them side by side, one round trip of latency.
-        let (session, history, stored) = tokio::join!(
-            self.store.owned_session(self.user_id, session_id),
-            self.store
-                .list_messages(session_id, self.limits.history_messages),
-            self.store.count_messages(session_id),
-        );
-        if session?.is_none() {
-            return Err(CoreError::NotFound("Session"));
-        }
-        let history = history?;
-        if stored? + 2 > self.limits.max_messages_per_session {
-            return Err(CoreError::Conflict(
-                "This session is full; start a new one".into(),
-            ));
-        }
+        Ok(())
+    }
 
-        let model = model.unwrap_or_else(|| Providers::default_model(provider).to_owned());
-        // v7 ids are monotonic: the prompt sorts before its answer.
-        let prompt_id = Uuid::now_v7();
-        let message_id = Uuid::now_v7();
-        let generation_id = Uuid::now_v7();
-        let answer = NewAssistantMessage {
-            id: message_id,
-            session_id,
-            provider: provider.name().to_owned(),
-            model: model.clone(),
-            generation_id,
-        };
-        self.store.begin_answer(prompt_id, &prompt, answer).await?;
-        // The prompt is activity, but marking it need not delay the first token.
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(err) = store.touch_session(session_id).await {
-                tracing::warn!(%err, "marking session activity");
+    /// The session as held (loaded from the database on first use); 404 when it is not this
+    /// user's.
+    async fn held_session(&mut self, session_id: Uuid) -> CoreResult<&mut CachedSession> {
+        if self.cache.get_mut(session_id).is_none() {
+            let loaded = self
+                .store
+                .load_session(self.user_id, session_id, self.limits.history_messages)
+                .await?
+                .ok_or(CoreError::NotFound("Session"))?;
+            self.cache.insert_loaded(loaded);
+        }
+        self.cache
+            .get_mut(session_id)
+            .ok_or(CoreError::NotFound("Session"))
+    }
+
+    /// Queues the prompt's write and takes the turn into the held session; returns what goes
+    /// upstream and the write's outcome to wait on.
+    ///
+    /// On a database other nodes share, the write is awaited before any upstream call: if another
+    /// node changed the session, this one reloads it and tries once more, so no provider is ever
+    /// called (and paid) with a stale history. Alone on its database, nothing can change a
+    /// session behind this actor's back, and the write overlaps the upstream call.
+    async fn begin_turn(
+        &mut self,
+        prompt_id: Uuid,
+        prompt: &str,
+        answer: NewAssistantMessage,
+    ) -> CoreResult<(Vec<ChatMessage>, BeginOutcome)> {
+        let session_id = answer.session_id;
+        let shared = self.store.is_shared();
+        for _ in 0..2 {
+            let (user_id, node, limit) = (
+                self.user_id,
+                self.store.node().to_owned(),
+                self.limits.max_messages_per_session,
+            );
+            let held = self.held_session(session_id).await?;
+            if held.message_count + 2 > limit {
+                return Err(CoreError::Conflict(
+                    "This session is full; start a new one".into(),
+                ));
             }
-        });
-
-        let mut messages = upstream_history(history);
-        messages.push(ChatMessage {
-            role: Role::User,
-            content: prompt,
-        });
-        let (tx, rx) = mpsc::channel(self.limits.subscriber_buffer);
-        let args = ChatArgs {
-            generation_id,
-            session_id,
-            message_id,
-            provider,
-            request: ChatRequest { model, messages },
-            providers: self.providers.clone(),
-            store: self.store.clone(),
-            session: myself.clone(),
-            first_subscriber: tx,
-            subscriber_buffer: self.limits.subscriber_buffer,
-            max_answer_bytes: self.limits.max_answer_bytes,
-            on_disconnect: self.limits.on_disconnect,
-            live: self.live.clone(),
-        };
-        let (actor, _) = Actor::spawn_linked(None, ChatStreamActor, args, myself.get_cell())
-            .await
-            .map_err(|err| CoreError::Internal(format!("could not start the generation: {err}")))?;
-        self.generations
-            .insert(generation_id, Generation { session_id, actor });
-        Ok(ChatStart {
-            generation_id,
-            events: rx,
-        })
+            let begin = BeginAnswer {
+                user_id,
+                expected_version: held.version,
+                prompt_id,
+                prompt: prompt.to_owned(),
+                answer: answer.clone(),
+                node,
+                at: Utc::now(),
+            };
+            let messages = held.upstream_messages(prompt);
+            let written = self
+                .store
+                .writes()
+                .submit(session_id, Write::BeginAnswer(Box::new(begin)));
+            let outcome = if shared {
+                match written.await.unwrap_or(Err(WriteError::Closed))? {
+                    Written::Done => BeginOutcome::Stored,
+                    Written::Missing | Written::Stale => {
+                        self.cache.forget(session_id);
+                        continue;
+                    }
+                }
+            } else {
+                BeginOutcome::Pending(written)
+            };
+            // Re-borrowed: the await above may not hold the first borrow.
+            if let Some(held) = self.cache.get_mut(session_id) {
+                held.version += 1;
+                held.message_count += 2;
+                held.push(HistoryMessage {
+                    role: Role::User,
+                    content: prompt.to_owned(),
+                    tokens: estimate_tokens(prompt),
+                });
+            }
+            return Ok((messages, outcome));
+        }
+        Err(EarlyFailure::SessionChanged.into())
     }
 
     pub(super) fn generation_of(&self, cell: &ractor::ActorCell) -> Option<Uuid> {
@@ -238,26 +310,6 @@ async fn replay_stored(
         let _ = tx.try_send(event);
     }
     Ok(rx)
-}
-
-/// The stored turns worth sending upstream: finished, non-empty user and assistant messages.
-fn upstream_history(history: Vec<messages::Model>) -> Vec<ChatMessage> {
-    history
-        .into_iter()
-        .filter(|m| !m.content.is_empty() && m.status.as_deref() != Some("streaming"))
-        .filter_map(|m| {
-            let role = match m.role.as_str() {
-                "user" => Role::User,
-                "assistant" => Role::Assistant,
-                "system" => Role::System,
-                _ => return None,
-            };
-            Some(ChatMessage {
-                role,
-                content: m.content,
-            })
-        })
-        .collect()
 }
 
 /// A generation still `streaming` that this node does not hold runs on another node.

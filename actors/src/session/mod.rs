@@ -1,10 +1,12 @@
 //! Sessions: the SessionRegistry, one SessionActor per active user, and what they answer with.
 
 mod actor;
+mod cache;
 mod generations;
 mod registry;
 mod views;
 
-pub use actor::{ChatStart, SessionActor, SessionArgs, SessionMsg, StartChat};
+pub use actor::{ChatStart, EndedTurn, SessionActor, SessionArgs, SessionMsg, StartChat};
+pub use cache::{estimate_tokens, HistoryMessage};
 pub use registry::{RegistryArgs, RegistryMsg, SessionRegistry};
 pub use views::{MessageView, SessionDetail, SessionView, UsageView};

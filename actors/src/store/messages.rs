@@ -1,17 +1,15 @@
-//! Queries on `messages`: prompts, assistant answers and their final outcome.
+//! Reads of `messages`, and the shapes of the two answer writes (see `session_writes`).
 
-use chrono::Utc;
 use omnichat_entity::{messages, sessions};
 use sea_orm::{
-    ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
+    ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
-use super::{sessions::touch_session, Store};
+use super::Store;
 use crate::providers::TokenUsage;
 
-/// The `streaming` row written when a generation starts, before its first token.
+/// The `streaming` row written when a generation starts, before its first token is sent.
 #[derive(Clone, Debug)]
 pub struct NewAssistantMessage {
     pub id: Uuid,
@@ -31,52 +29,37 @@ pub struct AssistantOutcome {
     pub usage: TokenUsage,
 }
 
+/// A session as a SessionActor loads it once: the row, the newest messages (oldest first) and
+/// how many messages it holds in all.
+#[derive(Debug)]
+pub struct LoadedSession {
+    pub session: sessions::Model,
+    pub recent: Vec<messages::Model>,
+    pub message_count: u64,
+}
+
 impl Store {
-    /// Stores a prompt and the `streaming` row of its answer: the only write before the first
-    /// token, and a single statement, since a burst of prompts queues on the database's writes.
-    /// `prompt_id` must be older than the answer's id: ids break the tie of equal timestamps.
-    pub async fn begin_answer(
+    /// Loads an owned session with its `window` newest messages; `None` when there is no such
+    /// session of this user. Three reads, side by side: one round trip of latency.
+    pub async fn load_session(
         &self,
-        prompt_id: Uuid,
-        prompt: &str,
-        answer: NewAssistantMessage,
-    ) -> Result<(), DbErr> {
-        let now = Utc::now();
-        let user = messages::ActiveModel {
-            id: Set(prompt_id),
-            session_id: Set(answer.session_id),
-            role: Set("user".into()),
-            content: Set(prompt.to_owned()),
-            status: Set(None),
-            provider: Set(None),
-            model: Set(None),
-            generation_id: Set(None),
-            finish_reason: Set(None),
-            prompt_tokens: Set(None),
-            completion_tokens: Set(None),
-            created_at: Set(now),
-            node: Set(None),
+        user_id: Uuid,
+        session_id: Uuid,
+        window: u64,
+    ) -> Result<Option<LoadedSession>, DbErr> {
+        let (session, recent, count) = tokio::join!(
+            self.owned_session(user_id, session_id),
+            self.list_messages(session_id, window),
+            self.count_messages(session_id),
+        );
+        let Some(session) = session? else {
+            return Ok(None);
         };
-        let assistant = messages::ActiveModel {
-            id: Set(answer.id),
-            session_id: Set(answer.session_id),
-            role: Set("assistant".into()),
-            content: Set(String::new()),
-            status: Set(Some("streaming".into())),
-            provider: Set(Some(answer.provider)),
-            model: Set(Some(answer.model)),
-            generation_id: Set(Some(answer.generation_id)),
-            finish_reason: Set(None),
-            prompt_tokens: Set(None),
-            completion_tokens: Set(None),
-            created_at: Set(now),
-            node: Set(Some(self.node().to_owned())),
-        };
-        // One statement, so atomic without a transaction: one round trip on the first-token path.
-        messages::Entity::insert_many([user, assistant])
-            .exec_without_returning(self.writer())
-            .await
-            .map(|_| ())
+        Ok(Some(LoadedSession {
+            session,
+            recent: recent?,
+            message_count: count?,
+        }))
     }
 
     /// How many messages a session holds.
@@ -85,38 +68,6 @@ impl Store {
             .filter(messages::Column::SessionId.eq(session_id))
             .count(self.conn())
             .await
-    }
-
-    /// Writes an answer's final text, status and usage. A session deleted meanwhile is no error.
-    pub async fn finish_assistant_message(
-        &self,
-        id: Uuid,
-        session_id: Uuid,
-        outcome: AssistantOutcome,
-    ) -> Result<(), DbErr> {
-        let to_i32 = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
-        let now = Utc::now();
-        let txn = self.writer().begin().await?;
-        messages::Entity::update_many()
-            .col_expr(messages::Column::Content, outcome.content.into())
-            .col_expr(
-                messages::Column::Status,
-                Some(outcome.status.to_owned()).into(),
-            )
-            .col_expr(messages::Column::FinishReason, outcome.finish_reason.into())
-            .col_expr(
-                messages::Column::PromptTokens,
-                to_i32(outcome.usage.prompt_tokens).into(),
-            )
-            .col_expr(
-                messages::Column::CompletionTokens,
-                to_i32(outcome.usage.completion_tokens).into(),
-            )
-            .filter(messages::Column::Id.eq(id))
-            .exec(&txn)
-            .await?;
-        touch_session(&txn, session_id, now).await?;
-        txn.commit().await
     }
 
     /// The assistant message a generation wrote, if its session belongs to `user_id`.

@@ -2,9 +2,11 @@
 
 mod messages;
 mod nodes;
+mod session_writes;
 mod sessions;
 mod settings;
 mod users;
+mod writer;
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,8 +17,10 @@ use sea_orm::{
     TransactionTrait,
 };
 
-pub use messages::{AssistantOutcome, NewAssistantMessage};
+pub use messages::{AssistantOutcome, LoadedSession, NewAssistantMessage};
 pub use nodes::HEARTBEAT_EVERY;
+pub use session_writes::{BeginAnswer, Write, Written};
+pub use writer::{WriteError, WriteQueue};
 
 /// A cheap-to-clone handle on the database pools.
 #[derive(Clone, Debug)]
@@ -27,9 +31,14 @@ pub struct Store {
     /// here spares them SQLite's busy-wait sleeps when several collide. On PostgreSQL the same
     /// pool as reads.
     writer: DatabaseConnection,
+    /// The group-commit writer every chat write goes through.
+    writes: WriteQueue,
     /// The server node this process is, recorded on the generations it runs.
     node: Arc<str>,
 }
+
+/// Writer tasks on PostgreSQL, where commits can run side by side; SQLite has one writer.
+const POSTGRES_WRITE_SHARDS: usize = 4;
 
 /// Arbitrary but fixed: every node takes this advisory lock while migrating, so nodes starting
 /// together over one PostgreSQL database never run the same migration twice.
@@ -38,18 +47,33 @@ const MIGRATION_LOCK_KEY: i64 = 0x6f6d_6e69_6368_6174;
 impl Store {
     /// Connects to `url`. SQLite gets WAL, `synchronous=NORMAL` and a busy timeout: the settings
     /// that let readers and one writer work side by side without `database is locked` errors.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbErr> {
+    ///
+    /// `timeout` bounds every wait on the database (a connection, a lock, a statement, a
+    /// commit), so a database that is gone or locked fails requests fast instead of hanging them.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        timeout: Duration,
+    ) -> Result<Self, DbErr> {
+        let millis = timeout.as_millis().to_string();
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(max_connections)
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
+            .connect_timeout(timeout)
+            .acquire_timeout(timeout)
             .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(|opts| {
+            .map_sqlx_sqlite_opts(move |opts| {
                 opts.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(10))
+                    .busy_timeout(timeout)
                     .foreign_keys(true)
+            })
+            .map_sqlx_postgres_opts(move |opts| {
+                opts.options([
+                    ("statement_timeout", millis.as_str()),
+                    ("lock_timeout", millis.as_str()),
+                ])
             });
         let db = Database::connect(options.clone()).await?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
@@ -59,9 +83,16 @@ impl Store {
         } else {
             db.clone()
         };
+        let shards = if db.get_database_backend() == DbBackend::Postgres {
+            POSTGRES_WRITE_SHARDS
+        } else {
+            1
+        };
+        let writes = WriteQueue::spawn(writer.clone(), shards, timeout);
         Ok(Store {
             db,
             writer,
+            writes,
             node: Arc::from(""),
         })
     }
@@ -70,6 +101,10 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), DbErr> {
         let txn = self.writer.begin().await?;
         if self.writer.get_database_backend() == DbBackend::Postgres {
+            // Migrations may take longer than the bound on ordinary statements, and so may
+            // waiting for another node's migrations.
+            txn.execute_unprepared("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
+                .await?;
             txn.execute_unprepared(&format!(
                 "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
             ))
@@ -97,6 +132,11 @@ impl Store {
 
     pub(crate) fn writer(&self) -> &DatabaseConnection {
         &self.writer
+    }
+
+    /// The group-commit writer.
+    pub fn writes(&self) -> &WriteQueue {
+        &self.writes
     }
 
     /// Closes the pools, waiting for queries in flight.

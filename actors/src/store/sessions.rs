@@ -1,41 +1,39 @@
-//! Queries on `sessions`. Every read and write is scoped by owner, so a session of another
-//! user looks exactly like a missing one.
+//! Sessions: reads scoped by owner (a session of another user looks exactly like a missing one),
+//! and the session writes, which go through the group-commit writer in order.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use omnichat_entity::sessions;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
-use super::Store;
+use super::{
+    session_writes::{Write, Written},
+    writer::WriteError,
+    Store,
+};
 
 impl Store {
+    /// Creates a session for `user_id`; returns it as stored.
     pub async fn insert_session(
         &self,
         user_id: Uuid,
         title: &str,
-    ) -> Result<sessions::Model, DbErr> {
+    ) -> Result<sessions::Model, WriteError> {
         let now = Utc::now();
-        let id = Uuid::now_v7();
-        let row = sessions::ActiveModel {
-            id: Set(id),
-            user_id: Set(user_id),
-            title: Set(title.to_owned()),
-            created_at: Set(now),
-            updated_at: Set(now),
-        };
-        sessions::Entity::insert(row)
-            .exec_without_returning(self.writer())
-            .await?;
-        Ok(sessions::Model {
-            id,
+        let row = sessions::Model {
+            id: Uuid::now_v7(),
             user_id,
             title: title.to_owned(),
             created_at: now,
             updated_at: now,
-        })
+            version: 0,
+        };
+        self.writes()
+            .write(row.id, Write::CreateSession(row.clone()))
+            .await?;
+        Ok(row)
     }
 
     /// The user's sessions, newest activity first, at most `limit`.
@@ -72,53 +70,32 @@ impl Store {
             .await
     }
 
-    /// Renames an owned session; `None` when there is no such session of this user.
+    /// Renames an owned session; `false` when there is no such session of this user.
     pub async fn rename_session(
         &self,
         user_id: Uuid,
-        id: Uuid,
+        session_id: Uuid,
         title: &str,
-    ) -> Result<Option<sessions::Model>, DbErr> {
-        let result = sessions::Entity::update_many()
-            .col_expr(sessions::Column::Title, title.into())
-            .col_expr(sessions::Column::UpdatedAt, Utc::now().into())
-            .filter(sessions::Column::Id.eq(id))
-            .filter(sessions::Column::UserId.eq(user_id))
-            .exec(self.writer())
-            .await?;
-        if result.rows_affected == 0 {
-            return Ok(None);
-        }
-        self.owned_session(user_id, id).await
+    ) -> Result<bool, WriteError> {
+        let write = Write::Rename {
+            user_id,
+            session_id,
+            title: title.to_owned(),
+            at: Utc::now(),
+        };
+        Ok(self.writes().write(session_id, write).await? == Written::Done)
     }
 
-    /// Marks activity on a session now, so it rises to the top of the list.
-    pub async fn touch_session(&self, id: Uuid) -> Result<(), DbErr> {
-        touch_session(self.writer(), id, Utc::now()).await
+    /// Deletes an owned session and (by cascade) its messages; `false` when there was none.
+    pub async fn delete_session(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+    ) -> Result<bool, WriteError> {
+        let write = Write::Delete {
+            user_id,
+            session_id,
+        };
+        Ok(self.writes().write(session_id, write).await? == Written::Done)
     }
-
-    /// Deletes an owned session and (by cascade) its messages; false when there was none.
-    pub async fn delete_session(&self, user_id: Uuid, id: Uuid) -> Result<bool, DbErr> {
-        let result = sessions::Entity::delete_many()
-            .filter(sessions::Column::Id.eq(id))
-            .filter(sessions::Column::UserId.eq(user_id))
-            .exec(self.writer())
-            .await?;
-        Ok(result.rows_affected > 0)
-    }
-}
-
-/// Marks activity on a session so it rises to the top of the list; `db` may be a transaction,
-/// so the activity and the write that caused it commit together.
-pub(super) async fn touch_session<C: ConnectionTrait>(
-    db: &C,
-    id: Uuid,
-    at: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    sessions::Entity::update_many()
-        .col_expr(sessions::Column::UpdatedAt, at.into())
-        .filter(sessions::Column::Id.eq(id))
-        .exec(db)
-        .await
-        .map(|_| ())
 }

@@ -1,0 +1,209 @@
+//! The writes a chat makes, as values the group-commit writer can queue and apply inside its
+//! batch transaction. Each one that changes a session bumps `sessions.version`.
+
+use chrono::{DateTime, Utc};
+use omnichat_entity::{messages, sessions};
+use sea_orm::{
+    sea_query::{Expr, ExprTrait},
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
+};
+use uuid::Uuid;
+
+use super::messages::{AssistantOutcome, NewAssistantMessage};
+
+/// A prompt and the `streaming` row of its answer, written only if the session is still at the
+/// version the writer last saw (so a change made by another node is noticed here, not missed).
+#[derive(Clone, Debug)]
+pub struct BeginAnswer {
+    pub user_id: Uuid,
+    pub expected_version: i64,
+    /// Older than the answer's id: ids break the tie of equal timestamps.
+    pub prompt_id: Uuid,
+    pub prompt: String,
+    pub answer: NewAssistantMessage,
+    /// The node that runs the generation.
+    pub node: String,
+    pub at: DateTime<Utc>,
+}
+
+/// One write the writer applies.
+#[derive(Clone, Debug)]
+pub enum Write {
+    CreateSession(sessions::Model),
+    Rename {
+        user_id: Uuid,
+        session_id: Uuid,
+        title: String,
+        at: DateTime<Utc>,
+    },
+    Delete {
+        user_id: Uuid,
+        session_id: Uuid,
+    },
+    BeginAnswer(Box<BeginAnswer>),
+    /// An answer's final text, status and usage (a session deleted meanwhile is no error).
+    FinishAnswer {
+        message_id: Uuid,
+        session_id: Uuid,
+        outcome: AssistantOutcome,
+    },
+}
+
+/// What a write found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    Done,
+    /// No session with that id belongs to that user.
+    Missing,
+    /// The session is not at the expected version: it changed elsewhere, or is gone.
+    Stale,
+}
+
+/// Applies `write` on `db` (the batch's transaction).
+pub(super) async fn apply<C: ConnectionTrait>(db: &C, write: &Write) -> Result<Written, DbErr> {
+    match write {
+        Write::CreateSession(row) => {
+            let row = sessions::ActiveModel {
+                id: Set(row.id),
+                user_id: Set(row.user_id),
+                title: Set(row.title.clone()),
+                created_at: Set(row.created_at),
+                updated_at: Set(row.updated_at),
+                version: Set(row.version),
+            };
+            sessions::Entity::insert(row)
+                .exec_without_returning(db)
+                .await?;
+            Ok(Written::Done)
+        }
+        Write::Rename {
+            user_id,
+            session_id,
+            title,
+            at,
+        } => {
+            let result = bump(*session_id, *at)
+                .col_expr(sessions::Column::Title, title.clone().into())
+                .filter(sessions::Column::UserId.eq(*user_id))
+                .exec(db)
+                .await?;
+            Ok(found(result.rows_affected))
+        }
+        Write::Delete {
+            user_id,
+            session_id,
+        } => {
+            let result = sessions::Entity::delete_many()
+                .filter(sessions::Column::Id.eq(*session_id))
+                .filter(sessions::Column::UserId.eq(*user_id))
+                .exec(db)
+                .await?;
+            Ok(found(result.rows_affected))
+        }
+        Write::BeginAnswer(begin) => begin_answer(db, begin).await,
+        Write::FinishAnswer {
+            message_id,
+            session_id,
+            outcome,
+        } => {
+            finish_answer(db, *message_id, outcome).await?;
+            bump(*session_id, Utc::now()).exec(db).await?;
+            Ok(Written::Done)
+        }
+    }
+}
+
+fn found(rows: u64) -> Written {
+    if rows == 0 {
+        Written::Missing
+    } else {
+        Written::Done
+    }
+}
+
+/// An update of one session that marks activity at `at` and bumps its version.
+fn bump(session_id: Uuid, at: DateTime<Utc>) -> sea_orm::UpdateMany<sessions::Entity> {
+    sessions::Entity::update_many()
+        .col_expr(
+            sessions::Column::Version,
+            Expr::col(sessions::Column::Version).add(1),
+        )
+        .col_expr(sessions::Column::UpdatedAt, at.into())
+        .filter(sessions::Column::Id.eq(session_id))
+}
+
+async fn begin_answer<C: ConnectionTrait>(db: &C, begin: &BeginAnswer) -> Result<Written, DbErr> {
+    let checked = bump(begin.answer.session_id, begin.at)
+        .filter(sessions::Column::UserId.eq(begin.user_id))
+        .filter(sessions::Column::Version.eq(begin.expected_version))
+        .exec(db)
+        .await?;
+    if checked.rows_affected == 0 {
+        return Ok(Written::Stale);
+    }
+    let answer = &begin.answer;
+    let user = messages::ActiveModel {
+        id: Set(begin.prompt_id),
+        session_id: Set(answer.session_id),
+        role: Set("user".into()),
+        content: Set(begin.prompt.clone()),
+        status: Set(None),
+        provider: Set(None),
+        model: Set(None),
+        generation_id: Set(None),
+        finish_reason: Set(None),
+        prompt_tokens: Set(None),
+        completion_tokens: Set(None),
+        created_at: Set(begin.at),
+        node: Set(None),
+    };
+    let assistant = messages::ActiveModel {
+        id: Set(answer.id),
+        session_id: Set(answer.session_id),
+        role: Set("assistant".into()),
+        content: Set(String::new()),
+        status: Set(Some("streaming".into())),
+        provider: Set(Some(answer.provider.clone())),
+        model: Set(Some(answer.model.clone())),
+        generation_id: Set(Some(answer.generation_id)),
+        finish_reason: Set(None),
+        prompt_tokens: Set(None),
+        completion_tokens: Set(None),
+        created_at: Set(begin.at),
+        node: Set(Some(begin.node.clone())),
+    };
+    messages::Entity::insert_many([user, assistant])
+        .exec_without_returning(db)
+        .await?;
+    Ok(Written::Done)
+}
+
+async fn finish_answer<C: ConnectionTrait>(
+    db: &C,
+    message_id: Uuid,
+    outcome: &AssistantOutcome,
+) -> Result<(), DbErr> {
+    let to_i32 = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+    messages::Entity::update_many()
+        .col_expr(messages::Column::Content, outcome.content.clone().into())
+        .col_expr(
+            messages::Column::Status,
+            Some(outcome.status.to_owned()).into(),
+        )
+        .col_expr(
+            messages::Column::FinishReason,
+            outcome.finish_reason.clone().into(),
+        )
+        .col_expr(
+            messages::Column::PromptTokens,
+            to_i32(outcome.usage.prompt_tokens).into(),
+        )
+        .col_expr(
+            messages::Column::CompletionTokens,
+            to_i32(outcome.usage.completion_tokens).into(),
+        )
+        .filter(messages::Column::Id.eq(message_id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}

@@ -1,0 +1,171 @@
+//! The group-commit writer: every write a chat makes (a session created, renamed or deleted, a
+//! prompt with its `streaming` answer row, an answer's final text) goes through a queue that one
+//! task drains, committing whatever has gathered in one transaction. Under load many turns share a
+//! commit; alone, a write waits for nothing.
+//!
+//! Writes are sharded by session, and each shard is one task, so the writes of one session are
+//! applied in the order they were queued: a rename queued after a prompt never overtakes it.
+
+use std::{sync::Arc, time::Duration};
+
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::session_writes::{apply, Write, Written};
+
+/// The most writes one transaction takes: enough to amortise a commit, few enough that one
+/// failing batch (retried write by write) stays cheap.
+const MAX_BATCH: usize = 256;
+/// Writes waiting per shard; past it the store is overloaded and says so at once.
+const QUEUE_DEPTH: usize = 8_192;
+
+/// Why a queued write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Database(#[from] DbErr),
+    /// The database did not answer within the configured bound; nothing was written.
+    #[error("the database did not answer within {0:?}")]
+    TimedOut(Duration),
+    /// Too many writes are waiting already; nothing was queued.
+    #[error("too many database writes are waiting")]
+    Overloaded,
+    /// The writer has shut down (the server is stopping).
+    #[error("the database writer has stopped")]
+    Closed,
+}
+
+type Reply = oneshot::Sender<Result<Written, WriteError>>;
+
+struct Job {
+    write: Write,
+    reply: Reply,
+}
+
+/// A cheap-to-clone handle on the writer tasks.
+#[derive(Clone, Debug)]
+pub struct WriteQueue {
+    shards: Arc<[mpsc::Sender<Job>]>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+impl WriteQueue {
+    /// Starts `shards` writer tasks over `conn`; each transaction gets at most `timeout`.
+    pub(super) fn spawn(conn: DatabaseConnection, shards: usize, timeout: Duration) -> Self {
+        let senders: Vec<mpsc::Sender<Job>> = (0..shards.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+                tokio::spawn(drain(conn.clone(), rx, timeout));
+                tx
+            })
+            .collect();
+        WriteQueue {
+            shards: senders.into(),
+        }
+    }
+
+    /// Queues `write` (ordered with the other writes of session `key`); the receiver resolves
+    /// once it is committed, or failed and rolled back.
+    pub fn submit(
+        &self,
+        key: Uuid,
+        write: Write,
+    ) -> oneshot::Receiver<Result<Written, WriteError>> {
+        let (reply, done) = oneshot::channel();
+        let shard = &self.shards[(key.as_u128() % self.shards.len() as u128) as usize];
+        if let Err(err) = shard.try_send(Job { write, reply }) {
+            let (job, error) = match err {
+                mpsc::error::TrySendError::Full(job) => (job, WriteError::Overloaded),
+                mpsc::error::TrySendError::Closed(job) => (job, WriteError::Closed),
+            };
+            let _ = job.reply.send(Err(error));
+        }
+        done
+    }
+
+    /// Queues `write` and waits for its outcome.
+    pub async fn write(&self, key: Uuid, write: Write) -> Result<Written, WriteError> {
+        self.submit(key, write)
+            .await
+            .unwrap_or(Err(WriteError::Closed))
+    }
+}
+
+/// One shard's loop: take what is queued, commit it as one batch, answer every writer.
+async fn drain(conn: DatabaseConnection, mut jobs: mpsc::Receiver<Job>, timeout: Duration) {
+    let mut batch = Vec::with_capacity(16);
+    while let Some(job) = jobs.recv().await {
+        batch.push(job);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit(&conn, &mut batch, timeout).await;
+    }
+}
+
+/// Commits `batch` in one transaction. If that fails, each write is tried alone, so one write
+/// the database refuses cannot take the others of its batch down with it.
+async fn commit(conn: &DatabaseConnection, batch: &mut Vec<Job>, timeout: Duration) {
+    let all = bounded(timeout, async {
+        let txn = conn.begin().await?;
+        let mut results = Vec::with_capacity(batch.len());
+        for job in batch.iter() {
+            results.push(apply(&txn, &job.write).await?);
+        }
+        txn.commit().await?;
+        Ok(results)
+    })
+    .await;
+    match all {
+        Ok(results) => {
+            for (job, result) in batch.drain(..).zip(results) {
+                let _ = job.reply.send(Ok(result));
+            }
+        }
+        Err(err) if batch.len() == 1 => {
+            if let Some(job) = batch.pop() {
+                let _ = job.reply.send(Err(err));
+            }
+        }
+        Err(WriteError::TimedOut(bound)) => {
+            // The database is not answering: trying each write alone would only multiply the wait.
+            for job in batch.drain(..) {
+                let _ = job.reply.send(Err(WriteError::TimedOut(bound)));
+            }
+        }
+        Err(err) => {
+            tracing::warn!(%err, writes = batch.len(), "a batch of writes failed; writing them one by one");
+            for job in batch.drain(..) {
+                let result = bounded(timeout, async {
+                    let txn = conn.begin().await?;
+                    let written = apply(&txn, &job.write).await?;
+                    txn.commit().await?;
+                    Ok(written)
+                })
+                .await;
+                let _ = job.reply.send(result);
+            }
+        }
+    }
+}
+
+/// Runs a transaction within `timeout`. Dropping it on time-out rolls it back: a write the
+/// caller was told failed never lands later.
+async fn bounded<T>(
+    timeout: Duration,
+    work: impl std::future::Future<Output = Result<T, DbErr>>,
+) -> Result<T, WriteError> {
+    match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result.map_err(WriteError::from),
+        Err(_) => Err(WriteError::TimedOut(timeout)),
+    }
+}
