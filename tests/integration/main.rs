@@ -9,6 +9,7 @@ mod generations;
 mod provider_adapters;
 mod providers_http;
 mod restart;
+mod session_state;
 mod sessions;
 mod support;
 mod users;

@@ -44,6 +44,10 @@ const LINGER: Duration = Duration::from_secs(30);
 const FINAL_WRITE_TRIES: u32 = 3;
 /// The pause before trying the final write again, doubled each time.
 const FINAL_WRITE_BACKOFF: Duration = Duration::from_millis(100);
+/// After that, the write is tried in the background this often, for at most [`DEFERRED_FOR`]:
+/// a database that comes back within minutes still gets the answer.
+const DEFERRED_EVERY: Duration = Duration::from_secs(2);
+const DEFERRED_FOR: Duration = Duration::from_secs(600);
 
 /// Where the prompt's write stands when the generation starts.
 pub enum BeginOutcome {
@@ -405,8 +409,8 @@ impl ChatState {
         if !stored && !self.begin_failed {
             failure = Some(StreamFailure {
                 code: "answer_not_stored".into(),
-                message: "The answer could not be stored (the database is unavailable); it is \
-                          marked interrupted once the database is back"
+                message: "The answer could not be stored yet (the database is unavailable); it \
+                          is stored once the database is back"
                     .into(),
                 before_output: None,
             });
@@ -473,7 +477,32 @@ impl ChatState {
                 }
             }
         }
+        self.store_later(outcome);
         false
+    }
+
+    /// Keeps trying the final write in the background, so the answer is stored once the
+    /// database is back rather than left `streaming`. (If this process dies first, the next
+    /// start, or another node, marks the row interrupted.)
+    fn store_later(&self, outcome: AssistantOutcome) {
+        let (store, generation_id) = (self.store.clone(), self.generation_id);
+        let (message_id, session_id) = (self.message_id, self.session_id);
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + DEFERRED_FOR;
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(DEFERRED_EVERY).await;
+                let write = Write::FinishAnswer {
+                    message_id,
+                    session_id,
+                    outcome: outcome.clone(),
+                };
+                if store.writes().write(session_id, write).await.is_ok() {
+                    tracing::info!(%generation_id, "stored an answer once the database was back");
+                    return;
+                }
+            }
+            tracing::error!(%generation_id, "gave up storing an answer; it is marked interrupted at the next start");
+        });
     }
 }
 
