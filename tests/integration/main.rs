@@ -4,6 +4,7 @@ mod auth;
 mod bench;
 mod bench_memory;
 mod chat;
+mod database_outage;
 mod fake_upstream;
 mod generations;
 mod provider_adapters;

@@ -32,6 +32,11 @@ impl TestDb {
         }
     }
 
+    /// A database at `url` that this test does not own (nothing is cleaned up).
+    pub fn at(url: String) -> TestDb {
+        TestDb { url, _dir: None }
+    }
+
     pub fn new() -> TestDb {
         match postgres_url() {
             Some(url) => TestDb { url, _dir: None },
