@@ -323,3 +323,99 @@ async fn after_sigkill_an_answer_left_streaming_is_marked_interrupted() {
         .unwrap();
     assert_eq!(streamed_text(&read_sse(again).await), "back");
 }
+
+/// One client's closed loop of turns in its own session; records each turn whose stream it saw
+/// end with `[DONE]` and no error, until the server goes away.
+async fn turns_until_killed(
+    client: reqwest::Client,
+    base: String,
+    token: String,
+    session: String,
+    tag: usize,
+    finished: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+) {
+    for turn in 0.. {
+        let prompt = format!("client {tag} turn {turn} {}", words(8));
+        let Ok(response) = client
+            .post(format!("{base}/chat/stream"))
+            .bearer_auth(&token)
+            .json(&json!({ "session_id": session, "prompt": prompt }))
+            .send()
+            .await
+        else {
+            return;
+        };
+        let Ok(body) = response.text().await else {
+            return;
+        };
+        let events = parse_sse(&body);
+        let clean = events.last().is_some_and(|e| e.data == "[DONE]")
+            && !events.iter().any(|e| e.data.contains("\"error\""));
+        if !clean {
+            return;
+        }
+        assert_eq!(streamed_text(&events), prompt);
+        finished.lock().unwrap().push((session.clone(), prompt));
+    }
+}
+
+#[tokio::test]
+async fn sigkill_right_after_a_burst_keeps_every_answer_whose_client_saw_done() {
+    const CLIENTS: usize = 24;
+    let db = TestDb::new();
+    let port = free_port();
+    let client = reqwest::Client::new();
+    let mut daemon = Daemon::spawn_with(&db, port, &["--max-generations-per-user", "64"]).await;
+    let (_, token) = sign_up_and_log_in(&client, &daemon.base).await;
+    let finished = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut loops = Vec::new();
+    for tag in 0..CLIENTS {
+        let session = new_session(&client, &daemon.base, &token).await;
+        loops.push(tokio::spawn(turns_until_killed(
+            client.clone(),
+            daemon.base.clone(),
+            token.clone(),
+            session,
+            tag,
+            finished.clone(),
+        )));
+    }
+    // Kill in the middle of the burst: many turns done, many more in flight.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while finished.lock().unwrap().len() < 3 * CLIENTS {
+        assert!(Instant::now() < deadline, "the burst did not get going");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    daemon.signal("KILL");
+    daemon.wait(Duration::from_secs(10));
+    for task in loops {
+        task.await.unwrap();
+    }
+    drop(daemon);
+
+    let daemon = Daemon::spawn(&db, port).await;
+    let finished = finished.lock().unwrap().clone();
+    let mut sessions: std::collections::HashMap<String, Value> = Default::default();
+    for (session, prompt) in &finished {
+        if !sessions.contains_key(session) {
+            let detail = session_detail(&client, &daemon.base, &token, session).await;
+            sessions.insert(session.clone(), detail);
+        }
+        let messages = sessions[session]["messages"].as_array().unwrap();
+        let at = messages
+            .iter()
+            .position(|m| m["role"] == "user" && m["content"] == prompt.as_str())
+            .unwrap_or_else(|| panic!("prompt {prompt:?} was lost"));
+        let answer = &messages[at + 1];
+        assert_eq!(answer["status"], "complete", "{answer}");
+        assert_eq!(answer["content"], prompt.as_str(), "{answer}");
+    }
+    // Nothing is left `streaming` after the restart.
+    for detail in sessions.values() {
+        assert!(detail["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["status"] != "streaming"));
+    }
+}
