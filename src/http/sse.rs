@@ -21,15 +21,26 @@ const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 /// newline that would start a forged event.
 pub fn frame(event: &StreamEvent) -> Bytes {
     match event {
-        StreamEvent::Delta { id, text } => {
-            Bytes::from(format!("id: {id}\ndata: {}\n\n", json!({ "delta": text })))
-        }
+        StreamEvent::Delta { id, text } => delta_frame(*id, text),
         StreamEvent::Error { failure } => Bytes::from(format!(
             "data: {}\n\n",
             json!({ "error": { "message": failure.message, "code": failure.code } })
         )),
         StreamEvent::Done => Bytes::from_static(DONE),
     }
+}
+
+/// `id: <id>\ndata: {"delta":"<text>"}\n\n`, written straight into one buffer: this runs once
+/// per token per subscriber, so it builds no JSON value and formats nothing twice.
+fn delta_frame(id: u64, text: &str) -> Bytes {
+    let mut out = Vec::with_capacity(text.len() + 48);
+    out.extend_from_slice(b"id: ");
+    out.extend_from_slice(id.to_string().as_bytes());
+    out.extend_from_slice(b"\ndata: {\"delta\":");
+    // Writing JSON into a Vec cannot fail for a string.
+    let _ = serde_json::to_writer(&mut out, text);
+    out.extend_from_slice(b"}\n\n");
+    Bytes::from(out)
 }
 
 /// What a stream ends with when its generation vanished without saying goodbye (it crashed, or
@@ -108,4 +119,24 @@ pub fn sse_response(
         headers.insert("x-generation-id", value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delta_frame_is_the_json_a_client_parses() {
+        let bytes = frame(&StreamEvent::Delta {
+            id: 12,
+            text: "a \"quoted\"\nline".into(),
+        });
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let data = text
+            .strip_prefix("id: 12\ndata: ")
+            .and_then(|rest| rest.strip_suffix("\n\n"))
+            .expect("one id line and one data line");
+        let parsed: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(parsed, json!({ "delta": "a \"quoted\"\nline" }));
+    }
 }

@@ -9,6 +9,8 @@ pub const PASSWORD_MAX_BYTES: usize = 1024;
 
 /// 1–64 characters after trimming, no control characters.
 pub fn username(raw: &str) -> CoreResult<String> {
+    // U+0000 follows the one rule for text a database cannot hold; other controls are refused.
+    let raw = crate::text::storable(raw.to_owned());
     let name = raw.trim();
     let chars = name.chars().count();
     if chars == 0 || chars > USERNAME_MAX_CHARS {
@@ -75,6 +77,8 @@ mod tests {
     #[test]
     fn usernames_and_passwords() {
         assert!(username("").is_err());
+        assert_eq!(username("a\0b").unwrap(), "a\u{FFFD}b");
+        assert!(username("a\u{7}b").is_err());
         assert!(username(&"x".repeat(65)).is_err());
         assert_eq!(username(&"é".repeat(64)).unwrap().chars().count(), 64);
         assert!(password("short").is_err());

@@ -40,14 +40,6 @@ use crate::{
 const SUBSCRIBER_CHECK: Duration = Duration::from_millis(250);
 /// How long a finished generation stays in memory for late subscribers.
 const LINGER: Duration = Duration::from_secs(30);
-/// Tries of the final write before the answer is reported as not stored.
-const FINAL_WRITE_TRIES: u32 = 3;
-/// The pause before trying the final write again, doubled each time.
-const FINAL_WRITE_BACKOFF: Duration = Duration::from_millis(100);
-/// After that, the write is tried in the background this often, for at most [`DEFERRED_FOR`]:
-/// a database that comes back within minutes still gets the answer.
-const DEFERRED_EVERY: Duration = Duration::from_secs(2);
-const DEFERRED_FOR: Duration = Duration::from_secs(600);
 
 /// Where the prompt's write stands when the generation starts.
 pub enum BeginOutcome {
@@ -115,28 +107,28 @@ impl Drop for Running {
 }
 
 pub struct ChatState {
-    generation_id: Uuid,
-    session_id: Uuid,
-    message_id: Uuid,
-    provider: ProviderKind,
-    store: Store,
-    session: ActorRef<SessionMsg>,
-    subscriber_buffer: usize,
-    max_answer_bytes: usize,
-    on_disconnect: DisconnectPolicy,
+    pub(super) generation_id: Uuid,
+    pub(super) session_id: Uuid,
+    pub(super) message_id: Uuid,
+    pub(super) provider: ProviderKind,
+    pub(super) store: Store,
+    pub(super) session: ActorRef<SessionMsg>,
+    pub(super) subscriber_buffer: usize,
+    pub(super) max_answer_bytes: usize,
+    pub(super) on_disconnect: DisconnectPolicy,
     /// The answer so far: also the replay buffer for late or returning subscribers.
-    text: String,
-    usage: TokenUsage,
-    finish_reason: Option<String>,
-    subscribers: Vec<mpsc::Sender<StreamEvent>>,
-    reader: JoinHandle<()>,
-    ticker: Option<JoinHandle<()>>,
+    pub(super) text: String,
+    pub(super) usage: TokenUsage,
+    pub(super) finish_reason: Option<String>,
+    pub(super) subscribers: Vec<mpsc::Sender<StreamEvent>>,
+    pub(super) reader: JoinHandle<()>,
+    pub(super) ticker: Option<JoinHandle<()>>,
     /// Set once the generation has ended: its final status and failure, if any.
-    ended: Option<(&'static str, Option<StreamFailure>)>,
+    pub(super) ended: Option<(&'static str, Option<StreamFailure>)>,
     /// The prompt was never stored, so there is no answer row to write.
-    begin_failed: bool,
+    pub(super) begin_failed: bool,
     /// Held while running; dropped when the answer ends (lingering is not running).
-    running: Option<Running>,
+    pub(super) running: Option<Running>,
 }
 
 pub struct ChatStreamActor;
@@ -364,14 +356,30 @@ impl ChatState {
     /// Sends `event` to every subscriber. A subscriber whose buffer is full is dropped rather
     /// than waited for: a slow reader never slows the generation, and it can resume.
     fn publish(&mut self, event: StreamEvent) {
-        self.subscribers.retain(|s| match s.try_send(event.clone()) {
+        // The usual case, one subscriber, takes the event itself rather than a copy.
+        if let [only] = self.subscribers.as_slice() {
+            if !self.offer(only, event) {
+                self.subscribers.clear();
+            }
+            return;
+        }
+        let subscribers = std::mem::take(&mut self.subscribers);
+        self.subscribers = subscribers
+            .into_iter()
+            .filter(|s| self.offer(s, event.clone()))
+            .collect();
+    }
+
+    /// Hands `event` to one subscriber; false when it is gone or fell behind.
+    fn offer(&self, subscriber: &mpsc::Sender<StreamEvent>, event: StreamEvent) -> bool {
+        match subscriber.try_send(event) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(generation_id = %self.generation_id, "dropping a subscriber that fell behind");
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
-        });
+        }
     }
 
     fn subscribe(&mut self, after: u64) -> CoreResult<mpsc::Receiver<StreamEvent>> {
@@ -416,7 +424,8 @@ impl ChatState {
             });
             self.ended = Some(("error", failure.clone()));
         }
-        tracing::info!(
+        // Debug, not info: a line per answer is what a busy server can least afford to write.
+        tracing::debug!(
             generation_id = %self.generation_id,
             provider = self.provider.name(),
             status,
@@ -445,94 +454,5 @@ impl ChatState {
         self.subscribers.clear();
         self.running = None;
         myself.send_after(LINGER, || ChatMsg::Expire);
-    }
-
-    /// Writes the answer's final state, trying again a few times if the database fails; true
-    /// once it is committed.
-    async fn store_answer(&self, status: &'static str) -> bool {
-        let outcome = AssistantOutcome {
-            content: self.text.clone(),
-            status,
-            finish_reason: self
-                .finish_reason
-                .clone()
-                .or_else(|| (status != "complete").then(|| status.to_owned())),
-            usage: self.usage,
-        };
-        let mut backoff = FINAL_WRITE_BACKOFF;
-        for attempt in 1..=FINAL_WRITE_TRIES {
-            let write = Write::FinishAnswer {
-                message_id: self.message_id,
-                session_id: self.session_id,
-                outcome: outcome.clone(),
-            };
-            match self.store.writes().write(self.session_id, write).await {
-                Ok(_) => return true,
-                Err(err) => {
-                    tracing::error!(%err, attempt, generation_id = %self.generation_id, "could not store the answer");
-                    if attempt < FINAL_WRITE_TRIES {
-                        tokio::time::sleep(backoff).await;
-                        backoff *= 2;
-                    }
-                }
-            }
-        }
-        self.store_later(outcome);
-        false
-    }
-
-    /// Keeps trying the final write in the background, so the answer is stored once the
-    /// database is back rather than left `streaming`. (If this process dies first, the next
-    /// start, or another node, marks the row interrupted.)
-    fn store_later(&self, outcome: AssistantOutcome) {
-        let (store, generation_id) = (self.store.clone(), self.generation_id);
-        let (message_id, session_id) = (self.message_id, self.session_id);
-        tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + DEFERRED_FOR;
-            while tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(DEFERRED_EVERY).await;
-                let write = Write::FinishAnswer {
-                    message_id,
-                    session_id,
-                    outcome: outcome.clone(),
-                };
-                if store.writes().write(session_id, write).await.is_ok() {
-                    tracing::info!(%generation_id, "stored an answer once the database was back");
-                    return;
-                }
-            }
-            tracing::error!(%generation_id, "gave up storing an answer; it is marked interrupted at the next start");
-        });
-    }
-}
-
-/// The last word on an answer that never reached `finish`: its actor panicked, or was killed
-/// because its SessionActor failed (ractor kills an exiting actor's children, skipping
-/// `post_stop`). Whatever text it had is stored as `error`/`interrupted`, never left `streaming`.
-impl Drop for ChatState {
-    fn drop(&mut self) {
-        if self.ended.is_some() || self.begin_failed {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let generation_id = self.generation_id;
-        let write = Write::FinishAnswer {
-            message_id: self.message_id,
-            session_id: self.session_id,
-            outcome: AssistantOutcome {
-                content: std::mem::take(&mut self.text),
-                status: "error",
-                finish_reason: Some("interrupted".into()),
-                usage: self.usage,
-            },
-        };
-        let written = self.store.writes().submit(self.session_id, write);
-        runtime.spawn(async move {
-            if let Ok(Err(err)) = written.await {
-                tracing::error!(%err, %generation_id, "could not store an interrupted answer");
-            }
-        });
     }
 }

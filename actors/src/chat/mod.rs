@@ -2,6 +2,7 @@
 
 mod actor;
 mod events;
+mod persist;
 mod replay;
 
 pub use actor::{BeginOutcome, ChatArgs, ChatMsg, ChatStreamActor};

@@ -1,0 +1,108 @@
+//! How a generation's answer reaches the database: the final write (tried a few times, then in
+//! the background until the database is back), and the last-resort write of an answer whose
+//! actor died without finishing.
+
+use std::time::Duration;
+
+use super::actor::ChatState;
+use crate::store::{AssistantOutcome, Write};
+
+/// Tries of the final write before the answer is reported as not stored.
+const FINAL_WRITE_TRIES: u32 = 3;
+/// The pause before trying the final write again, doubled each time.
+const FINAL_WRITE_BACKOFF: Duration = Duration::from_millis(100);
+/// After that, the write is tried in the background this often, for at most [`DEFERRED_FOR`]:
+/// a database that comes back within minutes still gets the answer.
+const DEFERRED_EVERY: Duration = Duration::from_secs(2);
+const DEFERRED_FOR: Duration = Duration::from_secs(600);
+
+impl ChatState {
+    /// Writes the answer's final state, trying again a few times if the database fails; true
+    /// once it is committed.
+    async fn store_answer(&self, status: &'static str) -> bool {
+        let outcome = AssistantOutcome {
+            content: self.text.clone(),
+            status,
+            finish_reason: self
+                .finish_reason
+                .clone()
+                .or_else(|| (status != "complete").then(|| status.to_owned())),
+            usage: self.usage,
+        };
+        let mut backoff = FINAL_WRITE_BACKOFF;
+        for attempt in 1..=FINAL_WRITE_TRIES {
+            let write = Write::FinishAnswer {
+                message_id: self.message_id,
+                session_id: self.session_id,
+                outcome: outcome.clone(),
+            };
+            match self.store.writes().write(self.session_id, write).await {
+                Ok(_) => return true,
+                Err(err) => {
+                    tracing::error!(%err, attempt, generation_id = %self.generation_id, "could not store the answer");
+                    if attempt < FINAL_WRITE_TRIES {
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                    }
+                }
+            }
+        }
+        self.store_later(outcome);
+        false
+    }
+
+    /// Keeps trying the final write in the background, so the answer is stored once the
+    /// database is back rather than left `streaming`. (If this process dies first, the next
+    /// start, or another node, marks the row interrupted.)
+    fn store_later(&self, outcome: AssistantOutcome) {
+        let (store, generation_id) = (self.store.clone(), self.generation_id);
+        let (message_id, session_id) = (self.message_id, self.session_id);
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + DEFERRED_FOR;
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(DEFERRED_EVERY).await;
+                let write = Write::FinishAnswer {
+                    message_id,
+                    session_id,
+                    outcome: outcome.clone(),
+                };
+                if store.writes().write(session_id, write).await.is_ok() {
+                    tracing::info!(%generation_id, "stored an answer once the database was back");
+                    return;
+                }
+            }
+            tracing::error!(%generation_id, "gave up storing an answer; it is marked interrupted at the next start");
+        });
+    }
+}
+
+/// The last word on an answer that never reached `finish`: its actor panicked, or was killed
+/// because its SessionActor failed (ractor kills an exiting actor's children, skipping
+/// `post_stop`). Whatever text it had is stored as `error`/`interrupted`, never left `streaming`.
+impl Drop for ChatState {
+    fn drop(&mut self) {
+        if self.ended.is_some() || self.begin_failed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let generation_id = self.generation_id;
+        let write = Write::FinishAnswer {
+            message_id: self.message_id,
+            session_id: self.session_id,
+            outcome: AssistantOutcome {
+                content: std::mem::take(&mut self.text),
+                status: "error",
+                finish_reason: Some("interrupted".into()),
+                usage: self.usage,
+            },
+        };
+        let written = self.store.writes().submit(self.session_id, write);
+        runtime.spawn(async move {
+            if let Ok(Err(err)) = written.await {
+                tracing::error!(%err, %generation_id, "could not store an interrupted answer");
+            }
+        });
+    }
+}
