@@ -4,6 +4,7 @@ mod auth;
 mod bench;
 mod bench_memory;
 mod chat;
+mod edges;
 mod fake_upstream;
 mod generations;
 mod provider_adapters;
