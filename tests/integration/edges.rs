@@ -139,6 +139,10 @@ async fn a_leaky_upstream_error_reaches_the_client_without_credentials_or_hosts(
             "{wire:?}: the vendor's own message: {detail}"
         );
         assert_no_leak(&detail);
+        assert!(
+            detail.contains("[redacted]"),
+            "{wire:?}: the echoed credential is redacted, not the message dropped: {detail}"
+        );
         assert!(detail.chars().count() < 450, "{wire:?}: clipped: {detail}");
         assert_eq!(edge.fake(wire).requests().len(), 3, "{wire:?}: 5xx retried");
     }

@@ -5,6 +5,7 @@ mod bench;
 mod bench_memory;
 mod chat;
 mod edges;
+mod edges_logs;
 mod fake_upstream;
 mod generations;
 mod provider_adapters;

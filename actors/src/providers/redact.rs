@@ -22,15 +22,15 @@ pub(crate) const REDACTED: &str = "[redacted]";
 static PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
     [
         (
-            r#"(?i)\b((?:x-goog-api-key|x-api-key|api-key|authorization|proxy-authorization)["']?\s*[:=]\s*["']?)(?:(?:bearer|basic|token)\s+)?[^\s"',;&}\]]+"#,
+            r#"(?i)\b((?:x-goog-api-key|x-api-key|api-key|authorization|proxy-authorization)["']?\s*[:=]\s*["']?)(?:(?:bearer|basic|token)\s+)?[^\s"',;&}\[\]]+"#,
             "${1}[redacted]",
         ),
         (
-            r#"(?i)\b(bearer\s+)[^\s"',;&}\]]+"#,
+            r#"(?i)\b(bearer\s+)[^\s"',;&}\[\]]+"#,
             "${1}[redacted]",
         ),
         (
-            r#"(?i)\b((?:api[_-]?key|key|access[_-]?token|token|secret|password)=)[^\s"'&,;}\]]+"#,
+            r#"(?i)\b((?:api[_-]?key|key|access[_-]?token|token|secret|password)=)[^\s"'&,;}\[\]]+"#,
             "${1}[redacted]",
         ),
         (r"\bsk-[A-Za-z0-9_\-]{3,}", "[redacted]"),
@@ -88,14 +88,15 @@ impl Redactor {
 
     /// `text` without credentials.
     pub(crate) fn text(&self, text: &str) -> String {
-        // The keys go first: a key is not always shaped like a credential.
-        let mut text = text.to_owned();
+        // The shapes first, so `authorization: Bearer <key>` reads `authorization: [redacted]`;
+        // then the keys, which are not always shaped like a credential.
+        let mut text = redact(text);
         for key in self.keys.iter() {
             if text.contains(key.as_str()) {
                 text = text.replace(key.as_str(), REDACTED);
             }
         }
-        redact(&text)
+        text
     }
 
     /// `error` with every message it carries redacted.
@@ -187,6 +188,22 @@ mod tests {
             assert!(!clean.contains(secret), "{leaky} -> {clean}");
             assert!(clean.contains(REDACTED), "{leaky} -> {clean}");
         }
+    }
+
+    #[test]
+    fn redacting_twice_changes_nothing_more() {
+        for leaky in [
+            "authorization: Bearer sk-secret-123",
+            "x-api-key: k-1234567 and key=abc&x=1",
+        ] {
+            let once = redact(leaky);
+            assert_eq!(redact(&once), once);
+            assert!(!once.contains("]]"), "{once}");
+        }
+        assert_eq!(
+            redact("authorization: Bearer sk-secret-123"),
+            "authorization: [redacted]"
+        );
     }
 
     #[test]
