@@ -30,6 +30,14 @@ pub async fn login(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
         .as_deref()
         .is_some_and(|grant| grant != "password")
     {
+        // Still a login attempt worth a line; the account is not looked up for it.
+        let client = client.map_or_else(|| "unknown".to_owned(), |addr| addr.to_string());
+        tracing::info!(
+            account = "not checked",
+            %client,
+            outcome = "unsupported grant type",
+            "login"
+        );
         return Err(HttpError::bad_request("unsupported_grant_type"));
     }
     let token = app.core.login(form.username, form.password, client).await?;

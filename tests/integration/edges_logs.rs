@@ -154,6 +154,17 @@ async fn a_debug_log_has_every_login_and_no_secret() {
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     let unknown = login(&ghost, GHOST_PASSWORD).await.expect("login");
     assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    let other_grant = client
+        .post(format!("{base}/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("username", email.as_str()),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(other_grant.status(), StatusCode::BAD_REQUEST);
 
     for provider in ["openai", "gemini", "anthropic"] {
         let session: Value = client
@@ -219,6 +230,10 @@ async fn a_debug_log_has_every_login_and_no_secret() {
             "unknown account",
             "client=127.0.0.1:"
         ]),
+        "{logins:#?}"
+    );
+    assert!(
+        has(&["INFO", "unsupported grant type", "client=127.0.0.1:"]),
         "{logins:#?}"
     );
     assert!(
