@@ -141,6 +141,38 @@ pub struct ServeArgs {
         global = true
     )]
     pub ollama_host: String,
+    /// Models clients may ask OpenAI for (comma-separated); empty: any.
+    #[arg(
+        long,
+        env = "OMNICHAT_OPENAI_MODELS",
+        default_value = "",
+        global = true
+    )]
+    pub openai_models: String,
+    /// Models clients may ask Gemini for (comma-separated); empty: any.
+    #[arg(
+        long,
+        env = "OMNICHAT_GEMINI_MODELS",
+        default_value = "",
+        global = true
+    )]
+    pub gemini_models: String,
+    /// Models clients may ask Anthropic for (comma-separated); empty: any.
+    #[arg(
+        long,
+        env = "OMNICHAT_ANTHROPIC_MODELS",
+        default_value = "",
+        global = true
+    )]
+    pub anthropic_models: String,
+    /// Models clients may ask Ollama for (comma-separated); empty: any.
+    #[arg(
+        long,
+        env = "OMNICHAT_OLLAMA_MODELS",
+        default_value = "",
+        global = true
+    )]
+    pub ollama_models: String,
     /// Pause between the words of the offline `echo` provider, in milliseconds.
     #[arg(
         long,
@@ -231,6 +263,15 @@ pub struct ServeArgs {
         global = true
     )]
     pub sse_keep_alive_secs: u64,
+    /// How long a new answer's response waits for its first event (so that an early failure
+    /// is a JSON error with its status) before the SSE headers go out, in milliseconds.
+    #[arg(
+        long,
+        env = "OMNICHAT_FIRST_EVENT_WAIT_MS",
+        default_value_t = 3_000,
+        global = true
+    )]
+    pub first_event_wait_ms: u64,
     /// Origins (comma-separated, or `*`) whose web pages may call the API; empty: none.
     #[arg(long, env = "OMNICHAT_CORS_ORIGINS", default_value = "", global = true)]
     pub cors_origins: String,
@@ -256,6 +297,7 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             header_read_timeout: Duration::from_secs(10),
             keep_alive_every: Duration::from_secs(self.sse_keep_alive_secs.max(1)),
+            first_event_wait: Duration::from_millis(self.first_event_wait_ms),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             max_connections: self.max_connections.max(1),
         }
@@ -278,6 +320,10 @@ impl ServeArgs {
             total_timeout: Duration::from_secs(self.upstream_total_timeout_secs),
             max_retries: self.upstream_max_retries,
             retry_base_delay: Duration::from_millis(self.upstream_retry_base_delay_ms),
+            openai_models: model_list(&self.openai_models),
+            gemini_models: model_list(&self.gemini_models),
+            anthropic_models: model_list(&self.anthropic_models),
+            ollama_models: model_list(&self.ollama_models),
             ..ProviderSettings::default()
         };
         let limits = Limits {
@@ -324,8 +370,18 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub header_read_timeout: Duration,
     pub keep_alive_every: Duration,
+    pub first_event_wait: Duration,
     pub shutdown_grace: Duration,
     pub max_connections: usize,
+}
+
+/// A comma-separated list of model names, blanks dropped.
+fn model_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|model| !model.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Host name and listen address: unique among live nodes, and the same after a restart, so a

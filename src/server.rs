@@ -15,7 +15,12 @@ use tokio::{
     task::JoinHandle,
 };
 
-use crate::{app::App, config::ServerConfig, http::body::Body, router};
+use crate::{
+    app::App,
+    config::ServerConfig,
+    http::{body::Body, request::ClientAddr},
+    router,
+};
 
 /// How long open connections get to send their last bytes once every answer has ended.
 const CONNECTION_FLUSH: Duration = Duration::from_secs(5);
@@ -101,7 +106,10 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, mut shutdown: watch::
         let _ = stream.set_nodelay(true);
         let header_read_timeout = app.config.header_read_timeout;
         let app = app.clone();
-        let service = service_fn(move |req| handle(app.clone(), req));
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ClientAddr(peer));
+            handle(app.clone(), req)
+        });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout)

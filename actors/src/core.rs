@@ -1,6 +1,7 @@
 //! The Core handle: starts the store and the actor tree, and is the one door the front end uses.
 
 use std::{
+    net::SocketAddr,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, RwLock,
@@ -212,11 +213,19 @@ impl Core {
         .await
     }
 
-    pub async fn login(&self, email: String, password: String) -> CoreResult<IssuedToken> {
+    /// Checks the credentials for a token; `client` (the caller's address) goes to the log
+    /// line every attempt leaves.
+    pub async fn login(
+        &self,
+        email: String,
+        password: String,
+        client: Option<SocketAddr>,
+    ) -> CoreResult<IssuedToken> {
         let auth = self.children()?.auth;
         ask(&auth, |reply| AuthMsg::Login {
             email,
             password,
+            client,
             reply,
         })
         .await

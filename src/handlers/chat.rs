@@ -1,7 +1,10 @@
 //! `POST /chat/stream` starts a generation and streams it as SSE; `GET /chat/stream/{id}` resumes
 //! one (honouring `Last-Event-ID`); `POST /chat/stream/{id}/stop` stops one. Everything that can
-//! be known wrong before the first byte (bad fields, unknown or unconfigured provider, missing
-//! session, a provider that fails before any text) is a plain JSON error with its status.
+//! be known wrong before the first byte (bad fields, unknown or unconfigured provider, a model
+//! outside the allow-list, missing session, a provider that fails before any text within the
+//! first-event wait) is a plain JSON error with its status. A provider slower than that wait
+//! gets the SSE headers and keep-alive comments instead, and a later failure is the stream's
+//! `error` event.
 
 use hyper::{body::Incoming, HeaderMap, Request, Response};
 use omnichat_actors::{
@@ -15,7 +18,13 @@ use uuid::Uuid;
 
 use crate::{
     app::App,
-    http::{body::Body, error::HttpError, request::read_json, response::json, sse::sse_response},
+    http::{
+        body::Body,
+        error::HttpError,
+        request::read_json,
+        response::json,
+        sse::{sse_response, sse_waiting_response},
+    },
 };
 
 /// The largest prompt accepted, in bytes.
@@ -75,20 +84,33 @@ fn validate(body: ChatBody) -> Result<StartChat, HttpError> {
 pub async fn stream(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
     let user_id = app.authenticate(req.headers())?;
     let body: ChatBody = read_json(req, app.config.max_body_bytes).await?;
-    let request = validate(body)?;
+    let mut request = validate(body)?;
+    // Checked here, before the prompt is stored or anything goes upstream.
+    request.model = app
+        .core
+        .providers()
+        .choose_model(request.provider, request.model.take())?;
     let mut start = app.core.start_chat(user_id, request).await?;
-    // Wait for the first event: a provider that fails before any text still gets a proper status.
-    let first = match start.events.recv().await {
-        Some(StreamEvent::Error {
+    // Wait a little for the first event, so a provider that fails at once still gets a proper
+    // status; past that, open the stream so clients and proxies see it is alive.
+    let first = match tokio::time::timeout(app.config.first_event_wait, start.events.recv()).await {
+        Ok(Some(StreamEvent::Error {
             failure:
                 StreamFailure {
                     before_output: Some(error),
                     ..
                 },
             ..
-        }) => return Err(CoreError::from(error).into()),
-        Some(event) => vec![event],
-        None => Vec::new(),
+        })) => return Err(CoreError::from(error).into()),
+        Ok(Some(event)) => vec![event],
+        Ok(None) => Vec::new(),
+        Err(_still_waiting) => {
+            return Ok(sse_waiting_response(
+                start.generation_id,
+                start.events,
+                app.config.keep_alive_every,
+            ))
+        }
     };
     Ok(sse_response(
         start.generation_id,

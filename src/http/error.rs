@@ -119,7 +119,11 @@ impl From<ProviderError> for HttpError {
     fn from(err: ProviderError) -> Self {
         let detail = err.to_string();
         match err {
-            ProviderError::NotConfigured { .. } => Self::unprocessable(detail),
+            ProviderError::NotConfigured { .. } | ProviderError::ModelNotAllowed { .. } => {
+                Self::unprocessable(detail)
+            }
+            // 402, not 429: waiting does not help, so clients must not treat it as a rate limit.
+            ProviderError::QuotaExhausted { .. } => Self::new(StatusCode::PAYMENT_REQUIRED, detail),
             ProviderError::RateLimited { retry_after, .. } => {
                 Self::new(StatusCode::TOO_MANY_REQUESTS, detail)
                     .with_retry_after(retry_after.unwrap_or(Duration::from_secs(5)))

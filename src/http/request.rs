@@ -1,6 +1,6 @@
 //! Reading requests: the bearer token, bodies under a size limit, JSON and form decoding.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -11,6 +11,15 @@ use super::error::HttpError;
 
 /// A client trickling its body in holds a connection; past this it gets 408.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The address of the TCP peer, put in every request's extensions by the accept loop.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The address the request came from (the direct peer; a proxy in front is not looked through).
+pub fn client_addr<B>(req: &Request<B>) -> Option<SocketAddr> {
+    req.extensions().get::<ClientAddr>().map(|addr| addr.0)
+}
 
 /// The token of an `Authorization: Bearer …` header, or 401.
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, HttpError> {

@@ -1,5 +1,6 @@
 //! Server-Sent Events bodies: a generation's events as `id:`/`data:` frames, a keep-alive comment
-//! after each quiet spell, and always a final `data: [DONE]`.
+//! after each quiet spell (and one at once for a stream opened before its first event), and
+//! always a final `data: [DONE]`.
 
 use std::{collections::VecDeque, convert::Infallible, time::Duration};
 
@@ -16,6 +17,7 @@ use super::body::Body;
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+const WAITING: &[u8] = b": waiting for the provider\n\n";
 
 /// One event as an SSE frame. The payload is JSON, so provider text can never contain a bare
 /// newline that would start a forged event.
@@ -76,9 +78,31 @@ pub fn sse_response(
     keep_alive: Duration,
 ) -> Response<Body> {
     let finished = first.iter().any(|e| matches!(e, StreamEvent::Done));
+    let pending = first.iter().map(frame).collect();
+    build(generation_id, pending, finished, events, keep_alive)
+}
+
+/// A 200 `text/event-stream` response for a generation that has sent nothing yet: a comment at
+/// once (so the headers and a first byte reach the client through any proxy), then the events.
+pub fn sse_waiting_response(
+    generation_id: Uuid,
+    events: mpsc::Receiver<StreamEvent>,
+    keep_alive: Duration,
+) -> Response<Body> {
+    let pending = VecDeque::from([Bytes::from_static(WAITING)]);
+    build(generation_id, pending, false, events, keep_alive)
+}
+
+fn build(
+    generation_id: Uuid,
+    pending: VecDeque<Bytes>,
+    finished: bool,
+    events: mpsc::Receiver<StreamEvent>,
+    keep_alive: Duration,
+) -> Response<Body> {
     let state = SseState {
         generation_id,
-        pending: first.iter().map(frame).collect(),
+        pending,
         events,
         keep_alive,
         finished,

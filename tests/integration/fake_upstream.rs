@@ -31,6 +31,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 mod wire;
 
+pub use wire::INTERNAL_HOST;
 use wire::{count_words, route, wire_frames, Tail};
 
 type Body = BoxBody<Bytes, io::Error>;
@@ -64,6 +65,14 @@ pub enum Fault {
     Stall,
     /// Gemini only: a `finishReason: SAFETY` with no text (other wires answer normally).
     SafetyBlock,
+    /// After `delay`, answer with `status` and an error body that leaks: its message echoes the
+    /// credential header the request carried, and extra fields name an internal host.
+    Leaky { status: u16, delay: Duration },
+    /// After `delay`, answer with the provider's own "out of quota / credit" error.
+    QuotaExhausted { delay: Duration },
+    /// Answer the first `times` requests with the provider's own plain rate-limit 429 (no
+    /// `Retry-After`), then normally.
+    RateLimitedThenOk { times: usize },
 }
 
 /// One request the fake received.
@@ -207,6 +216,9 @@ async fn handle(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let credential = ["authorization", "x-api-key", "x-goog-api-key"]
+        .into_iter()
+        .find_map(|name| Some((name, headers.get(name)?.clone())));
     lock(&shared.requests).push(RecordedRequest {
         method: parts.method.to_string(),
         path: path.clone(),
@@ -227,6 +239,22 @@ async fn handle(
             return Ok(error_response(wire, status, None));
         }
         Fault::SlowFirstByte(delay) => tokio::time::sleep(delay).await,
+        Fault::Leaky { status, delay } => {
+            tokio::time::sleep(delay).await;
+            let (name, value) = credential.unwrap_or(("authorization", String::new()));
+            let body = wire::leaky_error_body(wire, status, name, &value);
+            return Ok(json_response(status, &body, None));
+        }
+        Fault::QuotaExhausted { delay } => {
+            tokio::time::sleep(delay).await;
+            let (status, body) = wire::quota_error(wire);
+            return Ok(json_response(status, &body, None));
+        }
+        Fault::RateLimitedThenOk { times }
+            if shared.fault_hits.fetch_add(1, Ordering::SeqCst) < times =>
+        {
+            return Ok(json_response(429, &wire::rate_limit_error(wire), None));
+        }
         _ => {}
     }
 
@@ -304,7 +332,11 @@ enum Ending {
 
 /// The provider's own error response for `status`.
 fn error_response(wire: Wire, status: u16, retry_after: Option<u64>) -> Response<Body> {
-    let body = wire::error_body(wire, status);
+    json_response(status, &wire::error_body(wire, status), retry_after)
+}
+
+/// A JSON response with `status` (and `Retry-After: secs` when given).
+fn json_response(status: u16, body: &Value, retry_after: Option<u64>) -> Response<Body> {
     let mut builder = Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header("content-type", "application/json");

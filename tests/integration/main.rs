@@ -5,6 +5,8 @@ mod bench;
 mod bench_memory;
 mod chat;
 mod database_outage;
+mod edges;
+mod edges_logs;
 mod fake_upstream;
 mod generations;
 mod provider_adapters;

@@ -3,7 +3,7 @@
 //! Each request runs in a task of its own, so a login waiting for an scrypt slot never holds up
 //! a profile read behind it; the hasher's admission limit is what bounds the work.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use omnichat_entity::users;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -51,6 +51,8 @@ pub enum AuthMsg {
     Login {
         email: String,
         password: String,
+        /// The client's address, for the log line every attempt leaves.
+        client: Option<SocketAddr>,
         reply: RpcReplyPort<CoreResult<IssuedToken>>,
     },
     Profile {
@@ -118,10 +120,11 @@ impl Actor for AuthActor {
             AuthMsg::Login {
                 email,
                 password,
+                client,
                 reply,
             } => {
                 tokio::spawn(async move {
-                    let _ = reply.send(state.on_login(email, password).await);
+                    let _ = reply.send(state.on_login(email, password, client).await);
                 });
             }
             AuthMsg::Profile { user_id, reply } => {
@@ -159,12 +162,46 @@ impl AuthState {
         Ok(user.into())
     }
 
-    async fn on_login(&self, email: String, password: String) -> CoreResult<IssuedToken> {
+    /// Checks the credentials and logs the attempt (INFO): the account's email when one
+    /// matched, the outcome and the client address. Never the password, and never what was
+    /// typed as an email when no account has it (people type passwords into that field too).
+    async fn on_login(
+        &self,
+        email: String,
+        password: String,
+        client: Option<SocketAddr>,
+    ) -> CoreResult<IssuedToken> {
+        let mut account = None;
+        let result = self.check_login(&email, password, &mut account).await;
+        let client = client.map_or_else(|| "unknown".to_owned(), |addr| addr.to_string());
+        let known = account.is_some();
+        let account = account.as_deref().unwrap_or("unknown");
+        match &result {
+            Ok(_) => tracing::info!(account, %client, outcome = "success", "login"),
+            Err(CoreError::BadCredentials) if known => {
+                tracing::info!(account, %client, outcome = "wrong password", "login")
+            }
+            Err(CoreError::BadCredentials) => {
+                tracing::info!(account, %client, outcome = "unknown account", "login")
+            }
+            Err(err) => tracing::info!(account, %client, outcome = "failed", %err, "login"),
+        }
+        result
+    }
+
+    /// The login itself; `account` is set to the email of the account the attempt is for.
+    async fn check_login(
+        &self,
+        email: &str,
+        password: String,
+        account: &mut Option<String>,
+    ) -> CoreResult<IssuedToken> {
         // An email that cannot exist still costs one hash, like any unknown email.
-        let user = match validate::email(&email) {
+        let user = match validate::email(email) {
             Ok(email) => self.store.user_by_email(&email).await?,
             Err(_) => None,
         };
+        *account = user.as_ref().map(|u| u.email.clone());
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         if password.len() > validate::PASSWORD_MAX_BYTES {
             return Err(CoreError::BadCredentials);

@@ -32,7 +32,7 @@ use crate::{
         ChatRequest, ProviderError, ProviderEvent, ProviderKind, Providers, Role, TokenUsage,
     },
     session::{estimate_tokens, EndedTurn, HistoryMessage, SessionMsg},
-    store::{AssistantOutcome, Store, Write, WriteError, Written},
+    store::{Store, WriteError, Written},
     text::storable,
 };
 
@@ -128,7 +128,7 @@ pub struct ChatState {
     /// The prompt was never stored, so there is no answer row to write.
     pub(super) begin_failed: bool,
     /// Held while running; dropped when the answer ends (lingering is not running).
-    pub(super) running: Option<Running>,
+    running: Option<Running>,
 }
 
 pub struct ChatStreamActor;

@@ -19,7 +19,7 @@ const DEFERRED_FOR: Duration = Duration::from_secs(600);
 impl ChatState {
     /// Writes the answer's final state, trying again a few times if the database fails; true
     /// once it is committed.
-    async fn store_answer(&self, status: &'static str) -> bool {
+    pub(super) async fn store_answer(&self, status: &'static str) -> bool {
         let outcome = AssistantOutcome {
             content: self.text.clone(),
             status,

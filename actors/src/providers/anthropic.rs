@@ -362,7 +362,7 @@ mod tests {
         let outcome = decode(&recorded).await;
         assert_eq!(text(&outcome), "Par");
         assert_eq!(error_code(&outcome), Some("upstream_error"));
-        assert!(format!("{:?}", outcome.last()).contains("Overloaded (overloaded_error)"));
+        assert!(format!("{:?}", outcome.last()).contains("overloaded_error: Overloaded"));
     }
 
     #[tokio::test]

@@ -3,7 +3,9 @@
 //!
 //! Retries happen only before a response is accepted (nothing has reached the user yet), and
 //! only where another attempt can help: connect failures, 429 and 5xx. Other 4xx are our fault or
-//! the user's and are reported at once.
+//! the user's and are reported at once, and so is an account out of quota or credit (whatever
+//! its status), which no retry can fix. Errors are redacted as they are made, so that the retry
+//! log lines carry no credentials either.
 
 use std::{pin::Pin, time::Duration};
 
@@ -12,7 +14,12 @@ use futures_util::{stream, Stream, StreamExt};
 use reqwest::{header::RETRY_AFTER, RequestBuilder, Response, StatusCode};
 use tokio::time::{sleep, timeout_at, Instant};
 
-use super::{error_body, ProviderError, ProviderSettings};
+use super::{
+    error_body::{self, VendorError},
+    quota,
+    redact::Redactor,
+    ProviderError, ProviderSettings,
+};
 
 /// The response body as the decoders see it; transport failures and timeouts are already
 /// [`ProviderError`]s, and an `Err` is the last item.
@@ -29,6 +36,7 @@ const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct Upstream<'a> {
     provider: &'static str,
     settings: &'a ProviderSettings,
+    redactor: &'a Redactor,
 }
 
 /// A failed attempt and whether another one may succeed.
@@ -39,8 +47,16 @@ struct Failure {
 }
 
 impl<'a> Upstream<'a> {
-    pub(crate) fn new(provider: &'static str, settings: &'a ProviderSettings) -> Self {
-        Self { provider, settings }
+    pub(crate) fn new(
+        provider: &'static str,
+        settings: &'a ProviderSettings,
+        redactor: &'a Redactor,
+    ) -> Self {
+        Self {
+            provider,
+            settings,
+            redactor,
+        }
     }
 
     /// Sends the request `build` makes (once per attempt) until the upstream answers 2xx, the
@@ -112,7 +128,11 @@ impl<'a> Upstream<'a> {
     /// Maps a failure to get any response. Only connect failures are retried: once the request
     /// may have reached the provider, the provider answers for it.
     fn transport_failure(&self, err: reqwest::Error) -> Failure {
-        tracing::debug!(provider = self.provider, error = ?err, "upstream request failed");
+        tracing::debug!(
+            provider = self.provider,
+            error = %self.redactor.text(&format!("{err:?}")),
+            "upstream request failed"
+        );
         let retryable = err.is_connect();
         let error = if err.is_timeout() {
             ProviderError::Timeout {
@@ -123,7 +143,7 @@ impl<'a> Upstream<'a> {
             ProviderError::Connect {
                 provider: self.provider,
                 // The URL stays in the log: it may name internal hosts the user should not see.
-                message: error_chain(&err.without_url()),
+                message: self.redactor.text(&error_chain(&err.without_url())),
             }
         };
         Failure {
@@ -143,17 +163,36 @@ impl<'a> Upstream<'a> {
             .and_then(|value| value.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let body = read_bounded(response).await;
-        let message = error_body::message_from_body(&body).unwrap_or_else(|| {
-            status
-                .canonical_reason()
-                .unwrap_or("no error message")
-                .to_owned()
-        });
+        // Only the vendor's known fields are kept: the rest of an error body may echo our
+        // request headers or name internal hosts.
+        let vendor = VendorError::from_body(&body).unwrap_or_default();
+        let message = vendor
+            .summary()
+            .map(|message| self.redactor.text(&message))
+            .unwrap_or_else(|| {
+                status
+                    .canonical_reason()
+                    .unwrap_or("no error message")
+                    .to_owned()
+            });
         let provider = self.provider;
         let (error, retryable) = match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                (ProviderError::Unauthorized { provider, message }, false)
-            }
+            _ if quota::is_exhausted(provider, status.as_u16(), &vendor) => (
+                ProviderError::QuotaExhausted {
+                    provider,
+                    status: status.as_u16(),
+                    message,
+                },
+                false,
+            ),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => (
+                ProviderError::Unauthorized {
+                    provider,
+                    status: status.as_u16(),
+                    message,
+                },
+                false,
+            ),
             StatusCode::TOO_MANY_REQUESTS => (
                 ProviderError::RateLimited {
                     provider,
@@ -200,56 +239,61 @@ impl<'a> Upstream<'a> {
             started: bool,
         }
         let provider = self.provider;
+        let redactor = self.redactor.clone();
         let idle = self.settings.idle_timeout;
         let state = State {
             chunks: Box::pin(response.bytes_stream()),
             started: false,
         };
-        Box::pin(stream::unfold(Some(state), move |state| async move {
-            let mut state = state?;
-            let (deadline, on_timeout) = if !state.started {
-                let phase = if first_byte_deadline >= total_deadline {
-                    "total"
-                } else {
-                    "first byte"
-                };
-                (
-                    first_byte_deadline,
-                    ProviderError::Timeout { provider, phase },
-                )
-            } else if Instant::now() + idle >= total_deadline {
-                let phase = "total";
-                (total_deadline, ProviderError::Timeout { provider, phase })
-            } else {
-                let message = format!("no data for {} s", idle.as_secs_f32());
-                let code = "upstream_stall";
-                (
-                    Instant::now() + idle,
-                    ProviderError::Stream {
-                        provider,
-                        code,
-                        message,
-                    },
-                )
-            };
-            match timeout_at(deadline, state.chunks.next()).await {
-                Err(_elapsed) => Some((Err(on_timeout), None)),
-                Ok(None) => None,
-                Ok(Some(Ok(bytes))) => {
-                    state.started |= !bytes.is_empty();
-                    Some((Ok(bytes), Some(state)))
-                }
-                Ok(Some(Err(err))) => {
-                    tracing::debug!(provider, error = ?err, "upstream body failed");
-                    let error = ProviderError::Stream {
-                        provider,
-                        code: "upstream_closed",
-                        message: format!(
-                            "connection lost mid-stream: {}",
-                            error_chain(&err.without_url())
-                        ),
+        Box::pin(stream::unfold(Some(state), move |state| {
+            let redactor = redactor.clone();
+            async move {
+                let mut state = state?;
+                let (deadline, on_timeout) = if !state.started {
+                    let phase = if first_byte_deadline >= total_deadline {
+                        "total"
+                    } else {
+                        "first byte"
                     };
-                    Some((Err(error), None))
+                    (
+                        first_byte_deadline,
+                        ProviderError::Timeout { provider, phase },
+                    )
+                } else if Instant::now() + idle >= total_deadline {
+                    let phase = "total";
+                    (total_deadline, ProviderError::Timeout { provider, phase })
+                } else {
+                    let message = format!("no data for {} s", idle.as_secs_f32());
+                    let code = "upstream_stall";
+                    (
+                        Instant::now() + idle,
+                        ProviderError::Stream {
+                            provider,
+                            code,
+                            message,
+                        },
+                    )
+                };
+                match timeout_at(deadline, state.chunks.next()).await {
+                    Err(_elapsed) => Some((Err(on_timeout), None)),
+                    Ok(None) => None,
+                    Ok(Some(Ok(bytes))) => {
+                        state.started |= !bytes.is_empty();
+                        Some((Ok(bytes), Some(state)))
+                    }
+                    Ok(Some(Err(err))) => {
+                        let shown = redactor.text(&format!("{err:?}"));
+                        tracing::debug!(provider, error = %shown, "upstream body failed");
+                        let error = ProviderError::Stream {
+                            provider,
+                            code: "upstream_closed",
+                            message: format!(
+                                "connection lost mid-stream: {}",
+                                error_chain(&err.without_url())
+                            ),
+                        };
+                        Some((Err(error), None))
+                    }
                 }
             }
         }))
@@ -300,7 +344,8 @@ mod tests {
             retry_max_delay: Duration::from_millis(300),
             ..ProviderSettings::default()
         };
-        let upstream = Upstream::new("test", &settings);
+        let redactor = Redactor::default();
+        let upstream = Upstream::new("test", &settings, &redactor);
         for attempt in 0..40 {
             let cap = Duration::from_millis((100u64 << attempt.min(20)).min(300));
             assert!(upstream.backoff(attempt) <= cap);

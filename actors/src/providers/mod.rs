@@ -6,7 +6,7 @@
 
 use std::{pin::Pin, sync::Arc, time::Duration};
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 
 mod anthropic;
@@ -14,11 +14,15 @@ mod echo;
 mod error_body;
 mod gemini;
 mod http;
+mod models;
 mod ollama;
 mod openai;
 mod pipeline;
+mod quota;
+mod redact;
 mod settings;
 
+pub use models::ProviderInfo;
 pub use settings::ProviderSettings;
 
 /// The providers OmniChat can talk to.
@@ -118,15 +122,30 @@ pub enum ProviderError {
         provider: &'static str,
         setting: &'static str,
     },
-    #[error("{provider} rejected OmniChat's credentials: {message}")]
+    #[error("{provider} does not offer model '{model}' here; use one of: {allowed}")]
+    ModelNotAllowed {
+        provider: &'static str,
+        model: String,
+        allowed: String,
+    },
+    #[error("{provider} rejected OmniChat's credentials ({status}): {message}")]
     Unauthorized {
         provider: &'static str,
+        status: u16,
         message: String,
     },
-    #[error("{provider} is rate limiting requests: {message}")]
+    #[error("{provider} is rate limiting requests (429): {message}")]
     RateLimited {
         provider: &'static str,
         retry_after: Option<Duration>,
+        message: String,
+    },
+    /// The account's quota, credit or spend limit is used up: retrying cannot help, and only
+    /// the operator can fix it.
+    #[error("{provider} quota exhausted: the provider account is out of quota or credit ({status}): {message}")]
+    QuotaExhausted {
+        provider: &'static str,
+        status: u16,
         message: String,
     },
     #[error("{provider} refused the request ({status}): {message}")]
@@ -167,8 +186,10 @@ impl ProviderError {
     pub fn provider(&self) -> &'static str {
         match self {
             ProviderError::NotConfigured { provider, .. }
+            | ProviderError::ModelNotAllowed { provider, .. }
             | ProviderError::Unauthorized { provider, .. }
             | ProviderError::RateLimited { provider, .. }
+            | ProviderError::QuotaExhausted { provider, .. }
             | ProviderError::Rejected { provider, .. }
             | ProviderError::Upstream { provider, .. }
             | ProviderError::Timeout { provider, .. }
@@ -181,8 +202,10 @@ impl ProviderError {
     pub fn code(&self) -> &'static str {
         match self {
             ProviderError::NotConfigured { .. } => "provider_not_configured",
+            ProviderError::ModelNotAllowed { .. } => "model_not_allowed",
             ProviderError::Unauthorized { .. } => "upstream_unauthorized",
             ProviderError::RateLimited { .. } => "upstream_rate_limited",
+            ProviderError::QuotaExhausted { .. } => "provider_quota_exhausted",
             ProviderError::Rejected { .. } => "upstream_rejected",
             ProviderError::Upstream { .. } => "upstream_error",
             ProviderError::Timeout { .. } => "upstream_timeout",
@@ -190,13 +213,6 @@ impl ProviderError {
             ProviderError::Stream { code, .. } => code,
         }
     }
-}
-
-/// What `GET /providers` shows for one usable provider.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ProviderInfo {
-    pub name: &'static str,
-    pub default_model: &'static str,
 }
 
 /// Why [`Providers::new`] refused the settings (a start-up error, never a request error).
@@ -217,6 +233,7 @@ pub enum ProviderSetupError {
 pub struct Providers {
     settings: Arc<ProviderSettings>,
     client: reqwest::Client,
+    redactor: redact::Redactor,
 }
 
 impl Providers {
@@ -249,6 +266,7 @@ impl Providers {
             .build()
             .map_err(|err| ProviderSetupError::Client(err.to_string()))?;
         Ok(Self {
+            redactor: redact::Redactor::new(&settings),
             settings: Arc::new(settings),
             client,
         })
@@ -283,18 +301,6 @@ impl Providers {
         }
     }
 
-    /// The providers this server can use, with their default models.
-    pub fn available(&self) -> Vec<ProviderInfo> {
-        ProviderKind::ALL
-            .into_iter()
-            .filter(|kind| self.check_configured(*kind).is_ok())
-            .map(|kind| ProviderInfo {
-                name: kind.name(),
-                default_model: Self::default_model(kind),
-            })
-            .collect()
-    }
-
     /// Opens the upstream stream. Resolves once the upstream answered 2xx (retrying connect
     /// errors, 429 and 5xx before that), or with the error. An empty `model` takes the
     /// provider's default.
@@ -302,7 +308,26 @@ impl Providers {
     /// The stream ends after the last event when the answer is complete (a `Finish`, when the
     /// provider reported a reason, is then the last event); an `Err` item is final.
     /// Dropping the stream closes the upstream connection.
+    ///
+    /// Every error, before the stream and in it, comes with credentials redacted (the
+    /// configured keys included): its message is shown to users, stored and logged.
     pub async fn open(
+        &self,
+        kind: ProviderKind,
+        request: ChatRequest,
+    ) -> Result<ProviderStream, ProviderError> {
+        match self.open_unredacted(kind, request).await {
+            Ok(stream) => {
+                let redactor = self.redactor.clone();
+                Ok(Box::pin(stream.map(move |item| {
+                    item.map_err(|error| redactor.error(error))
+                })))
+            }
+            Err(error) => Err(self.redactor.error(error)),
+        }
+    }
+
+    async fn open_unredacted(
         &self,
         kind: ProviderKind,
         mut request: ChatRequest,
@@ -314,7 +339,7 @@ impl Providers {
         let settings = &*self.settings;
         let client = &self.client;
         let provider = kind.name();
-        let upstream = http::Upstream::new(provider, settings);
+        let upstream = http::Upstream::new(provider, settings, &self.redactor);
         let stream = match kind {
             ProviderKind::Echo => echo::stream(&request, settings.echo_delay),
             ProviderKind::OpenAi => {

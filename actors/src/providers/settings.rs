@@ -1,4 +1,4 @@
-//! Provider configuration: keys, base URLs, timeouts and the retry policy.
+//! Provider configuration: keys, base URLs, allowed models, timeouts and the retry policy.
 //!
 //! Filled from flags and the environment by the front end; this crate only consumes it. Keys are
 //! secrets, so the `Debug` impl says whether a key is set and never prints it.
@@ -40,6 +40,11 @@ pub struct ProviderSettings {
     pub retry_max_delay: Duration,
     /// Anthropic requires `max_tokens` on every request.
     pub anthropic_max_tokens: u32,
+    /// The models clients may ask each provider for (`OMNICHAT_*_MODELS`); empty: any.
+    pub openai_models: Vec<String>,
+    pub gemini_models: Vec<String>,
+    pub anthropic_models: Vec<String>,
+    pub ollama_models: Vec<String>,
 }
 
 impl Default for ProviderSettings {
@@ -61,6 +66,10 @@ impl Default for ProviderSettings {
             retry_base_delay: Duration::from_millis(250),
             retry_max_delay: Duration::from_secs(8),
             anthropic_max_tokens: 4096,
+            openai_models: Vec::new(),
+            gemini_models: Vec::new(),
+            anthropic_models: Vec::new(),
+            ollama_models: Vec::new(),
         }
     }
 }
@@ -92,6 +101,10 @@ impl fmt::Debug for ProviderSettings {
             .field("retry_base_delay", &self.retry_base_delay)
             .field("retry_max_delay", &self.retry_max_delay)
             .field("anthropic_max_tokens", &self.anthropic_max_tokens)
+            .field("openai_models", &self.openai_models)
+            .field("gemini_models", &self.gemini_models)
+            .field("anthropic_models", &self.anthropic_models)
+            .field("ollama_models", &self.ollama_models)
             .finish()
     }
 }

@@ -231,3 +231,68 @@ pub(super) fn error_body(wire: Wire, status: u16) -> Value {
         Wire::Ollama => json!({"error": message}),
     }
 }
+
+/// The internal host name a leaky error body names (outside the vendor's known fields).
+pub const INTERNAL_HOST: &str = "gpu-node-7.inference.corp.internal";
+
+/// An error body shaped like the provider's, as a careless proxy in front of it might send:
+/// the message echoes the credential header (and the bare key), extra fields name an internal
+/// host and repeat the header.
+pub(super) fn leaky_error_body(wire: Wire, status: u16, header: &str, value: &str) -> Value {
+    let bare = value.strip_prefix("Bearer ").unwrap_or(value);
+    let message =
+        format!("upstream failed while handling a request with {header}: {value} (key {bare})");
+    let debug = json!({"upstream_host": INTERNAL_HOST, "request_headers": format!("{header}: {value}"),
+                       "trace": format!("at {INTERNAL_HOST}:8443/v1/infer")});
+    match wire {
+        Wire::OpenAi => json!({"error": {"message": message, "type": "server_error",
+                                         "param": null, "code": null}, "debug": debug}),
+        Wire::Gemini => json!({"error": {"code": status, "message": message,
+                                         "status": "INTERNAL"}, "debug": debug}),
+        Wire::Anthropic => json!({"type": "error", "error": {"type": "api_error",
+                                  "message": message}, "debug": debug}),
+        Wire::Ollama => json!({"error": message, "debug": debug}),
+    }
+}
+
+/// The provider's own "out of quota / credit" error: status and body.
+pub(super) fn quota_error(wire: Wire) -> (u16, Value) {
+    match wire {
+        Wire::OpenAi => (
+            429,
+            json!({"error": {
+            "message": "You exceeded your current quota, please check your plan and billing details.",
+            "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}}),
+        ),
+        Wire::Anthropic => (
+            400,
+            json!({"type": "error", "error": {
+            "type": "invalid_request_error",
+            "message": "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."}}),
+        ),
+        Wire::Gemini => (
+            429,
+            json!({"error": {"code": 429,
+            "message": "Your prepayment credits are depleted. Please go to AI Studio at https://ai.studio/projects to manage your project and billing.",
+            "status": "RESOURCE_EXHAUSTED"}}),
+        ),
+        // Ollama runs locally and has no quota: the nearest thing is a plain 429.
+        Wire::Ollama => (429, json!({"error": "too many requests"})),
+    }
+}
+
+/// The provider's own plain rate-limit error (a 429 worth retrying).
+pub(super) fn rate_limit_error(wire: Wire) -> Value {
+    match wire {
+        Wire::OpenAi => json!({"error": {
+            "message": "Rate limit reached for gpt-4o-mini in organization org-fake on requests per min (RPM): Limit 3, Used 3, Requested 1.",
+            "type": "requests", "param": null, "code": "rate_limit_exceeded"}}),
+        Wire::Anthropic => json!({"type": "error", "error": {"type": "rate_limit_error",
+            "message": "Number of request tokens has exceeded your per-minute rate limit"}}),
+        // Google words per-minute limits like billing trouble; it must still be retried.
+        Wire::Gemini => json!({"error": {"code": 429,
+            "message": "You exceeded your current quota, please check your plan and billing details.",
+            "status": "RESOURCE_EXHAUSTED"}}),
+        Wire::Ollama => json!({"error": "too many requests"}),
+    }
+}
