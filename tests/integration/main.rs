@@ -6,6 +6,7 @@ mod bench_memory;
 mod chat;
 mod fake_upstream;
 mod generations;
+mod load_tools;
 mod provider_adapters;
 mod providers_http;
 mod restart;
