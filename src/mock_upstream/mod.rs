@@ -17,7 +17,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
@@ -31,6 +31,9 @@ use stream::{Ending, FrameCache, Frames};
 use wire::{count_words, route, Tail};
 
 type Body = BoxBody<Bytes, io::Error>;
+
+/// Largest request body read; a larger one is treated as no JSON at all.
+const MAX_REQUEST_BYTES: usize = 16 << 20;
 
 /// The wire format a request is answered in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -318,7 +321,7 @@ async fn handle(
         .path_and_query()
         .map(|pq| pq.as_str().to_owned())
         .unwrap_or_default();
-    let body = body
+    let body = Limited::new(body, MAX_REQUEST_BYTES)
         .collect()
         .await
         .map(|b| b.to_bytes())
