@@ -70,7 +70,7 @@ leg() {
   local name=$1
   shift
   echo "== $name: omnichat loadtest $*" >&2
-  "$BIN" loadtest "$@" --json "$TMP/$name.json" 2>"$TMP/$name.progress" >&2
+  "$BIN" loadtest "$@" --json "$TMP/$name.json" >&2 2>"$TMP/$name.progress"
 }
 
 start_mock "$MOCK" --ttft-ms 0 --gap-ms 0 --tokens 20
