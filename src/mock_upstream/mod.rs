@@ -5,7 +5,6 @@
 //! of every request. One instance answers all four formats on one address, or only one of them.
 
 use std::{
-    collections::HashMap,
     convert::Infallible,
     io,
     net::SocketAddr,
@@ -24,9 +23,11 @@ use serde_json::Value;
 use tokio::{net::TcpListener, task::JoinHandle};
 
 pub mod cli;
+mod record;
 mod stream;
 mod wire;
 
+pub use record::RecordedRequest;
 use stream::{Ending, FrameCache, Frames};
 use wire::{count_words, route, Tail};
 
@@ -126,26 +127,6 @@ pub fn reply_of(tokens: usize) -> Vec<String> {
             }
         })
         .collect()
-}
-
-/// One request the mock received.
-#[derive(Clone, Debug)]
-pub struct RecordedRequest {
-    pub method: String,
-    /// The path with its query.
-    pub path: String,
-    /// Lower-cased header names.
-    pub headers: HashMap<String, String>,
-    /// The JSON body (`Null` when it was not JSON).
-    pub body: Value,
-}
-
-impl RecordedRequest {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
-    }
 }
 
 /// The settings as one request sees them: the reply is shared, not copied.
@@ -285,26 +266,6 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-fn record(shared: &Shared, parts: &hyper::http::request::Parts, path: &str, body: &Value) {
-    let mut headers: HashMap<String, String> = HashMap::new();
-    for (name, value) in &parts.headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        headers
-            .entry(name.as_str().to_owned())
-            .and_modify(|existing| {
-                existing.push_str(", ");
-                existing.push_str(&value);
-            })
-            .or_insert(value);
-    }
-    lock(&shared.requests).push(RecordedRequest {
-        method: parts.method.to_string(),
-        path: path.to_owned(),
-        headers,
-        body: body.clone(),
-    });
-}
-
 /// Whether the `n`th request (from 0) gets the fault: `rate` of them, evenly spread.
 fn faulted(n: u64, rate: f64) -> bool {
     let n = n as f64;
@@ -328,7 +289,7 @@ async fn handle(
         .unwrap_or_default();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if shared.record_requests {
-        record(&shared, &parts, &path, &body);
+        lock(&shared.requests).push(RecordedRequest::new(&parts, &path, &body));
     }
 
     let wire = shared
