@@ -31,6 +31,10 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Run a fake LLM provider (all four wire formats) for load tests.
+    MockUpstream(crate::mock_upstream::cli::MockUpstreamArgs),
+    /// Load-test a running OmniChat (or an upstream directly) with streamed chat turns.
+    Loadtest(crate::loadtest::LoadtestArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! The `omnichat` binary: `serve` (the default) runs the server, `migrate` applies migrations.
+//! The `omnichat` binary: `serve` (the default) runs the server, `migrate` applies migrations,
+//! `mock-upstream` and `loadtest` are the load-testing tools.
 
 use std::process::ExitCode;
 
@@ -18,6 +19,8 @@ async fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.serve).await,
         Command::Migrate => migrate(&cli.serve).await,
+        Command::MockUpstream(args) => mock_upstream(&args).await,
+        Command::Loadtest(args) => omnichat::loadtest::run_cli(&args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -41,6 +44,14 @@ async fn serve(args: &omnichat::config::ServeArgs) -> Result<(), String> {
     tracing::info!("signal received; shutting down");
     server.shutdown().await;
     Ok(())
+}
+
+async fn mock_upstream(
+    args: &omnichat::mock_upstream::cli::MockUpstreamArgs,
+) -> Result<(), String> {
+    let shutdown =
+        ShutdownSignal::install().map_err(|err| format!("installing signal handlers: {err}"))?;
+    omnichat::mock_upstream::cli::run(args, shutdown.received()).await
 }
 
 async fn migrate(args: &omnichat::config::ServeArgs) -> Result<(), String> {

@@ -9,6 +9,7 @@ mod edges;
 mod edges_logs;
 mod fake_upstream;
 mod generations;
+mod load_tools;
 mod provider_adapters;
 mod providers_http;
 mod restart;

@@ -1,4 +1,4 @@
-//! What each fake wire format sends: routes, streamed frames and error bodies, shaped like the
+//! What each mock wire format sends: routes, streamed frames and error bodies, shaped like the
 //! provider's own.
 
 use serde_json::{json, Value};
@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::Wire;
 
 /// How the body ends after its frames.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Tail {
     /// Finish reason, usage and the format's terminator.
     Finish,

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Chat-turn benchmark: OmniChat against the mock upstream it talks to, called directly, in one run.
+# Builds release, starts `omnichat mock-upstream` (ttft 0, gap 0, 20 tokens) and `omnichat serve`
+# (fresh SQLite, RUST_LOG=warn, openai pointed at the mock), runs `omnichat loadtest` legs, and
+# prints a markdown table. Each row's direct and through-OmniChat legs run back to back, so the
+# ratio holds on a noisy machine. Everything it started is killed on exit.
+#
+#   bench/chat_turns.sh
+#
+# Environment: BENCH_LEG_SECS (5) seconds per leg, BENCH_HOLD_STREAMS (1000), BENCH_HOLD_SECS (10),
+# BENCH_SESSION_TURNS (300), BENCH_PORT (19100: mocks on it and +1, servers on +10 and +11).
+# Needs jq and curl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LEG_SECS=${BENCH_LEG_SECS:-5}
+HOLD_STREAMS=${BENCH_HOLD_STREAMS:-1000}
+HOLD_SECS=${BENCH_HOLD_SECS:-10}
+SESSION_TURNS=${BENCH_SESSION_TURNS:-300}
+PORT=${BENCH_PORT:-19100}
+MOCK=127.0.0.1:$PORT
+SLOW_MOCK=127.0.0.1:$((PORT + 1))
+SERVER=127.0.0.1:$((PORT + 10))
+SLOW_SERVER=127.0.0.1:$((PORT + 11))
+
+# Each held stream is a socket in the loadtest and two in the server.
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+cargo build --release
+BIN=target/release/omnichat
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_for URL: until it answers at all (30 s at most).
+wait_for() {
+  for _ in $(seq 300); do
+    if curl -s -o /dev/null -m 1 "$1"; then return 0; fi
+    sleep 0.1
+  done
+  echo "nothing answers at $1; logs in $TMP" >&2
+  exit 1
+}
+
+start_mock() { # addr, extra flags…
+  local addr=$1
+  shift
+  "$BIN" mock-upstream --addr "$addr" "$@" 2>"$TMP/mock-$addr.log" &
+  PIDS+=($!)
+  wait_for "http://$addr/"
+}
+
+start_server() { # addr, upstream addr; sets SERVER_PID
+  RUST_LOG=warn "$BIN" serve --addr "$1" --database-url "sqlite://$TMP/omnichat-$1.db?mode=rwc" \
+    --scrypt-log-n 4 --openai-base-url "http://$2/v1" --openai-api-key x \
+    --max-generations-per-user 100000 --max-connections 20000 2>"$TMP/serve-$1.log" &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  wait_for "http://$1/healthz"
+}
+
+# leg NAME loadtest-flags…: runs one leg, its summary in $TMP/NAME.json.
+leg() {
+  local name=$1
+  shift
+  echo "== $name: omnichat loadtest $*" >&2
+  "$BIN" loadtest "$@" --json "$TMP/$name.json" >&2 2>"$TMP/$name.progress"
+}
+
+start_mock "$MOCK" --ttft-ms 0 --gap-ms 0 --tokens 20
+start_server "$SERVER" "$MOCK"
+
+for c in 1 50 200; do
+  leg "direct-$c" --direct-upstream "http://$MOCK/v1" --concurrency "$c" --duration-secs "$LEG_SECS"
+  leg "omnichat-$c" --url "http://$SERVER" --concurrency "$c" --users "$c" \
+    --duration-secs "$LEG_SECS"
+done
+leg session --url "http://$SERVER" --concurrency 1 --users 1 --same-session \
+  --turns "$SESSION_TURNS"
+
+start_mock "$SLOW_MOCK" --ttft-ms 0 --gap-ms 1000 --tokens 60
+SLOW_MOCK_PID=${PIDS[-1]}
+start_server "$SLOW_SERVER" "$SLOW_MOCK"
+leg hold-direct --direct-upstream "http://$SLOW_MOCK/v1" --hold-streams "$HOLD_STREAMS" \
+  --hold-secs "$HOLD_SECS" --watch-pid "$SLOW_MOCK_PID"
+leg hold-omnichat --url "http://$SLOW_SERVER" --hold-streams "$HOLD_STREAMS" --users 100 \
+  --hold-secs "$HOLD_SECS" --watch-pid "$SERVER_PID"
+
+# q NAME JQ-FILTER: a value from a leg's summary.
+q() { jq -r "$2" "$TMP/$1.json"; }
+ms='def ms: if . == null then "-" else (. * 100 | round / 100 | tostring) end;
+  def minus(a; b): if a == null or b == null then null else a - b end;'
+errors='def errs: if .errors > 0 then ", \(.errors) errors \(.errors_by_kind | tostring)" else "" end;'
+
+echo
+echo "| | mock called directly | through OmniChat | ratio |"
+echo "| --- | --- | --- | --- |"
+for c in 1 50 200; do
+  d="direct-$c"
+  o="omnichat-$c"
+  label=$([ "$c" = 1 ] && echo "1 client" || echo "$c clients")
+  direct=$(q "$d" "$ms $errors"'"\(.turns_per_sec) req/s, TTFT p50 \(.first_token_ms.p50 | ms) / p99 \(.first_token_ms.p99 | ms) ms\(errs)"')
+  through=$(jq -rn --slurpfile d "$TMP/$d.json" --slurpfile o "$TMP/$o.json" "$ms $errors"'
+    $d[0] as $d | $o[0] as $o |
+    "\($o.turns_per_sec) turns/s, TTFT p50 \($o.first_token_ms.p50 | ms) / p99 \($o.first_token_ms.p99 | ms) ms, added TTFT p50 \(minus($o.first_token_ms.p50; $d.first_token_ms.p50) | ms) / p99 \(minus($o.first_token_ms.p99; $d.first_token_ms.p99) | ms) ms\($o | errs)"')
+  ratio=$(jq -rn --slurpfile d "$TMP/$d.json" --slurpfile o "$TMP/$o.json" \
+    'if $d[0].turns_per_sec > 0 then "\($o[0].turns_per_sec / $d[0].turns_per_sec * 100 | round / 100)x throughput" else "-" end')
+  echo "| $label | $direct | $through | $ratio |"
+done
+session=$(q session "$ms $errors"'"TTFT p50 \(.first_token_p50_ms_turns_1_10 | ms) ms over turns 1-10 vs \(.first_token_p50_ms_all_turns | ms) ms over turns 1-\(.turns + .errors)\(errs)"')
+session_ratio=$(q session 'if .first_token_p50_ms_turns_1_10 > 0 then "\(.first_token_p50_ms_all_turns / .first_token_p50_ms_turns_1_10 * 100 | round / 100)x" else "-" end')
+echo "| one session: first 10 turns vs $SESSION_TURNS turns | | $session | $session_ratio |"
+hold='def kb: if . == null then "-" else (. * 10 | round / 10 | tostring) end;
+  .hold as $h | $h.memory as $m |
+  "RSS \($m.rss_before_kb) kB before, \($m.rss_during_kb) kB with \($m.live_streams) streams live: \($m.rss_per_stream_kb | kb) kB per stream; \($h.events) events, \($h.lost_connections) lost\(errs)"'
+echo "| $HOLD_STREAMS live slow streams (1 token/s, ${HOLD_SECS} s) | mock: $(q hold-direct "$errors $hold") | $(q hold-omnichat "$errors $hold") | |"
