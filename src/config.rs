@@ -15,7 +15,8 @@ use omnichat_actors::{
     name = "omnichat",
     version,
     about = "Multi-provider LLM chat backend",
-    args_override_self = true
+    args_override_self = true,
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -28,9 +29,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
-    Serve,
+    Serve(ServeArgs),
     /// Apply database migrations and exit.
-    Migrate,
+    Migrate(ServeArgs),
     /// Run a fake LLM provider (all four wire formats) for load tests.
     MockUpstream(crate::mock_upstream::cli::MockUpstreamArgs),
     /// Load-test a running OmniChat (or an upstream directly) with streamed chat turns.
@@ -46,29 +47,26 @@ pub enum OnDisconnect {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// This node's identity among servers sharing one database (default: host name and address).
-    #[arg(long, env = "OMNICHAT_NODE_ID", global = true)]
+    #[arg(long, env = "OMNICHAT_NODE_ID")]
     pub node_id: Option<String>,
     /// Address to listen on.
     #[arg(
         long,
         env = "OMNICHAT_ADDR",
-        default_value = "127.0.0.1:8000",
-        global = true
+        default_value = "127.0.0.1:8000"
     )]
     pub addr: SocketAddr,
     /// sqlite://… or postgres://…
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "sqlite://omnichat.db?mode=rwc",
-        global = true
+        default_value = "sqlite://omnichat.db?mode=rwc"
     )]
     pub database_url: String,
     #[arg(
         long,
         env = "OMNICHAT_DB_MAX_CONNECTIONS",
-        default_value_t = 16,
-        global = true
+        default_value_t = 16
     )]
     pub db_max_connections: u32,
     /// The longest a request waits on the database (a connection, a lock, a statement) before it
@@ -76,156 +74,137 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "OMNICHAT_DB_TIMEOUT_MS",
-        default_value_t = 3_000,
-        global = true
+        default_value_t = 3_000
     )]
     pub db_timeout_ms: u64,
     /// HS256 secret, at least 32 bytes. Unset: one is generated and kept in the database.
     #[arg(
         long,
         env = "OMNICHAT_JWT_SECRET",
-        hide_env_values = true,
-        global = true
+        hide_env_values = true
     )]
     pub jwt_secret: Option<String>,
     /// Lifetime of an access token, in seconds.
     #[arg(
         long,
         env = "OMNICHAT_TOKEN_TTL_SECS",
-        default_value_t = 86_400,
-        global = true
+        default_value_t = 86_400
     )]
     pub token_ttl_secs: u64,
     /// scrypt cost (log2 N). 17 is OWASP's recommendation; lower it only for tests.
     #[arg(
         long,
         env = "OMNICHAT_SCRYPT_LOG_N",
-        default_value_t = 17,
-        global = true
+        default_value_t = 17
     )]
     pub scrypt_log_n: u8,
     /// Password hashes run at once (default: one per core).
-    #[arg(long, env = "OMNICHAT_HASH_PARALLELISM", global = true)]
+    #[arg(long, env = "OMNICHAT_HASH_PARALLELISM")]
     pub hash_parallelism: Option<usize>,
     /// Hashes allowed to wait per running one before logins get 503 with Retry-After.
-    #[arg(long, env = "OMNICHAT_HASH_QUEUE", default_value_t = 32, global = true)]
+    #[arg(long, env = "OMNICHAT_HASH_QUEUE", default_value_t = 32)]
     pub hash_queue: usize,
 
-    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, global = true)]
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub openai_api_key: Option<String>,
     #[arg(
         long,
         env = "OPENAI_BASE_URL",
-        default_value = "https://api.openai.com/v1",
-        global = true
+        default_value = "https://api.openai.com/v1"
     )]
     pub openai_base_url: String,
-    #[arg(long, env = "GEMINI_API_KEY", hide_env_values = true, global = true)]
+    #[arg(long, env = "GEMINI_API_KEY", hide_env_values = true)]
     pub gemini_api_key: Option<String>,
     #[arg(
         long,
         env = "GEMINI_BASE_URL",
-        default_value = "https://generativelanguage.googleapis.com",
-        global = true
+        default_value = "https://generativelanguage.googleapis.com"
     )]
     pub gemini_base_url: String,
-    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true, global = true)]
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
     pub anthropic_api_key: Option<String>,
     #[arg(
         long,
         env = "ANTHROPIC_BASE_URL",
-        default_value = "https://api.anthropic.com",
-        global = true
+        default_value = "https://api.anthropic.com"
     )]
     pub anthropic_base_url: String,
     #[arg(
         long,
         env = "OLLAMA_HOST",
-        default_value = "http://127.0.0.1:11434",
-        global = true
+        default_value = "http://127.0.0.1:11434"
     )]
     pub ollama_host: String,
     /// Models clients may ask OpenAI for (comma-separated); empty: any.
     #[arg(
         long,
         env = "OMNICHAT_OPENAI_MODELS",
-        default_value = "",
-        global = true
+        default_value = ""
     )]
     pub openai_models: String,
     /// Models clients may ask Gemini for (comma-separated); empty: any.
     #[arg(
         long,
         env = "OMNICHAT_GEMINI_MODELS",
-        default_value = "",
-        global = true
+        default_value = ""
     )]
     pub gemini_models: String,
     /// Models clients may ask Anthropic for (comma-separated); empty: any.
     #[arg(
         long,
         env = "OMNICHAT_ANTHROPIC_MODELS",
-        default_value = "",
-        global = true
+        default_value = ""
     )]
     pub anthropic_models: String,
     /// Models clients may ask Ollama for (comma-separated); empty: any.
     #[arg(
         long,
         env = "OMNICHAT_OLLAMA_MODELS",
-        default_value = "",
-        global = true
+        default_value = ""
     )]
     pub ollama_models: String,
     /// Pause between the words of the offline `echo` provider, in milliseconds.
     #[arg(
         long,
         env = "OMNICHAT_ECHO_DELAY_MS",
-        default_value_t = 20,
-        global = true
+        default_value_t = 20
     )]
     pub echo_delay_ms: u64,
     #[arg(
         long,
         env = "OMNICHAT_UPSTREAM_CONNECT_TIMEOUT_SECS",
-        default_value_t = 10,
-        global = true
+        default_value_t = 10
     )]
     pub upstream_connect_timeout_secs: u64,
     #[arg(
         long,
         env = "OMNICHAT_UPSTREAM_FIRST_BYTE_TIMEOUT_SECS",
-        default_value_t = 60,
-        global = true
+        default_value_t = 60
     )]
     pub upstream_first_byte_timeout_secs: u64,
     #[arg(
         long,
         env = "OMNICHAT_UPSTREAM_IDLE_TIMEOUT_SECS",
-        default_value_t = 60,
-        global = true
+        default_value_t = 60
     )]
     pub upstream_idle_timeout_secs: u64,
     #[arg(
         long,
         env = "OMNICHAT_UPSTREAM_TOTAL_TIMEOUT_SECS",
-        default_value_t = 600,
-        global = true
+        default_value_t = 600
     )]
     pub upstream_total_timeout_secs: u64,
     #[arg(
         long,
         env = "OMNICHAT_UPSTREAM_MAX_RETRIES",
-        default_value_t = 2,
-        global = true
+        default_value_t = 2
     )]
     pub upstream_max_retries: u32,
     /// Base of the capped exponential backoff between retries, in milliseconds.
     #[arg(
         long,
         env = "OMNICHAT_UPSTREAM_RETRY_BASE_DELAY_MS",
-        default_value_t = 250,
-        global = true
+        default_value_t = 250
     )]
     pub upstream_retry_base_delay_ms: u64,
 
@@ -233,38 +212,34 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "OMNICHAT_MAX_GENERATIONS_PER_USER",
-        default_value_t = 4,
-        global = true
+        default_value_t = 4
     )]
     pub max_generations_per_user: usize,
     /// Messages a session may hold; past it, a new prompt is 409.
     #[arg(
         long,
         env = "OMNICHAT_MAX_MESSAGES_PER_SESSION",
-        default_value_t = 2_000,
-        global = true
+        default_value_t = 2_000
     )]
     pub max_messages_per_session: u64,
     /// Longest answer kept, in bytes; a longer one is cut off with an error.
-    #[arg(long, env = "OMNICHAT_MAX_ANSWER_BYTES", default_value_t = 1 << 20, global = true)]
+    #[arg(long, env = "OMNICHAT_MAX_ANSWER_BYTES", default_value_t = 1 << 20)]
     pub max_answer_bytes: usize,
     /// What a generation does when its last client disconnects.
-    #[arg(long, env = "OMNICHAT_ON_DISCONNECT", value_enum, default_value_t = OnDisconnect::Continue, global = true)]
+    #[arg(long, env = "OMNICHAT_ON_DISCONNECT", value_enum, default_value_t = OnDisconnect::Continue)]
     pub on_disconnect: OnDisconnect,
     /// Seconds running generations get to finish on SIGTERM.
     #[arg(
         long,
         env = "OMNICHAT_SHUTDOWN_GRACE_SECS",
-        default_value_t = 30,
-        global = true
+        default_value_t = 30
     )]
     pub shutdown_grace_secs: u64,
     /// Seconds of silence after which an SSE stream gets a `: keep-alive` comment.
     #[arg(
         long,
         env = "OMNICHAT_SSE_KEEP_ALIVE_SECS",
-        default_value_t = 15,
-        global = true
+        default_value_t = 15
     )]
     pub sse_keep_alive_secs: u64,
     /// How long a new answer's response waits for its first event (so that an early failure
@@ -272,22 +247,20 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "OMNICHAT_FIRST_EVENT_WAIT_MS",
-        default_value_t = 3_000,
-        global = true
+        default_value_t = 3_000
     )]
     pub first_event_wait_ms: u64,
     /// Origins (comma-separated, or `*`) whose web pages may call the API; empty: none.
-    #[arg(long, env = "OMNICHAT_CORS_ORIGINS", default_value = "", global = true)]
+    #[arg(long, env = "OMNICHAT_CORS_ORIGINS", default_value = "")]
     pub cors_origins: String,
     /// Largest request body accepted, in bytes.
-    #[arg(long, env = "OMNICHAT_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
+    #[arg(long, env = "OMNICHAT_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
     /// Open connections at most; further ones wait to be accepted.
     #[arg(
         long,
         env = "OMNICHAT_MAX_CONNECTIONS",
-        default_value_t = 10_000,
-        global = true
+        default_value_t = 10_000
     )]
     pub max_connections: usize,
 }

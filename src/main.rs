@@ -16,11 +16,12 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(&cli.serve).await,
-        Command::Migrate => migrate(&cli.serve).await,
-        Command::MockUpstream(args) => mock_upstream(&args).await,
-        Command::Loadtest(args) => omnichat::loadtest::run_cli(&args).await,
+    let result = match cli.command {
+        None => serve(&cli.serve).await,
+        Some(Command::Serve(args)) => serve(&args).await,
+        Some(Command::Migrate(args)) => migrate(&args).await,
+        Some(Command::MockUpstream(args)) => mock_upstream(&args).await,
+        Some(Command::Loadtest(args)) => omnichat::loadtest::run_cli(&args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
