@@ -11,6 +11,7 @@ mod fake_upstream;
 mod generations;
 mod provider_adapters;
 mod providers_http;
+mod providers_reachable;
 mod restart;
 mod session_state;
 mod sessions;
