@@ -160,3 +160,13 @@ def phone():
     yield driver
     driver.quit()
     shutil.rmtree(driver.profile_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def ollama_server(start_server):
+    """A server whose ollama provider is the fake in fake_ollama.py (retries kept short)."""
+    from fake_ollama import FakeOllama
+
+    fake = FakeOllama()
+    yield start_server("--ollama-host", fake.url, "--upstream-retry-base-delay-ms", "1")
+    fake.stop()
