@@ -201,7 +201,12 @@ pub async fn asset(
     } else {
         "no-cache"
     };
-    Ok(cached(request, asset.body, asset.content_type, cache_control))
+    Ok(cached(
+        request,
+        asset.body,
+        asset.content_type,
+        cache_control,
+    ))
 }
 
 #[cfg(test)]

@@ -9,14 +9,15 @@
   const $ = (id) => document.getElementById(id);
   const TOKEN_KEY = "omnichat-token";
   const PROVIDERS_FRESH_MS = 30000;
+  const DEFAULT_TITLE = "New Chat";
 
   /**
    * Everything the page holds for the logged-in user. Logout replaces it whole, so work still
    * in flight for the old user sees `s !== state` and draws nothing.
    */
   const blank = () => ({
-    sessions: [], providers: [], providersAt: 0, current: null, count: 0,
-    stream: null, sending: false, creating: null, ticket: 0, reloaded: new Set(),
+    sessions: [], providers: [], providersAt: 0, current: null, title: "", count: 0,
+    stream: null, sending: false, loading: false, creating: null, ticket: 0, reloaded: new Set(),
   });
   let state = blank();
 
@@ -33,7 +34,7 @@
   function updateButtons() {
     const stream = state.stream;
     // One answer at a time per chat: the server would refuse a second one (409).
-    $("send").disabled = state.sending || stream !== null;
+    $("send").disabled = state.sending || state.loading || stream !== null;
     $("stop").disabled = !(stream && stream.generation && !stream.stopping);
   }
 
@@ -165,7 +166,7 @@
         if (title) {
           const renamed = await Api.json("PUT", "/sessions/" + id, { json: { title } });
           if (s !== state) return;
-          if (id === s.current) $("chat-title").textContent = renamed.title;
+          if (id === s.current) $("chat-title").textContent = s.title = renamed.title;
         }
         await loadSessions(s);
       }),
@@ -189,13 +190,14 @@
     const s = state;
     if (s.creating) return s.creating;
     s.creating = (async () => {
-      if (s.current && s.count === 0) return s.current;
-      const untouched = s.sessions.find((x) => x.created_at === x.updated_at && x.id !== s.current);
+      if (s.current && s.count === 0 && s.title === DEFAULT_TITLE) return s.current;
+      const untouched = s.sessions.find((x) =>
+        x.id !== s.current && x.title === DEFAULT_TITLE && x.created_at === x.updated_at);
       if (untouched) {
         await openChat(untouched.id);
         if (s === state && s.current === untouched.id && s.count === 0) return untouched.id;
       }
-      const session = await Api.json("POST", "/sessions", { json: { title: "New Chat" } });
+      const session = await Api.json("POST", "/sessions", { json: { title: DEFAULT_TITLE } });
       if (s !== state) return null;
       s.sessions.unshift(session);
       await openChat(session.id);
@@ -214,6 +216,8 @@
     if (s.stream) s.stream.controller.abort();
     s.stream = null;
     s.current = null;
+    s.loading = false;
+    s.title = "";
     s.count = 0;
     s.ticket += 1;
     View.clear();
@@ -230,6 +234,7 @@
     const ticket = ++s.ticket;
     s.current = id;
     s.count = 0;
+    s.loading = true; // Send waits until the history is in: it decides the chat's title
     setUrl(id);
     drawer(false);
     View.clear();
@@ -240,11 +245,14 @@
       session = await Api.json("GET", "/sessions/" + id);
     } catch (error) {
       if (s !== state || ticket !== s.ticket || error.status === 401) return;
+      s.loading = false;
       closeChat();
       View.notice(error);
       return;
     }
     if (s !== state || ticket !== s.ticket) return;
+    s.loading = false;
+    s.title = session.title;
     $("chat-title").textContent = session.title;
     s.count = session.messages.length;
     let answer = null;
@@ -252,6 +260,7 @@
       if (message.role === "user") View.user(message.content);
       else answer = View.stored(message);
     }
+    updateButtons();
     const last = session.messages[session.messages.length - 1];
     if (answer && last.status === "streaming" && last.generation_id) {
       // Event ids are byte offsets into the answer: ask for what comes after the stored part.
@@ -297,7 +306,7 @@
     const s = state;
     const prompt = $("prompt").value.trim();
     // Checked and set before any await, so a double click or Enter twice sends once.
-    if (!prompt || s.sending || s.stream) return;
+    if (!prompt || s.sending || s.stream || s.loading) return;
     s.sending = true;
     updateButtons();
     try {
@@ -308,11 +317,12 @@
       const info = s.providers.find((p) => p.name === provider);
       const body = { session_id: id, prompt, provider };
       if (model) body.model = model;
-      if (s.count === 0) {
-        // A chat's first prompt names it, as chat apps do.
-        const title = prompt.replace(/\s+/g, " ").slice(0, 60);
+      if (s.count === 0 && s.title === DEFAULT_TITLE) {
+        // A chat's first prompt names it, as chat apps do (unless it was named already).
+        const firstLine = prompt.split("\n").map((l) => l.replace(/^[\s#>*+-]+/, "").trim()).find(Boolean);
+        const title = (firstLine || prompt).replace(/\s+/g, " ").slice(0, 60);
         Api.json("PUT", "/sessions/" + id, { json: { title } })
-          .then(() => { if (s === state && s.current === id) $("chat-title").textContent = title; })
+          .then(() => { if (s === state && s.current === id) $("chat-title").textContent = s.title = title; })
           .catch(() => {});
       }
       $("prompt").value = "";

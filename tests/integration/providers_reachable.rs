@@ -53,7 +53,11 @@ async fn a_provider_with_nothing_listening_is_reported_unreachable_quickly() {
         pairs(&[("echo", true), ("openai", false), ("ollama", false)])
     );
     // Sign-up and login included, still far below one probe timeout per provider in a row.
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]

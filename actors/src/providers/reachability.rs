@@ -65,11 +65,17 @@ async fn probe(url: &str) -> bool {
         return false;
     };
     // IPv6 literals come bracketed; `(host, port)` resolves names and parses bare literals.
-    let Some(host) = url.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']')) else {
+    let Some(host) = url
+        .host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+    else {
         return false;
     };
     let connect = TcpStream::connect((host, port));
-    matches!(tokio::time::timeout(PROBE_TIMEOUT, connect).await, Ok(Ok(_)))
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, connect).await,
+        Ok(Ok(_))
+    )
 }
 
 impl Providers {
