@@ -28,7 +28,7 @@ struct Asset {
 const JS: &str = "text/javascript; charset=utf-8";
 
 /// The page's own files and the vendored libraries (see `src/web/vendor/README.md`).
-const ASSETS: [Asset; 10] = [
+const ASSETS: [Asset; 11] = [
     Asset {
         name: "app.css",
         content_type: "text/css; charset=utf-8",
@@ -53,6 +53,11 @@ const ASSETS: [Asset; 10] = [
         name: "sessions.js",
         content_type: JS,
         body: include_bytes!("../web/sessions.js"),
+    },
+    Asset {
+        name: "providers.js",
+        content_type: JS,
+        body: include_bytes!("../web/providers.js"),
     },
     Asset {
         name: "stream.js",

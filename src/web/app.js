@@ -6,6 +6,7 @@
   const Api = window.OmniApi;
   const View = window.OmniView;
   const Sessions = window.OmniSessions;
+  const Providers = window.OmniProviders;
   const $ = (id) => document.getElementById(id);
   const TOKEN_KEY = "omnichat-token";
   const PROVIDERS_FRESH_MS = 30000;
@@ -16,7 +17,7 @@
    * in flight for the old user sees `s !== state` and draws nothing.
    */
   const blank = () => ({
-    sessions: [], providers: [], providersAt: 0, current: null, title: "", count: 0,
+    sessions: [], providersAt: 0, current: null, title: "", count: 0,
     stream: null, sending: false, loading: false, creating: null, ticket: 0, reloaded: new Set(),
   });
   let state = blank();
@@ -65,7 +66,7 @@
     sessionStorage.removeItem(TOKEN_KEY);
     View.clear();
     Sessions.clear();
-    $("provider").replaceChildren();
+    Providers.clear();
     for (const id of ["who", "chat-title"]) $(id).textContent = "";
     for (const id of ["model", "prompt", "email", "username", "password"]) $(id).value = "";
     if (forget) setUrl(null);
@@ -125,28 +126,8 @@
   async function loadProviders(s) {
     const providers = await Api.json("GET", "/providers");
     if (s !== state) return;
-    s.providers = providers;
     s.providersAt = Date.now();
-    const select = $("provider");
-    const kept = select.value;
-    select.replaceChildren(...providers.map((p) => {
-      const option = document.createElement("option");
-      option.value = p.name;
-      // `reachable` is the server's quick probe: a provider that cannot answer now is shown
-      // but not offered.
-      option.disabled = p.reachable === false;
-      option.textContent = p.name + (option.disabled ? " (unreachable)" : "");
-      option.title = option.disabled ? "Not reachable from the server right now" : "Default model: " + p.default_model;
-      return option;
-    }));
-    const usable = providers.filter((p) => p.reachable !== false).map((p) => p.name);
-    select.value = usable.includes(kept) ? kept : usable[0] || "";
-    showDefaultModel();
-  }
-
-  function showDefaultModel() {
-    const info = state.providers.find((p) => p.name === $("provider").value);
-    $("model").placeholder = info ? info.default_model : "model";
+    Providers.show(providers);
   }
 
   // ---- sessions ----
@@ -314,7 +295,7 @@
       if (s !== state || !id || id !== s.current) return;
       const provider = $("provider").value;
       const model = $("model").value.trim();
-      const info = s.providers.find((p) => p.name === provider);
+      const info = Providers.find(provider);
       const body = { session_id: id, prompt, provider };
       if (model) body.model = model;
       if (s.count === 0 && s.title === DEFAULT_TITLE) {
@@ -322,7 +303,10 @@
         const firstLine = prompt.split("\n").map((l) => l.replace(/^[\s#>*+-]+/, "").trim()).find(Boolean);
         const title = (firstLine || prompt).replace(/\s+/g, " ").slice(0, 60);
         Api.json("PUT", "/sessions/" + id, { json: { title } })
-          .then(() => { if (s === state && s.current === id) $("chat-title").textContent = s.title = title; })
+          .then(() => {
+            if (s === state && s.current === id) $("chat-title").textContent = s.title = title;
+            return loadSessions(s);
+          })
           .catch(() => {});
       }
       $("prompt").value = "";
@@ -357,7 +341,16 @@
     if (!stream || !stream.generation || stream.stopping) return;
     stream.stopping = true;
     updateButtons();
-    const result = await Api.json("POST", "/chat/stream/" + stream.generation + "/stop");
+    let result;
+    try {
+      result = await Api.json("POST", "/chat/stream/" + stream.generation + "/stop");
+    } catch (error) {
+      // Already over (404) or ending (409): the stream's own end will say how.
+      if (error.status === 404 || error.status === 409) return;
+      stream.stopping = false;
+      updateButtons();
+      throw error;
+    }
     if (s !== state) return;
     if (result && result.status === "stopped") {
       // Marked at once; the stream's own end ([DONE]) follows.
@@ -380,7 +373,7 @@
       $("compose").requestSubmit();
     }
   };
-  $("provider").onchange = showDefaultModel;
+  $("provider").onchange = Providers.showDefaultModel;
   $("provider").onfocus = guarded(async () => {
     if (Date.now() - state.providersAt > PROVIDERS_FRESH_MS) await loadProviders(state);
   });

@@ -146,20 +146,34 @@ def make_driver(width, height, mobile=False):
     return driver
 
 
+def page_errors(driver):
+    """Script errors and CSP violations the page logged (failed requests the tests provoke
+    on purpose are left out)."""
+    return [entry for entry in driver.get_log("browser")
+            if entry.get("source") in ("javascript", "security")]
+
+
+def close(driver):
+    try:
+        errors = page_errors(driver)
+    finally:
+        driver.quit()
+        shutil.rmtree(driver.profile_dir, ignore_errors=True)
+    assert errors == [], errors
+
+
 @pytest.fixture
 def browser():
     driver = make_driver(1280, 800)
     yield driver
-    driver.quit()
-    shutil.rmtree(driver.profile_dir, ignore_errors=True)
+    close(driver)
 
 
 @pytest.fixture
 def phone():
     driver = make_driver(390, 844, mobile=True)
     yield driver
-    driver.quit()
-    shutil.rmtree(driver.profile_dir, ignore_errors=True)
+    close(driver)
 
 
 @pytest.fixture

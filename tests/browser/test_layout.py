@@ -3,7 +3,7 @@ spans the width and nothing scrolls sideways; at desktop size the list stays on 
 
 import pytest
 
-from conftest import make_driver
+from conftest import close, make_driver
 from page import (el, els, log_in, no_sideways_scroll, send, type_prompt, visible,
                   wait_answer_done, wait_for)
 
@@ -65,7 +65,7 @@ def test_smallest_supported_screen(server, width, height):
     try:
         check_phone_layout(driver, server, server.user())
     finally:
-        driver.quit()
+        close(driver)
 
 
 def test_desktop_keeps_the_list_beside_the_chat(server, browser):
