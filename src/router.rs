@@ -16,8 +16,12 @@ pub async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
     let segments: Vec<&str> = trimmed.split('/').skip(1).collect();
     let method = req.method().clone();
     match (segments.as_slice(), &method) {
-        ([], &Method::GET) => web::index(app).await,
+        ([], &Method::GET) => web::index(app, req.headers()).await,
         ([], _) => Err(HttpError::method_not_allowed("GET")),
+        (["assets", name], &Method::GET) => {
+            web::asset(app, req.headers(), req.uri().query(), name).await
+        }
+        (["assets", _], _) => Err(HttpError::method_not_allowed("GET")),
         (["healthz"], &Method::GET) => health::healthz(app).await,
         (["healthz"], _) => Err(HttpError::method_not_allowed("GET")),
 

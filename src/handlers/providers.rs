@@ -1,13 +1,35 @@
-//! `GET /providers`: the providers this server can use, with their default models.
+//! `GET /providers`: the providers this server can use, with their default models and whether
+//! each can be reached now (a short, cached TCP probe), so a client offers only working choices.
 
+use futures_util::future::join_all;
 use hyper::{body::Incoming, Request, Response};
+use omnichat_actors::providers::{ProviderInfo, ProviderKind};
+use serde::Serialize;
 
 use crate::{
     app::App,
     http::{body::Body, error::HttpError, response::json},
 };
 
+/// One entry of the list: the provider's info and whether it answers now.
+#[derive(Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    info: ProviderInfo,
+    reachable: bool,
+}
+
 pub async fn list(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
     app.authenticate(req.headers())?;
-    Ok(json(&app.core.providers().available()))
+    let providers = app.core.providers();
+    // Probed side by side, so the list costs one probe timeout at worst, not one per provider.
+    let listed = join_all(providers.available().into_iter().map(|info| async move {
+        let reachable = match ProviderKind::parse(info.name) {
+            Some(kind) => providers.reachable(kind).await,
+            None => false,
+        };
+        Listed { info, reachable }
+    }))
+    .await;
+    Ok(json(&listed))
 }

@@ -360,11 +360,11 @@ async fn models_outside_the_allow_list_are_refused_before_going_upstream() {
     // The built-in default (gpt-4o-mini) is not allowed, so the first listed model replaces it.
     assert_eq!(
         entry("openai"),
-        json!({"name": "openai", "default_model": "gpt-4o", "models": ["gpt-4o", "o3"]})
+        json!({"name": "openai", "default_model": "gpt-4o", "models": ["gpt-4o", "o3"], "reachable": true})
     );
     assert_eq!(
         entry("ollama"),
-        json!({"name": "ollama", "default_model": "llama3.2", "models": ["llama3.2"]})
+        json!({"name": "ollama", "default_model": "llama3.2", "models": ["llama3.2"], "reachable": true})
     );
     assert_eq!(entry("gemini")["models"], json!([]), "no list: any model");
 

@@ -12,6 +12,7 @@ mod generations;
 mod load_tools;
 mod provider_adapters;
 mod providers_http;
+mod providers_reachable;
 mod restart;
 mod session_state;
 mod sessions;

@@ -262,8 +262,16 @@ async fn the_root_serves_the_chat_page() {
         .contains("connect-src 'self'"));
     let html = page.text().await.unwrap();
     assert!(html.contains("<title>OmniChat</title>"));
+    assert!(html.contains("/assets/app.js"), "the page loads its script");
+    let script = server
+        .client
+        .get(server.url("/assets/app.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
     assert!(
-        html.contains("/chat/stream"),
+        script.text().await.unwrap().contains("/chat/stream"),
         "the page drives the streaming endpoint"
     );
 }

@@ -19,10 +19,12 @@ mod ollama;
 mod openai;
 mod pipeline;
 mod quota;
+mod reachability;
 mod redact;
 mod settings;
 
 pub use models::ProviderInfo;
+pub use reachability::{PROBE_TIMEOUT, PROBE_TTL};
 pub use settings::ProviderSettings;
 
 /// The providers OmniChat can talk to.
@@ -234,6 +236,8 @@ pub struct Providers {
     settings: Arc<ProviderSettings>,
     client: reqwest::Client,
     redactor: redact::Redactor,
+    /// The last reachability probe of each provider, shared by every clone.
+    reachability: Arc<reachability::Reachability>,
 }
 
 impl Providers {
@@ -269,6 +273,7 @@ impl Providers {
             redactor: redact::Redactor::new(&settings),
             settings: Arc::new(settings),
             client,
+            reachability: Arc::default(),
         })
     }
 

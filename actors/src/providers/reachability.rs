@@ -1,0 +1,88 @@
+//! Whether a provider can answer now, told as cheaply as possible: a TCP connect to its host and
+//! port, bounded by a short timeout and cached for a while, so `GET /providers` can show which
+//! choices would work (an Ollama with nothing listening, say) without calling any model.
+
+use std::time::{Duration, Instant};
+
+use tokio::{net::TcpStream, sync::Mutex};
+
+use super::{ProviderKind, ProviderSettings, Providers};
+
+/// The longest a probe may take: a reachable host on a sane network answers far sooner.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+/// How long a probe's answer is reused: a page refresh must not hammer the upstream.
+pub const PROBE_TTL: Duration = Duration::from_secs(30);
+
+/// The last probe of each provider. A per-provider async lock makes concurrent askers wait for
+/// one probe instead of each opening a connection.
+#[derive(Debug, Default)]
+pub(crate) struct Reachability {
+    last: [Mutex<Option<(Instant, bool)>>; ProviderKind::ALL.len()],
+}
+
+impl Reachability {
+    async fn check(&self, kind: ProviderKind, settings: &ProviderSettings) -> bool {
+        let Some(slot) = ProviderKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .and_then(|i| self.last.get(i))
+        else {
+            return false;
+        };
+        let mut last = slot.lock().await;
+        if let Some((at, reachable)) = *last {
+            if at.elapsed() < PROBE_TTL {
+                return reachable;
+            }
+        }
+        let reachable = match endpoint(kind, settings) {
+            None => true,
+            Some(url) => probe(&url).await,
+        };
+        *last = Some((Instant::now(), reachable));
+        reachable
+    }
+}
+
+/// The URL a provider's requests go to; `None` for the offline echo.
+fn endpoint(kind: ProviderKind, settings: &ProviderSettings) -> Option<String> {
+    match kind {
+        ProviderKind::Echo => None,
+        ProviderKind::OpenAi => Some(settings.openai_base_url.clone()),
+        ProviderKind::Gemini => Some(settings.gemini_base_url.clone()),
+        ProviderKind::Anthropic => Some(settings.anthropic_base_url.clone()),
+        ProviderKind::Ollama => Some(settings.ollama_host.clone()),
+    }
+}
+
+/// A TCP connect (name lookup included) within [`PROBE_TIMEOUT`]; the connection is closed at
+/// once. Nothing is sent, so no key or prompt can leave.
+async fn probe(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let Some(port) = url.port_or_known_default() else {
+        return false;
+    };
+    // IPv6 literals come bracketed; `(host, port)` resolves names and parses bare literals.
+    let Some(host) = url
+        .host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+    else {
+        return false;
+    };
+    let connect = TcpStream::connect((host, port));
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, connect).await,
+        Ok(Ok(_))
+    )
+}
+
+impl Providers {
+    /// Whether `kind` looks able to answer now: echo always; the others when a TCP connection
+    /// to their host opens within [`PROBE_TIMEOUT`], remembered for [`PROBE_TTL`]. Says nothing
+    /// about the key: an unconfigured provider is not listed at all.
+    pub async fn reachable(&self, kind: ProviderKind) -> bool {
+        self.reachability.check(kind, &self.settings).await
+    }
+}

@@ -1,0 +1,396 @@
+"use strict";
+// The chat page's logic: login and logout, the session list (open, new, rename, delete), the
+// open chat named in the URL (#/chat/<id>), and answers streamed, resumed after a reload or a
+// dropped connection (GET /chat/stream/{id} with Last-Event-ID) and stopped.
+(() => {
+  const Api = window.OmniApi;
+  const View = window.OmniView;
+  const Sessions = window.OmniSessions;
+  const Providers = window.OmniProviders;
+  const $ = (id) => document.getElementById(id);
+  const TOKEN_KEY = "omnichat-token";
+  const PROVIDERS_FRESH_MS = 30000;
+  const DEFAULT_TITLE = "New Chat";
+
+  /**
+   * Everything the page holds for the logged-in user. Logout replaces it whole, so work still
+   * in flight for the old user sees `s !== state` and draws nothing.
+   */
+  const blank = () => ({
+    sessions: [], providersAt: 0, current: null, title: "", count: 0,
+    stream: null, sending: false, loading: false, creating: null, ticket: 0, reloaded: new Set(),
+  });
+  let state = blank();
+
+  const utf8Length = (text) => new TextEncoder().encode(text).length;
+  const chatFromUrl = () => (/^#\/chat\/([0-9a-fA-F-]{36})$/.exec(location.hash) || [])[1] || null;
+
+  function say(text) { $("status").textContent = text || ""; }
+
+  function setUrl(id) {
+    const wanted = id ? "#/chat/" + id : location.pathname + location.search;
+    if ((id && location.hash !== wanted) || (!id && location.hash)) history.pushState(null, "", wanted);
+  }
+
+  function updateButtons() {
+    const stream = state.stream;
+    // One answer at a time per chat: the server would refuse a second one (409).
+    $("send").disabled = state.sending || state.loading || stream !== null;
+    $("stop").disabled = !(stream && stream.generation && !stream.stopping);
+  }
+
+  function drawer(open) {
+    document.body.classList.toggle("drawer-open", open);
+    $("menu").setAttribute("aria-expanded", String(open));
+  }
+
+  /** Runs an event handler; a failure becomes a notice unless the user has gone meanwhile. */
+  function guarded(handler) {
+    return (...args) => {
+      const s = state;
+      Promise.resolve().then(() => handler(...args)).catch((error) => {
+        if (s !== state || (error && (error.status === 401 || error.name === "AbortError"))) return;
+        View.notice(error);
+      });
+    };
+  }
+
+  // ---- login and logout ----
+
+  /** Drops the token and everything of the user. `forget` also clears the chat named in the
+   * URL (an explicit logout); an expired login keeps it, to reopen it after logging in again. */
+  function logout(message, forget) {
+    if (state.stream) state.stream.controller.abort();
+    state = blank();
+    Api.setToken(null);
+    sessionStorage.removeItem(TOKEN_KEY);
+    View.clear();
+    Sessions.clear();
+    Providers.clear();
+    for (const id of ["who", "chat-title"]) $(id).textContent = "";
+    for (const id of ["model", "prompt", "email", "username", "password"]) $(id).value = "";
+    if (forget) setUrl(null);
+    drawer(false);
+    $("app").hidden = true;
+    $("auth").hidden = false;
+    say(message);
+    updateButtons();
+  }
+  Api.onExpired(() => logout("Your login has expired. Please log in again."));
+
+  async function login() {
+    const { access_token: token } = await Api.json("POST", "/token", {
+      form: { username: $("email").value.trim(), password: $("password").value },
+    });
+    Api.setToken(token);
+    sessionStorage.setItem(TOKEN_KEY, token);
+    $("password").value = "";
+    await start();
+  }
+
+  async function authenticate(signUp) {
+    if ($("auth").classList.contains("busy")) return;
+    $("auth").classList.add("busy");
+    say("");
+    try {
+      if (signUp) {
+        const email = $("email").value.trim();
+        await Api.json("POST", "/users/", {
+          json: { username: $("username").value.trim() || email.split("@")[0], email, password: $("password").value },
+        });
+      }
+      await login();
+    } catch (error) {
+      say(error.detail || "Could not reach the server.");
+    } finally {
+      $("auth").classList.remove("busy");
+    }
+  }
+
+  async function start() {
+    const s = state;
+    const me = await Api.json("GET", "/users/me/");
+    if (s !== state) return;
+    $("who").textContent = me.username;
+    $("auth").hidden = true;
+    $("app").hidden = false;
+    say("");
+    await Promise.all([loadProviders(s), loadSessions(s)]);
+    if (s !== state) return;
+    const wanted = chatFromUrl() || (s.sessions[0] && s.sessions[0].id);
+    if (wanted) await openChat(wanted);
+  }
+
+  // ---- providers ----
+
+  async function loadProviders(s) {
+    const providers = await Api.json("GET", "/providers");
+    if (s !== state) return;
+    s.providersAt = Date.now();
+    Providers.show(providers);
+  }
+
+  // ---- sessions ----
+
+  async function loadSessions(s) {
+    const sessions = await Api.json("GET", "/sessions");
+    if (s !== state) return;
+    s.sessions = sessions;
+    drawList();
+  }
+
+  function drawList() {
+    const s = state;
+    Sessions.render(s.sessions, s.current, {
+      open: guarded((id) => openChat(id)),
+      rename: guarded(async (id, title) => {
+        if (title) {
+          const renamed = await Api.json("PUT", "/sessions/" + id, { json: { title } });
+          if (s !== state) return;
+          if (id === s.current) $("chat-title").textContent = s.title = renamed.title;
+        }
+        await loadSessions(s);
+      }),
+      remove: guarded(async (id) => {
+        if (s.stream && s.stream.sessionId === id) s.stream.controller.abort();
+        await Api.json("DELETE", "/sessions/" + id);
+        if (s !== state) return;
+        s.sessions = s.sessions.filter((x) => x.id !== id);
+        if (id === s.current) {
+          closeChat();
+          const next = s.sessions[0];
+          if (next) await openChat(next.id);
+        }
+        drawList();
+      }),
+    });
+  }
+
+  /** New chat: an untouched empty one is reused rather than piling up empty chats. */
+  async function newChat() {
+    const s = state;
+    if (s.creating) return s.creating;
+    s.creating = (async () => {
+      if (s.current && s.count === 0 && s.title === DEFAULT_TITLE) return s.current;
+      const untouched = s.sessions.find((x) =>
+        x.id !== s.current && x.title === DEFAULT_TITLE && x.created_at === x.updated_at);
+      if (untouched) {
+        await openChat(untouched.id);
+        if (s === state && s.current === untouched.id && s.count === 0) return untouched.id;
+      }
+      const session = await Api.json("POST", "/sessions", { json: { title: DEFAULT_TITLE } });
+      if (s !== state) return null;
+      s.sessions.unshift(session);
+      await openChat(session.id);
+      return session.id;
+    })();
+    try {
+      return await s.creating;
+    } finally {
+      s.creating = null;
+      if (s === state) $("prompt").focus();
+    }
+  }
+
+  function closeChat() {
+    const s = state;
+    if (s.stream) s.stream.controller.abort();
+    s.stream = null;
+    s.current = null;
+    s.loading = false;
+    s.title = "";
+    s.count = 0;
+    s.ticket += 1;
+    View.clear();
+    $("chat-title").textContent = "";
+    setUrl(null);
+    updateButtons();
+  }
+
+  /** Shows chat `id` and follows its answer if one is still streaming. */
+  async function openChat(id) {
+    const s = state;
+    if (s.stream) s.stream.controller.abort(); // the answer goes on server-side; back here resumes it
+    s.stream = null;
+    const ticket = ++s.ticket;
+    s.current = id;
+    s.count = 0;
+    s.loading = true; // Send waits until the history is in: it decides the chat's title
+    setUrl(id);
+    drawer(false);
+    View.clear();
+    drawList();
+    updateButtons();
+    let session;
+    try {
+      session = await Api.json("GET", "/sessions/" + id);
+    } catch (error) {
+      if (s !== state || ticket !== s.ticket || error.status === 401) return;
+      s.loading = false;
+      closeChat();
+      View.notice(error);
+      return;
+    }
+    if (s !== state || ticket !== s.ticket) return;
+    s.loading = false;
+    s.title = session.title;
+    $("chat-title").textContent = session.title;
+    s.count = session.messages.length;
+    let answer = null;
+    for (const message of session.messages) {
+      if (message.role === "user") View.user(message.content);
+      else answer = View.stored(message);
+    }
+    updateButtons();
+    const last = session.messages[session.messages.length - 1];
+    if (answer && last.status === "streaming" && last.generation_id) {
+      // Event ids are byte offsets into the answer: ask for what comes after the stored part.
+      const stream = newStream(s, {
+        sessionId: id, answer, generation: last.generation_id, lastId: utf8Length(last.content),
+      });
+      await follow(s, stream, null);
+    }
+  }
+
+  // ---- answers ----
+
+  function newStream(s, fields) {
+    const stream = { ...fields, controller: new AbortController(), stopped: false, stopping: false };
+    s.stream = stream;
+    updateButtons();
+    return stream;
+  }
+
+  const gone = (s, stream) => s !== state || stream.controller.signal.aborted;
+
+  /** Shows `stream` to its end (see stream.js), then marks it and refreshes the list. */
+  async function follow(s, stream, response) {
+    const outcome = await window.OmniStream.follow(stream, response, () => !gone(s, stream));
+    if (outcome === "gone") return;
+    s.stream = null;
+    if (outcome === "missing") {
+      // The answer ended between loading the chat and resuming it: loading the chat again
+      // (once per answer) shows it finished.
+      if (!s.reloaded.has(stream.generation)) {
+        s.reloaded.add(stream.generation);
+        await openChat(stream.sessionId);
+        return;
+      }
+      stream.answer.fail(new Error("This answer can no longer be followed."));
+    }
+    if (outcome === "done" && !stream.failed) stream.answer.finish(stream.stopped ? "stopped" : "complete");
+    updateButtons();
+    loadSessions(s).catch(() => {});
+  }
+
+  async function send() {
+    const s = state;
+    const prompt = $("prompt").value.trim();
+    // Checked and set before any await, so a double click or Enter twice sends once.
+    if (!prompt || s.sending || s.stream || s.loading) return;
+    s.sending = true;
+    updateButtons();
+    try {
+      const id = s.current && !s.creating ? s.current : await newChat();
+      if (s !== state || !id || id !== s.current) return;
+      const provider = $("provider").value;
+      const model = $("model").value.trim();
+      const info = Providers.find(provider);
+      const body = { session_id: id, prompt, provider };
+      if (model) body.model = model;
+      if (s.count === 0 && s.title === DEFAULT_TITLE) {
+        // A chat's first prompt names it, as chat apps do (unless it was named already).
+        const firstLine = prompt.split("\n").map((l) => l.replace(/^[\s#>*+-]+/, "").trim()).find(Boolean);
+        const title = (firstLine || prompt).replace(/\s+/g, " ").slice(0, 60);
+        Api.json("PUT", "/sessions/" + id, { json: { title } })
+          .then(() => {
+            if (s === state && s.current === id) $("chat-title").textContent = s.title = title;
+            return loadSessions(s);
+          })
+          .catch(() => {});
+      }
+      $("prompt").value = "";
+      View.user(prompt);
+      s.count += 2;
+      const answer = View.assistant({ provider, model: model || (info && info.default_model) });
+      const stream = newStream(s, { sessionId: id, answer, generation: null, lastId: 0 });
+      let response;
+      try {
+        response = await Api.call("POST", "/chat/stream", { json: body, signal: stream.controller.signal });
+      } catch (error) {
+        if (gone(s, stream)) return;
+        answer.fail(error);
+        if (!$("prompt").value) $("prompt").value = prompt; // nothing lost: try again at once
+        s.stream = null;
+        loadSessions(s).catch(() => {});
+        return;
+      }
+      stream.generation = response.headers.get("x-generation-id");
+      s.sending = false;
+      updateButtons();
+      await follow(s, stream, response);
+    } finally {
+      s.sending = false;
+      if (s === state) updateButtons();
+    }
+  }
+
+  async function stop() {
+    const s = state;
+    const stream = s.stream;
+    if (!stream || !stream.generation || stream.stopping) return;
+    stream.stopping = true;
+    updateButtons();
+    let result;
+    try {
+      result = await Api.json("POST", "/chat/stream/" + stream.generation + "/stop");
+    } catch (error) {
+      // Already over (404) or ending (409): the stream's own end will say how.
+      if (error.status === 404 || error.status === 409) return;
+      stream.stopping = false;
+      updateButtons();
+      throw error;
+    }
+    if (s !== state) return;
+    if (result && result.status === "stopped") {
+      // Marked at once; the stream's own end ([DONE]) follows.
+      stream.stopped = true;
+      stream.answer.finish("stopped");
+    }
+  }
+
+  // ---- wiring ----
+
+  $("auth").onsubmit = (event) => { event.preventDefault(); authenticate(false); };
+  $("signup").onclick = () => authenticate(true);
+  $("logout").onclick = () => logout("", true);
+  $("new").onclick = guarded(newChat);
+  $("compose").onsubmit = (event) => { event.preventDefault(); guarded(send)(); };
+  $("stop").onclick = guarded(stop);
+  $("prompt").onkeydown = (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      $("compose").requestSubmit();
+    }
+  };
+  $("provider").onchange = Providers.showDefaultModel;
+  $("provider").onfocus = guarded(async () => {
+    if (Date.now() - state.providersAt > PROVIDERS_FRESH_MS) await loadProviders(state);
+  });
+  $("menu").onclick = () => drawer(!document.body.classList.contains("drawer-open"));
+  $("scrim").onclick = () => drawer(false);
+  window.addEventListener("hashchange", guarded(async () => {
+    const id = chatFromUrl();
+    if (Api.hasToken() && id && id !== state.current) await openChat(id);
+  }));
+
+  const saved = sessionStorage.getItem(TOKEN_KEY);
+  if (saved) {
+    Api.setToken(saved);
+    start().catch((error) => {
+      if (error.status !== 401) logout(View.describe(error).short);
+    });
+  } else {
+    logout("");
+  }
+})();

@@ -1,0 +1,86 @@
+"use strict";
+// The session list: one row per chat with its title (opens it), rename in place (Enter saves,
+// Escape cancels) and delete (a second click within a few seconds confirms, so one stray tap
+// loses nothing and no blocking confirm() dialog is needed).
+window.OmniSessions = (() => {
+  const list = () => document.getElementById("sessions");
+  const CONFIRM_FOR_MS = 4000;
+
+  function button(className, label, title) {
+    const node = document.createElement("button");
+    node.type = "button";
+    node.className = className;
+    node.textContent = label;
+    node.title = title;
+    node.setAttribute("aria-label", title);
+    return node;
+  }
+
+  /** Replaces the row's title with an input; resolves the new title, or null when cancelled. */
+  function askTitle(row, current) {
+    return new Promise((resolve) => {
+      const input = document.createElement("input");
+      input.className = "rename";
+      input.value = current;
+      input.maxLength = 200;
+      input.setAttribute("aria-label", "Chat title");
+      row.replaceChildren(input);
+      input.focus();
+      input.select();
+      let settled = false;
+      const settle = (title) => {
+        if (settled) return;
+        settled = true;
+        resolve(title);
+      };
+      input.onkeydown = (event) => {
+        if (event.key === "Enter") { event.preventDefault(); settle(input.value.trim() || null); }
+        if (event.key === "Escape") { event.preventDefault(); settle(null); }
+      };
+      input.onblur = () => settle(input.value.trim() || null);
+    });
+  }
+
+  /**
+   * Shows `sessions` with `currentId` highlighted. `on` has open(id), rename(id, title) and
+   * remove(id), each returning a promise; the list is drawn again by the caller afterwards.
+   */
+  function render(sessions, currentId, on) {
+    list().replaceChildren(...sessions.map((session) => {
+      const row = document.createElement("li");
+      row.dataset.id = session.id;
+      if (session.id === currentId) row.className = "active";
+      const title = document.createElement("a");
+      title.className = "title";
+      title.href = "#/chat/" + session.id;
+      title.textContent = session.title;
+      title.title = session.title;
+      title.onclick = (event) => { event.preventDefault(); on.open(session.id); };
+      const rename = button("rename", "✎", "Rename chat");
+      rename.onclick = async () => {
+        const wanted = await askTitle(row, session.title);
+        on.rename(session.id, wanted !== null && wanted !== session.title ? wanted : null);
+      };
+      const remove = button("delete", "✕", "Delete chat");
+      let armed = null;
+      remove.onclick = () => {
+        if (armed) {
+          clearTimeout(armed);
+          on.remove(session.id);
+          return;
+        }
+        remove.textContent = "Delete?";
+        remove.classList.add("armed");
+        armed = setTimeout(() => {
+          armed = null;
+          remove.textContent = "✕";
+          remove.classList.remove("armed");
+        }, CONFIRM_FOR_MS);
+      };
+      row.append(title, rename, remove);
+      return row;
+    }));
+  }
+
+  return { render, clear() { list().replaceChildren(); } };
+})();
