@@ -50,11 +50,7 @@ pub struct ServeArgs {
     #[arg(long, env = "OMNICHAT_NODE_ID")]
     pub node_id: Option<String>,
     /// Address to listen on.
-    #[arg(
-        long,
-        env = "OMNICHAT_ADDR",
-        default_value = "127.0.0.1:8000"
-    )]
+    #[arg(long, env = "OMNICHAT_ADDR", default_value = "127.0.0.1:8000")]
     pub addr: SocketAddr,
     /// sqlite://… or postgres://…
     #[arg(
@@ -63,40 +59,20 @@ pub struct ServeArgs {
         default_value = "sqlite://omnichat.db?mode=rwc"
     )]
     pub database_url: String,
-    #[arg(
-        long,
-        env = "OMNICHAT_DB_MAX_CONNECTIONS",
-        default_value_t = 16
-    )]
+    #[arg(long, env = "OMNICHAT_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
     /// The longest a request waits on the database (a connection, a lock, a statement) before it
     /// gets 503 with Retry-After.
-    #[arg(
-        long,
-        env = "OMNICHAT_DB_TIMEOUT_MS",
-        default_value_t = 3_000
-    )]
+    #[arg(long, env = "OMNICHAT_DB_TIMEOUT_MS", default_value_t = 3_000)]
     pub db_timeout_ms: u64,
     /// HS256 secret, at least 32 bytes. Unset: one is generated and kept in the database.
-    #[arg(
-        long,
-        env = "OMNICHAT_JWT_SECRET",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "OMNICHAT_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// Lifetime of an access token, in seconds.
-    #[arg(
-        long,
-        env = "OMNICHAT_TOKEN_TTL_SECS",
-        default_value_t = 86_400
-    )]
+    #[arg(long, env = "OMNICHAT_TOKEN_TTL_SECS", default_value_t = 86_400)]
     pub token_ttl_secs: u64,
     /// scrypt cost (log2 N). 17 is OWASP's recommendation; lower it only for tests.
-    #[arg(
-        long,
-        env = "OMNICHAT_SCRYPT_LOG_N",
-        default_value_t = 17
-    )]
+    #[arg(long, env = "OMNICHAT_SCRYPT_LOG_N", default_value_t = 17)]
     pub scrypt_log_n: u8,
     /// Password hashes run at once (default: one per core).
     #[arg(long, env = "OMNICHAT_HASH_PARALLELISM")]
@@ -129,46 +105,22 @@ pub struct ServeArgs {
         default_value = "https://api.anthropic.com"
     )]
     pub anthropic_base_url: String,
-    #[arg(
-        long,
-        env = "OLLAMA_HOST",
-        default_value = "http://127.0.0.1:11434"
-    )]
+    #[arg(long, env = "OLLAMA_HOST", default_value = "http://127.0.0.1:11434")]
     pub ollama_host: String,
     /// Models clients may ask OpenAI for (comma-separated); empty: any.
-    #[arg(
-        long,
-        env = "OMNICHAT_OPENAI_MODELS",
-        default_value = ""
-    )]
+    #[arg(long, env = "OMNICHAT_OPENAI_MODELS", default_value = "")]
     pub openai_models: String,
     /// Models clients may ask Gemini for (comma-separated); empty: any.
-    #[arg(
-        long,
-        env = "OMNICHAT_GEMINI_MODELS",
-        default_value = ""
-    )]
+    #[arg(long, env = "OMNICHAT_GEMINI_MODELS", default_value = "")]
     pub gemini_models: String,
     /// Models clients may ask Anthropic for (comma-separated); empty: any.
-    #[arg(
-        long,
-        env = "OMNICHAT_ANTHROPIC_MODELS",
-        default_value = ""
-    )]
+    #[arg(long, env = "OMNICHAT_ANTHROPIC_MODELS", default_value = "")]
     pub anthropic_models: String,
     /// Models clients may ask Ollama for (comma-separated); empty: any.
-    #[arg(
-        long,
-        env = "OMNICHAT_OLLAMA_MODELS",
-        default_value = ""
-    )]
+    #[arg(long, env = "OMNICHAT_OLLAMA_MODELS", default_value = "")]
     pub ollama_models: String,
     /// Pause between the words of the offline `echo` provider, in milliseconds.
-    #[arg(
-        long,
-        env = "OMNICHAT_ECHO_DELAY_MS",
-        default_value_t = 20
-    )]
+    #[arg(long, env = "OMNICHAT_ECHO_DELAY_MS", default_value_t = 20)]
     pub echo_delay_ms: u64,
     #[arg(
         long,
@@ -194,11 +146,7 @@ pub struct ServeArgs {
         default_value_t = 600
     )]
     pub upstream_total_timeout_secs: u64,
-    #[arg(
-        long,
-        env = "OMNICHAT_UPSTREAM_MAX_RETRIES",
-        default_value_t = 2
-    )]
+    #[arg(long, env = "OMNICHAT_UPSTREAM_MAX_RETRIES", default_value_t = 2)]
     pub upstream_max_retries: u32,
     /// Base of the capped exponential backoff between retries, in milliseconds.
     #[arg(
@@ -209,11 +157,7 @@ pub struct ServeArgs {
     pub upstream_retry_base_delay_ms: u64,
 
     /// Concurrent generations per user.
-    #[arg(
-        long,
-        env = "OMNICHAT_MAX_GENERATIONS_PER_USER",
-        default_value_t = 4
-    )]
+    #[arg(long, env = "OMNICHAT_MAX_GENERATIONS_PER_USER", default_value_t = 4)]
     pub max_generations_per_user: usize,
     /// Messages a session may hold; past it, a new prompt is 409.
     #[arg(
@@ -229,26 +173,14 @@ pub struct ServeArgs {
     #[arg(long, env = "OMNICHAT_ON_DISCONNECT", value_enum, default_value_t = OnDisconnect::Continue)]
     pub on_disconnect: OnDisconnect,
     /// Seconds running generations get to finish on SIGTERM.
-    #[arg(
-        long,
-        env = "OMNICHAT_SHUTDOWN_GRACE_SECS",
-        default_value_t = 30
-    )]
+    #[arg(long, env = "OMNICHAT_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
     /// Seconds of silence after which an SSE stream gets a `: keep-alive` comment.
-    #[arg(
-        long,
-        env = "OMNICHAT_SSE_KEEP_ALIVE_SECS",
-        default_value_t = 15
-    )]
+    #[arg(long, env = "OMNICHAT_SSE_KEEP_ALIVE_SECS", default_value_t = 15)]
     pub sse_keep_alive_secs: u64,
     /// How long a new answer's response waits for its first event (so that an early failure
     /// is a JSON error with its status) before the SSE headers go out, in milliseconds.
-    #[arg(
-        long,
-        env = "OMNICHAT_FIRST_EVENT_WAIT_MS",
-        default_value_t = 3_000
-    )]
+    #[arg(long, env = "OMNICHAT_FIRST_EVENT_WAIT_MS", default_value_t = 3_000)]
     pub first_event_wait_ms: u64,
     /// Origins (comma-separated, or `*`) whose web pages may call the API; empty: none.
     #[arg(long, env = "OMNICHAT_CORS_ORIGINS", default_value = "")]
@@ -257,11 +189,7 @@ pub struct ServeArgs {
     #[arg(long, env = "OMNICHAT_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
     /// Open connections at most; further ones wait to be accepted.
-    #[arg(
-        long,
-        env = "OMNICHAT_MAX_CONNECTIONS",
-        default_value_t = 10_000
-    )]
+    #[arg(long, env = "OMNICHAT_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 }
 
