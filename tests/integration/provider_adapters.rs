@@ -52,7 +52,7 @@ fn providers(
 fn conversation() -> ChatRequest {
     let message = |role, content: &str| ChatMessage {
         role,
-        content: content.to_owned(),
+        content: content.into(),
     };
     ChatRequest {
         model: String::new(),

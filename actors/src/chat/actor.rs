@@ -437,7 +437,7 @@ impl ChatState {
         );
         let answer = stored.then(|| HistoryMessage {
             role: Role::Assistant,
-            content: self.text.clone(),
+            content: self.text.clone().into(),
             tokens: self
                 .usage
                 .completion_tokens

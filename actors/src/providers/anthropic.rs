@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    error_body, pipeline, settings::base, ChatRequest, ProviderError, ProviderEvent,
+    error_body, pipeline, settings::base, ChatRequest, MessageText, ProviderError, ProviderEvent,
     ProviderSettings, Role, TokenUsage,
 };
 
@@ -32,7 +32,7 @@ struct RequestBody<'a> {
 #[derive(Serialize)]
 struct Message<'a> {
     role: &'static str,
-    content: &'a str,
+    content: &'a MessageText,
 }
 
 /// The upstream request for `request`.
@@ -381,7 +381,7 @@ mod tests {
             3,
             crate::providers::ChatMessage {
                 role: Role::Assistant,
-                content: String::new(),
+                content: "".into(),
             },
         );
         let (url, headers, body) = built(build_request(&client, &settings(), &request));

@@ -83,7 +83,7 @@ mod tests {
                 .iter()
                 .map(|(role, content)| ChatMessage {
                     role: *role,
-                    content: (*content).to_owned(),
+                    content: (*content).into(),
                 })
                 .collect(),
         }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    error_body, pipeline, settings::base, ChatRequest, ProviderError, ProviderEvent,
+    error_body, pipeline, settings::base, ChatRequest, MessageText, ProviderError, ProviderEvent,
     ProviderSettings, Role, TokenUsage,
 };
 
@@ -42,7 +42,7 @@ struct Content<'a> {
 
 #[derive(Serialize)]
 struct Part<'a> {
-    text: &'a str,
+    text: &'a MessageText,
 }
 
 #[derive(Serialize)]

@@ -14,6 +14,7 @@ mod echo;
 mod error_body;
 mod gemini;
 mod http;
+mod message_text;
 mod models;
 mod ollama;
 mod openai;
@@ -22,7 +23,9 @@ mod quota;
 mod reachability;
 mod redact;
 mod settings;
+mod sse_framer;
 
+pub use message_text::MessageText;
 pub use models::ProviderInfo;
 pub use reachability::{PROBE_TIMEOUT, PROBE_TTL};
 pub use settings::ProviderSettings;
@@ -88,7 +91,7 @@ impl Role {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChatMessage {
     pub role: Role,
-    pub content: String,
+    pub content: MessageText,
 }
 
 /// What goes upstream: the whole history, the new prompt last.

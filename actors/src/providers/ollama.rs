@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    error_body, pipeline, settings::base, ChatRequest, ProviderError, ProviderEvent,
+    error_body, pipeline, settings::base, ChatRequest, MessageText, ProviderError, ProviderEvent,
     ProviderSettings, TokenUsage,
 };
 
@@ -23,7 +23,7 @@ struct RequestBody<'a> {
 #[derive(Serialize)]
 struct Message<'a> {
     role: &'static str,
-    content: &'a str,
+    content: &'a MessageText,
 }
 
 /// The upstream request for `request`.

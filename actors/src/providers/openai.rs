@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    error_body, pipeline, settings::base, ChatRequest, ProviderError, ProviderEvent,
+    error_body, pipeline, settings::base, ChatRequest, MessageText, ProviderError, ProviderEvent,
     ProviderSettings, TokenUsage,
 };
 
@@ -26,7 +26,7 @@ struct RequestBody<'a> {
 #[derive(Serialize)]
 struct Message<'a> {
     role: &'static str,
-    content: &'a str,
+    content: &'a MessageText,
 }
 
 #[derive(Serialize)]

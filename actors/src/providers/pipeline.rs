@@ -1,15 +1,18 @@
 //! The byte stream → normalised events pipeline shared by the wire modules.
 //!
-//! Framing (SSE through the `eventsource-stream` crate, NDJSON by our own line splitter) is
+//! Framing (SSE by [`SseFramer`], NDJSON by a line splitter, both our own) is
 //! separated from decoding (a synchronous [`Decoder`] per wire format), so the decoders are pure
 //! and every format can be tested by feeding recorded bytes cut at any offset.
 
 use std::{collections::VecDeque, pin::Pin};
 
-use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::{stream, Stream, StreamExt};
 
-use super::{http::ByteStream, ProviderError, ProviderEvent, ProviderStream};
+use super::{
+    http::ByteStream,
+    sse_framer::{SseFramer, MAX_LINE_BYTES},
+    ProviderError, ProviderEvent, ProviderStream,
+};
 
 /// A wire format's decoder: turns framed units into normalised events.
 pub(crate) trait Decoder: Send + 'static {
@@ -30,44 +33,34 @@ pub(crate) trait Decoder: Send + 'static {
 /// Framed units: (event name, data).
 type Frames = Pin<Box<dyn Stream<Item = Result<(String, String), ProviderError>> + Send>>;
 
-/// Longest NDJSON line accepted, against an upstream that never sends a newline.
-const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
-
 /// Decodes a Server-Sent Events body.
 pub(crate) fn sse<D: Decoder>(body: ByteStream, decoder: D) -> ProviderStream {
-    // eventsource-stream waits forever for invalid UTF-8 to become valid (buffering everything
-    // after it), so invalid bytes are refused here; an incomplete character at the end of a
-    // chunk is carried over and checked with the next one.
-    let mut carry: Vec<u8> = Vec::new();
-    let checked = body.flat_map(move |chunk| {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(err) => return stream::iter(vec![Err(err)]),
-        };
-        let carried = carry.len();
-        carry.extend_from_slice(&chunk);
-        let items = match std::str::from_utf8(&carry) {
-            Ok(_) => {
-                carry.clear();
-                vec![Ok(chunk)]
+    struct State {
+        body: ByteStream,
+        framer: SseFramer,
+        ended: bool,
+    }
+    let state = State {
+        body,
+        framer: SseFramer::default(),
+        ended: false,
+    };
+    let frames = stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
+        loop {
+            match state.framer.next_event(state.ended) {
+                Some(Ok(event)) => return Some((Ok(event), Some(state))),
+                // Nothing after a framing error can be trusted: the stream ends with it.
+                Some(Err(err)) => return Some((Err(malformed::<D>(err.message())), None)),
+                None if state.ended => return None,
+                None => {}
             }
-            Err(err) if err.error_len().is_none() => {
-                carry.drain(..err.valid_up_to());
-                vec![Ok(chunk)]
+            match state.body.next().await {
+                Some(Ok(chunk)) => state.framer.feed(&chunk),
+                Some(Err(err)) => return Some((Err(err), None)),
+                None => state.ended = true,
             }
-            Err(err) => {
-                // The valid part still goes through, so the events before the bad byte count.
-                let valid = chunk.slice(..err.valid_up_to().saturating_sub(carried));
-                let error = malformed::<D>("the stream is not valid UTF-8".to_owned());
-                vec![Ok(valid), Err(error)]
-            }
-        };
-        stream::iter(items)
-    });
-    let frames = checked.eventsource().map(|item| match item {
-        Ok(event) => Ok((event.event, event.data)),
-        Err(EventStreamError::Transport(err)) => Err(err),
-        Err(err) => Err(malformed::<D>(format!("unreadable event stream: {err}"))),
+        }
     });
     drive(Box::pin(frames), decoder)
 }
@@ -211,7 +204,7 @@ pub(crate) mod testing {
     pub(crate) fn conversation(model: &str) -> ChatRequest {
         let message = |role, content: &str| ChatMessage {
             role,
-            content: content.to_owned(),
+            content: content.into(),
         };
         ChatRequest {
             model: model.to_owned(),

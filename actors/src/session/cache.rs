@@ -14,7 +14,7 @@ use omnichat_entity::{messages, sessions};
 use uuid::Uuid;
 
 use crate::{
-    providers::{ChatMessage, Role},
+    providers::{ChatMessage, MessageText, Role},
     store::LoadedSession,
 };
 
@@ -22,7 +22,7 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct HistoryMessage {
     pub role: Role,
-    pub content: String,
+    pub content: MessageText,
     /// Its size in tokens: as the provider reported it for an answer, else an estimate
     /// ([`estimate_tokens`]). Context-window budgeting reads this.
     pub tokens: u32,
@@ -73,7 +73,7 @@ impl CachedSession {
     }
 
     /// What goes upstream for `prompt`: the history window, then the prompt.
-    pub fn upstream_messages(&self, prompt: &str) -> Vec<ChatMessage> {
+    pub fn upstream_messages(&self, prompt: &MessageText) -> Vec<ChatMessage> {
         let mut messages = Vec::with_capacity(self.history.len() + 1);
         messages.extend(self.history.iter().map(|m| ChatMessage {
             role: m.role,
@@ -81,7 +81,7 @@ impl CachedSession {
         }));
         messages.push(ChatMessage {
             role: Role::User,
-            content: prompt.to_owned(),
+            content: prompt.clone(),
         });
         messages
     }
@@ -105,7 +105,7 @@ fn history_message(m: messages::Model) -> Option<HistoryMessage> {
         .unwrap_or_else(|| estimate_tokens(&m.content));
     Some(HistoryMessage {
         role,
-        content: m.content,
+        content: m.content.into(),
         tokens,
     })
 }
@@ -219,9 +219,9 @@ mod tests {
             held.push(text(Role::User, word));
         }
         let sent: Vec<String> = held
-            .upstream_messages("e")
+            .upstream_messages(&"e".into())
             .into_iter()
-            .map(|m| m.content)
+            .map(|m| m.content.to_string())
             .collect();
         assert_eq!(sent, ["b", "c", "d", "e"]);
         assert_eq!(held.version, 3);

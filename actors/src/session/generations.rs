@@ -20,7 +20,7 @@ use crate::{
         StreamFailure,
     },
     error::{CoreError, CoreResult},
-    providers::{ChatMessage, ChatRequest, Providers, Role},
+    providers::{ChatMessage, ChatRequest, MessageText, Providers, Role},
     store::{BeginAnswer, NewAssistantMessage, Store, Write, WriteError, Written},
     text::storable,
 };
@@ -38,7 +38,7 @@ impl SessionState {
         crate::faults::maybe_panic_session(&request.prompt);
         self.providers.check_configured(request.provider)?;
         self.check_room_for_an_answer(request.session_id)?;
-        let prompt = storable(request.prompt);
+        let prompt = MessageText::from(storable(request.prompt));
         let model = request
             .model
             .unwrap_or_else(|| Providers::default_model(request.provider).to_owned());
@@ -137,7 +137,7 @@ impl SessionState {
     async fn begin_turn(
         &mut self,
         prompt_id: Uuid,
-        prompt: &str,
+        prompt: &MessageText,
         answer: NewAssistantMessage,
     ) -> CoreResult<(Vec<ChatMessage>, BeginOutcome)> {
         let session_id = answer.session_id;
@@ -158,7 +158,7 @@ impl SessionState {
                 user_id,
                 expected_version: held.version,
                 prompt_id,
-                prompt: prompt.to_owned(),
+                prompt: prompt.to_string(),
                 answer: answer.clone(),
                 node,
                 at: Utc::now(),
@@ -185,7 +185,7 @@ impl SessionState {
                 held.message_count += 2;
                 held.push(HistoryMessage {
                     role: Role::User,
-                    content: prompt.to_owned(),
+                    content: prompt.clone(),
                     tokens: estimate_tokens(prompt),
                 });
             }
