@@ -450,7 +450,9 @@ impl ChatState {
             ended: EndedTurn { stored, answer },
         });
         if let Some(failure) = failure {
-            self.publish(StreamEvent::Error { failure });
+            self.publish(StreamEvent::Error {
+                failure: Box::new(failure),
+            });
         }
         self.publish(StreamEvent::Done);
         self.subscribers.clear();

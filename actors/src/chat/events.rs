@@ -51,7 +51,14 @@ impl From<EarlyFailure> for CoreError {
 /// from a live generation or from the stored answer alike.
 #[derive(Clone, Debug)]
 pub enum StreamEvent {
-    Delta { id: u64, text: String },
-    Error { failure: StreamFailure },
+    Delta {
+        id: u64,
+        text: String,
+    },
+    /// Boxed: an error comes once per stream, a delta once per token, and every slot of a
+    /// subscriber's channel is as large as the largest event.
+    Error {
+        failure: Box<StreamFailure>,
+    },
     Done,
 }

@@ -25,7 +25,7 @@ pub fn replay(
     if let Some(failure) = ended {
         if let Some(failure) = failure {
             events.push(StreamEvent::Error {
-                failure: failure.clone(),
+                failure: Box::new(failure.clone()),
             });
         }
         events.push(StreamEvent::Done);
