@@ -32,7 +32,7 @@ use crate::{
         ChatRequest, ProviderError, ProviderEvent, ProviderKind, Providers, Role, TokenUsage,
     },
     session::{estimate_tokens, EndedTurn, HistoryMessage, SessionMsg},
-    store::{Store, WriteError, Written},
+    store::{AssistantOutcome, Store, WriteError, Written},
     text::storable,
 };
 
@@ -334,10 +334,21 @@ impl ChatState {
                 "session_changed",
                 "The session was changed by another server; nothing was stored",
             ),
-            _ => (
-                "not_stored",
-                "The prompt could not be stored; nothing was kept",
-            ),
+            _ => {
+                // The prompt's write ran without a transaction of its own and was given up at
+                // the time bound: its rows may still land. Whatever lands is closed as an error,
+                // never left `streaming` (a write that finds no row changes nothing).
+                self.store_later(AssistantOutcome {
+                    content: String::new(),
+                    status: "error",
+                    finish_reason: Some("not_stored".into()),
+                    usage: TokenUsage::default(),
+                });
+                (
+                    "not_stored",
+                    "The prompt could not be stored in time; send it again",
+                )
+            }
         };
         let failure = StreamFailure {
             code: code.into(),

@@ -54,7 +54,7 @@ impl ChatState {
     /// Keeps trying the final write in the background, so the answer is stored once the
     /// database is back rather than left `streaming`. (If this process dies first, the next
     /// start, or another node, marks the row interrupted.)
-    fn store_later(&self, outcome: AssistantOutcome) {
+    pub(super) fn store_later(&self, outcome: AssistantOutcome) {
         let (store, generation_id) = (self.store.clone(), self.generation_id);
         let (message_id, session_id) = (self.message_id, self.session_id);
         tokio::spawn(async move {

@@ -1,5 +1,10 @@
 //! The writes a chat makes, as values the group-commit writer can queue and apply inside its
 //! batch transaction. Each one that changes a session bumps `sessions.version`.
+//!
+//! A write alone in its batch runs without a transaction, statement by statement (half the round
+//! trips to the database on the path to the first token), so each is ordered to be safe if the
+//! process dies between its statements: the version is bumped first, and a bump with nothing
+//! after it only makes other nodes reload the session.
 
 use chrono::{DateTime, Utc};
 use omnichat_entity::{messages, sessions};
@@ -106,8 +111,8 @@ pub(super) async fn apply<C: ConnectionTrait>(db: &C, write: &Write) -> Result<W
             session_id,
             outcome,
         } => {
-            finish_answer(db, *message_id, outcome).await?;
             bump(*session_id, Utc::now()).exec(db).await?;
+            finish_answer(db, *message_id, outcome).await?;
             Ok(Written::Done)
         }
     }

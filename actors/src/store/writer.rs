@@ -113,8 +113,16 @@ async fn drain(conn: DatabaseConnection, mut jobs: mpsc::Receiver<Job>, timeout:
 }
 
 /// Commits `batch` in one transaction. If that fails, each write is tried alone, so one write
-/// the database refuses cannot take the others of its batch down with it.
+/// the database refuses cannot take the others of its batch down with it. A write alone needs
+/// no transaction of its own: its statements commit one by one (see `session_writes`).
 async fn commit(conn: &DatabaseConnection, batch: &mut Vec<Job>, timeout: Duration) {
+    if let [job] = batch.as_slice() {
+        let result = bounded(timeout, apply(conn, &job.write)).await;
+        if let Some(job) = batch.pop() {
+            let _ = job.reply.send(result);
+        }
+        return;
+    }
     let all = bounded(timeout, async {
         let txn = conn.begin().await?;
         let mut results = Vec::with_capacity(batch.len());
