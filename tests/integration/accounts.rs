@@ -1,0 +1,180 @@
+//! Accounts you can trust, over HTTP: no common or personal passwords, weak hashes upgraded at
+//! login, tokens bound to our issuer and audience, and request bodies that are objects with
+//! only the fields the API documents.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::support::{expect_error, TestServer, TestUser};
+
+fn unique(prefix: &str) -> (String, String) {
+    let tag = &Uuid::new_v4().simple().to_string()[..12];
+    (
+        format!("{prefix}-{tag}"),
+        format!("{prefix}-{tag}@example.com"),
+    )
+}
+
+/// Sends `body` as raw JSON and returns the error detail, expecting `status`.
+async fn send_raw(
+    server: &TestServer,
+    user: &TestUser,
+    method: reqwest::Method,
+    path: &str,
+    body: &str,
+    status: StatusCode,
+) -> String {
+    let response = server
+        .client
+        .request(method, server.url(path))
+        .bearer_auth(&user.token)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("request");
+    expect_error(response, status).await
+}
+
+#[tokio::test]
+async fn a_body_must_be_an_object() {
+    let server = TestServer::start().await;
+    let user = server.user().await;
+    for body in ["[]", "[\"a title\"]", "\"a title\"", "42", "null"] {
+        let detail = send_raw(
+            &server,
+            &user,
+            reqwest::Method::POST,
+            "/sessions",
+            body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(detail.contains("must be a JSON object"), "{body}: {detail}");
+    }
+    let sessions: Vec<Value> = server.get_json(&user, "/sessions").await;
+    assert!(sessions.is_empty(), "no session was created: {sessions:?}");
+    // Broken JSON stays a 400, whatever it starts with.
+    send_raw(
+        &server,
+        &user,
+        reqwest::Method::POST,
+        "/sessions",
+        "[1,",
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_fields_are_refused_by_name_and_documented_bodies_still_work() {
+    let server = TestServer::start().await;
+    let user = server.user().await;
+    let session = server.session(&user, "Strict").await;
+    let id = session["id"].as_str().expect("id").to_owned();
+
+    let (username, email) = unique("strict");
+    let smuggled = [
+        (
+            reqwest::Method::POST,
+            "/users/".to_owned(),
+            json!({ "username": username, "email": email, "password": "correct horse battery", "is_admin": true }),
+            "is_admin",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/users/me/".to_owned(),
+            json!({ "username": "renamed", "email": "other@example.com" }),
+            "email",
+        ),
+        (
+            reqwest::Method::POST,
+            "/sessions".to_owned(),
+            json!({ "title": "t", "user_id": Uuid::new_v4() }),
+            "user_id",
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/sessions/{id}"),
+            json!({ "title": "t", "owner": "someone" }),
+            "owner",
+        ),
+        (
+            reqwest::Method::POST,
+            "/chat/stream".to_owned(),
+            json!({ "session_id": id, "prompt": "hi", "provider": "echo", "api_base": "http://127.0.0.1:9/v1" }),
+            "api_base",
+        ),
+        (
+            reqwest::Method::POST,
+            "/chat/stream".to_owned(),
+            json!({ "session_id": id, "prompt": "hi", "provider": "openai", "base_url": "http://127.0.0.1:9/v1" }),
+            "base_url",
+        ),
+    ];
+    for (method, path, body, field) in smuggled {
+        let detail = send_raw(
+            &server,
+            &user,
+            method.clone(),
+            &path,
+            &body.to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(
+            detail.contains(&format!("unknown field `{field}`")),
+            "{method} {path}: {detail}"
+        );
+    }
+    // Nothing was done: the account does not exist, the names and history are unchanged.
+    let detail = expect_error(
+        server.login(&email, "correct horse battery").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(detail, "Incorrect username or password");
+    let me: Value = server.get_json(&user, "/users/me/").await;
+    assert_eq!(me["username"], user.username.as_str());
+    let stored: Value = server.get_json(&user, &format!("/sessions/{id}")).await;
+    assert_eq!(stored["title"], "Strict");
+    assert_eq!(stored["messages"], json!([]), "{stored}");
+
+    // The documented bodies, exactly as the README walk sends them.
+    let (username, email) = unique("walk");
+    let created = server
+        .sign_up(&username, &email, "correct horse battery")
+        .await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let renamed = server
+        .put(&user, "/users/me/")
+        .json(&json!({ "username": format!("{username}-2") }))
+        .send()
+        .await
+        .expect("rename me");
+    assert_eq!(renamed.status(), StatusCode::OK);
+    let untitled = server
+        .post(&user, "/sessions")
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("create untitled");
+    assert_eq!(untitled.status(), StatusCode::OK);
+    let retitled = server
+        .put(&user, &format!("/sessions/{id}"))
+        .json(&json!({ "title": "Jokes" }))
+        .send()
+        .await
+        .expect("rename session");
+    assert_eq!(retitled.status(), StatusCode::OK);
+    let chat = server
+        .chat(
+            &user,
+            json!({ "session_id": id, "prompt": "Tell me a joke", "provider": "echo", "model": "echo" }),
+        )
+        .await;
+    assert_eq!(chat.status(), StatusCode::OK);
+    let events = crate::support::read_sse(chat).await;
+    assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"));
+}
