@@ -2,6 +2,7 @@
 //! login, tokens bound to our issuer and audience, and request bodies that are objects with
 //! only the fields the API documents.
 
+use jsonwebtoken::{encode, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -177,4 +178,105 @@ async fn unknown_fields_are_refused_by_name_and_documented_bodies_still_work() {
     assert_eq!(chat.status(), StatusCode::OK);
     let events = crate::support::read_sse(chat).await;
     assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"));
+}
+
+const SECRET: &str = "accounts-test-secret-0123456789abcdef";
+
+fn forge(claims: &Value) -> String {
+    encode(
+        &Header::default(),
+        claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+async fn me_status(server: &TestServer, token: &str) -> StatusCode {
+    server
+        .client
+        .get(server.url("/users/me/"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET /users/me/")
+        .status()
+}
+
+#[tokio::test]
+async fn tokens_carry_and_need_our_issuer_audience_and_lifetime() {
+    let server = TestServer::start_with(&["--jwt-secret", SECRET, "--token-ttl-secs", "900"]).await;
+    let user = server.user().await;
+    let login = server.login(&user.email, &user.password).await;
+    assert_eq!(login.status(), StatusCode::OK);
+    assert_eq!(login.headers()["x-content-type-options"], "nosniff");
+    let body: Value = login.json().await.expect("token json");
+    assert_eq!(body["token_type"], "bearer");
+    assert_eq!(body["expires_in"], 900);
+    let issued = body["access_token"].as_str().expect("token");
+    assert_eq!(me_status(&server, issued).await, StatusCode::OK);
+
+    let now = chrono::Utc::now().timestamp();
+    let claims = |extra: Value| {
+        let mut claims = json!({ "sub": user.id, "iat": now, "exp": now + 600 });
+        if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+            claims.extend(extra.clone());
+        }
+        claims
+    };
+    let ours = json!({ "iss": "omnichat", "aud": "omnichat-api" });
+    assert_eq!(
+        me_status(&server, &forge(&claims(ours))).await,
+        StatusCode::OK,
+        "a forged token with every claim right passes, so the refusals below are for their claim"
+    );
+    let past_nbf = json!({ "iss": "omnichat", "aud": "omnichat-api", "nbf": now - 60 });
+    assert_eq!(
+        me_status(&server, &forge(&claims(past_nbf))).await,
+        StatusCode::OK
+    );
+    let refused = [
+        ("no iss or aud", json!({})),
+        ("no aud", json!({ "iss": "omnichat" })),
+        ("no iss", json!({ "aud": "omnichat-api" })),
+        (
+            "wrong aud",
+            json!({ "iss": "omnichat", "aud": "another-api" }),
+        ),
+        (
+            "wrong iss",
+            json!({ "iss": "someone-else", "aud": "omnichat-api" }),
+        ),
+        (
+            "nbf in an hour",
+            json!({ "iss": "omnichat", "aud": "omnichat-api", "nbf": now + 3600 }),
+        ),
+    ];
+    for (what, extra) in refused {
+        let response = server
+            .client
+            .get(server.url("/users/me/"))
+            .bearer_auth(forge(&claims(extra)))
+            .send()
+            .await
+            .expect("GET /users/me/");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        expect_error(response, StatusCode::UNAUTHORIZED).await;
+    }
+}
+
+#[tokio::test]
+async fn json_answers_and_errors_say_nosniff() {
+    let server = TestServer::start().await;
+    let user = server.user().await;
+    let ok = server.get(&user, "/sessions").send().await.expect("list");
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.headers()["x-content-type-options"], "nosniff");
+    let missing = server
+        .get(&user, &format!("/sessions/{}", Uuid::new_v4()))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.headers()["x-content-type-options"], "nosniff");
 }

@@ -39,6 +39,8 @@ impl From<users::Model> for UserProfile {
 pub struct IssuedToken {
     pub access_token: String,
     pub token_type: &'static str,
+    /// Seconds until the token expires (RFC 6749 §5.1).
+    pub expires_in: u64,
 }
 
 pub enum AuthMsg {
@@ -211,6 +213,7 @@ impl AuthState {
             Some(user) if valid => Ok(IssuedToken {
                 access_token: self.keys.issue(user.id)?,
                 token_type: "bearer",
+                expires_in: self.keys.ttl().as_secs(),
             }),
             _ => Err(CoreError::BadCredentials),
         }
