@@ -3,11 +3,13 @@
 //! only the fields the API documents.
 
 use jsonwebtoken::{encode, EncodingKey, Header};
+use omnichat_entity::users;
 use reqwest::StatusCode;
+use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::support::{expect_error, TestServer, TestUser};
+use crate::support::{expect_error, TestDb, TestServer, TestUser};
 
 fn unique(prefix: &str) -> (String, String) {
     let tag = &Uuid::new_v4().simple().to_string()[..12];
@@ -279,4 +281,88 @@ async fn json_answers_and_errors_say_nosniff() {
         .expect("get");
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert_eq!(missing.headers()["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test]
+async fn common_passwords_and_the_own_email_or_username_are_refused() {
+    let server = TestServer::start().await;
+    let (username, email) = unique("pw");
+    for common in ["password", "12345678", "PassWord1", "iloveyou"] {
+        let detail = expect_error(
+            server.sign_up(&username, &email, common).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(detail.contains("too common"), "{common}: {detail}");
+    }
+    let detail = expect_error(
+        server
+            .sign_up(&username, &email, &email.to_uppercase())
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(detail.contains("the email or the username"), "{detail}");
+    let detail = expect_error(
+        server
+            .sign_up(&username, &email, &username.to_uppercase())
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(detail.contains("the email or the username"), "{detail}");
+    // None of the refusals created the account: a good password still can.
+    let ok = server
+        .sign_up(&username, &email, "correct horse battery")
+        .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+}
+
+/// The stored hash of the account with `email`, read from the database itself.
+async fn stored_hash(db: &TestDb, email: &str) -> String {
+    let conn = Database::connect(db.url.clone()).await.expect("connect");
+    let user = users::Entity::find()
+        .filter(users::Column::Email.eq(email))
+        .one(&conn)
+        .await
+        .expect("query")
+        .expect("user exists");
+    user.password_hash
+}
+
+#[tokio::test]
+async fn a_hash_weaker_than_the_current_cost_is_replaced_at_login() {
+    let old = TestServer::start_with(&["--scrypt-log-n", "4"]).await;
+    let (username, email) = unique("rehash");
+    let password = "correct horse battery";
+    assert_eq!(
+        old.sign_up(&username, &email, password).await.status(),
+        StatusCode::OK
+    );
+    let db = old.stop().await;
+    let before = stored_hash(&db, &email).await;
+    assert!(before.starts_with("$scrypt$ln=4,"), "{before}");
+
+    let new = TestServer::start_on(db.shared(), &["--scrypt-log-n", "5"]).await;
+    let wrong = new.login(&email, "not the password").await;
+    expect_error(wrong, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(
+        stored_hash(&db, &email).await,
+        before,
+        "a failed login changes nothing"
+    );
+    assert_eq!(new.login(&email, password).await.status(), StatusCode::OK);
+    let after = stored_hash(&db, &email).await;
+    assert!(after.starts_with("$scrypt$ln=5,"), "{after}");
+    // The new hash is the same password: it still logs in, and is not rehashed again.
+    assert_eq!(new.login(&email, password).await.status(), StatusCode::OK);
+    assert_eq!(stored_hash(&db, &email).await, after);
+    new.stop().await;
+
+    // A server configured weaker again never downgrades the hash.
+    let weak = TestServer::start_on(db.shared(), &["--scrypt-log-n", "4"]).await;
+    assert_eq!(weak.login(&email, password).await.status(), StatusCode::OK);
+    assert_eq!(stored_hash(&db, &email).await, after);
+    weak.stop().await;
+    drop(db);
 }
