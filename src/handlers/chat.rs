@@ -28,6 +28,7 @@ pub const MAX_PROMPT_BYTES: usize = 100_000;
 pub const MAX_MODEL_CHARS: usize = 200;
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ChatBody {
     session_id: String,
     prompt: String,

@@ -15,12 +15,14 @@ use crate::{
 };
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TitleBody {
     title: String,
 }
 
 /// The title is optional on create: a client may name the session after its first prompt.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CreateBody {
     #[serde(default)]
     title: Option<String>,

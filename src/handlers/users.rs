@@ -9,6 +9,7 @@ use crate::{
 };
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SignUp {
     username: String,
     email: String,
@@ -16,6 +17,7 @@ struct SignUp {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct UpdateMe {
     username: String,
 }

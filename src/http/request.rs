@@ -101,22 +101,36 @@ pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Ht
 }
 
 /// Decodes a JSON body: 415 for another content type, 400 for malformed JSON, 422 for JSON of
-/// the wrong shape (a missing field, a wrong type).
+/// the wrong shape (not an object, a missing or unknown field, a wrong type). Every body the API
+/// takes is an object: serde would otherwise read an array as a struct's fields in order.
 pub async fn read_json<T: DeserializeOwned>(
     req: Request<Incoming>,
     limit: usize,
 ) -> Result<T, HttpError> {
     require_media_type(req.headers(), "application/json")?;
     let bytes = read_body(req, limit).await?;
-    serde_json::from_slice(&bytes).map_err(|err| {
-        use serde_json::error::Category;
-        match err.classify() {
-            Category::Data => HttpError::unprocessable(format!("Invalid request body: {err}")),
-            Category::Syntax | Category::Eof | Category::Io => {
-                HttpError::bad_request(format!("Malformed JSON: {err}"))
-            }
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        // Still malformed JSON is a 400; well-formed JSON of another kind is the wrong shape.
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                Ok(_) => HttpError::unprocessable("The request body must be a JSON object"),
+                Err(err) => json_error(err),
+            },
+        );
+    }
+    serde_json::from_slice(&bytes).map_err(json_error)
+}
+
+/// A serde error as the client's fault: its message names the field (`unknown field `x``).
+fn json_error(err: serde_json::Error) -> HttpError {
+    use serde_json::error::Category;
+    match err.classify() {
+        Category::Data => HttpError::unprocessable(format!("Invalid request body: {err}")),
+        Category::Syntax | Category::Eof | Category::Io => {
+            HttpError::bad_request(format!("Malformed JSON: {err}"))
         }
-    })
+    }
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body; a missing field is 422.

@@ -1,4 +1,4 @@
-//! Building successful responses: JSON with a status, 204s.
+//! Building responses: JSON with a status (errors too, through `HttpError`), 204s.
 
 use hyper::{header, Response, StatusCode};
 use serde::Serialize;
@@ -14,6 +14,11 @@ pub fn json_with_status<T: Serialize + ?Sized>(status: StatusCode, value: &T) ->
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
+    );
+    // Errors are built here too, so every JSON answer says it: no browser may sniff one as HTML.
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
     );
     response
 }

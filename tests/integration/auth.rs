@@ -83,7 +83,7 @@ async fn bad_tokens_are_401() {
     let user = server.user().await;
     let now = chrono::Utc::now().timestamp();
     let good = forge(
-        &json!({ "sub": user.id, "iat": now, "exp": now + 600 }),
+        &json!({ "sub": user.id, "iat": now, "exp": now + 600, "iss": "omnichat", "aud": "omnichat-api" }),
         SECRET,
     );
     let me = |token: String| {
@@ -99,7 +99,7 @@ async fn bad_tokens_are_401() {
 
     let header_none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let payload =
-        URL_SAFE_NO_PAD.encode(json!({ "sub": user.id, "iat": now, "exp": now + 600 }).to_string());
+        URL_SAFE_NO_PAD.encode(json!({ "sub": user.id, "iat": now, "exp": now + 600, "iss": "omnichat", "aud": "omnichat-api" }).to_string());
     let mut tampered = good.clone().into_bytes();
     let at = tampered.len() - 5;
     tampered[at] = if tampered[at] == b'a' { b'b' } else { b'a' };
@@ -110,7 +110,7 @@ async fn bad_tokens_are_401() {
         (
             "other key",
             Some(forge(
-                &json!({ "sub": user.id, "iat": now, "exp": now + 600 }),
+                &json!({ "sub": user.id, "iat": now, "exp": now + 600, "iss": "omnichat", "aud": "omnichat-api" }),
                 "another-secret-that-is-32-bytes-long!!",
             )),
         ),
@@ -118,29 +118,35 @@ async fn bad_tokens_are_401() {
         (
             "expired",
             Some(forge(
-                &json!({ "sub": user.id, "iat": now - 7200, "exp": now - 3600 }),
+                &json!({ "sub": user.id, "iat": now - 7200, "exp": now - 3600, "iss": "omnichat", "aud": "omnichat-api" }),
                 SECRET,
             )),
         ),
         (
             "string exp",
             Some(forge(
-                &json!({ "sub": user.id, "iat": now, "exp": "tomorrow" }),
+                &json!({ "sub": user.id, "iat": now, "exp": "tomorrow", "iss": "omnichat", "aud": "omnichat-api" }),
                 SECRET,
             )),
         ),
         (
             "no exp",
-            Some(forge(&json!({ "sub": user.id, "iat": now }), SECRET)),
+            Some(forge(
+                &json!({ "sub": user.id, "iat": now, "iss": "omnichat", "aud": "omnichat-api" }),
+                SECRET,
+            )),
         ),
         (
             "no sub",
-            Some(forge(&json!({ "iat": now, "exp": now + 600 }), SECRET)),
+            Some(forge(
+                &json!({ "iat": now, "exp": now + 600, "iss": "omnichat", "aud": "omnichat-api" }),
+                SECRET,
+            )),
         ),
         (
             "sub not a user id",
             Some(forge(
-                &json!({ "sub": "admin", "iat": now, "exp": now + 600 }),
+                &json!({ "sub": "admin", "iat": now, "exp": now + 600, "iss": "omnichat", "aud": "omnichat-api" }),
                 SECRET,
             )),
         ),

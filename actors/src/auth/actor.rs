@@ -39,6 +39,8 @@ impl From<users::Model> for UserProfile {
 pub struct IssuedToken {
     pub access_token: String,
     pub token_type: &'static str,
+    /// Seconds until the token expires (RFC 6749 §5.1).
+    pub expires_in: u64,
 }
 
 pub enum AuthMsg {
@@ -155,7 +157,7 @@ impl AuthState {
     ) -> CoreResult<UserProfile> {
         let username = validate::username(&username)?;
         let email = validate::email(&email)?;
-        validate::password(&password)?;
+        validate::new_password(&password, &username, &email)?;
         let hash = self.hasher.hash(password).await?;
         let user = self.store.insert_user(&username, &email, hash).await?;
         tracing::info!(user_id = %user.id, "user signed up");
@@ -206,13 +208,36 @@ impl AuthState {
         if password.len() > validate::PASSWORD_MAX_BYTES {
             return Err(CoreError::BadCredentials);
         }
-        let valid = self.hasher.verify(password, stored).await?;
+        let valid = self.hasher.verify(password.clone(), stored).await?;
         match user {
-            Some(user) if valid => Ok(IssuedToken {
-                access_token: self.keys.issue(user.id)?,
-                token_type: "bearer",
-            }),
+            Some(user) if valid => {
+                self.upgrade_hash(&user, password).await;
+                Ok(IssuedToken {
+                    access_token: self.keys.issue(user.id)?,
+                    token_type: "bearer",
+                    expires_in: self.keys.ttl().as_secs(),
+                })
+            }
             _ => Err(CoreError::BadCredentials),
+        }
+    }
+
+    /// Rehashes a password whose stored hash is weaker than the current scrypt parameters, now
+    /// that the plain password is at hand (the only moment it is). A failure costs the user
+    /// nothing: the old hash still works and the next login tries again.
+    async fn upgrade_hash(&self, user: &users::Model, password: String) {
+        if !self.hasher.is_weaker(&user.password_hash) {
+            return;
+        }
+        let stored = match self.hasher.hash(password).await {
+            Ok(hash) => self.store.set_password_hash(user.id, hash).await,
+            Err(err) => Err(err),
+        };
+        match stored {
+            Ok(()) => {
+                tracing::info!(user_id = %user.id, "password rehashed with current parameters")
+            }
+            Err(err) => tracing::warn!(user_id = %user.id, %err, "password rehash failed"),
         }
     }
 

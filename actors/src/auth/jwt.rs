@@ -1,5 +1,6 @@
-//! JWT issue and verification: HS256 only, `sub`/`iat`/`exp` required. A pure function over
-//! shared keys, so checking a token on each request costs no actor round-trip.
+//! JWT issue and verification: HS256 only; `sub`/`iat`/`exp`/`iss`/`aud` required, our issuer and
+//! audience only, `nbf` honoured when present. A pure function over shared keys, so checking a
+//! token on each request costs no actor round-trip.
 
 use std::time::Duration;
 
@@ -11,12 +12,18 @@ use crate::error::CoreError;
 
 /// A configured secret shorter than this is refused at start: HS256 wants ≥ 256 bits.
 pub const TOKEN_SECRET_MIN_BYTES: usize = 32;
+/// Who signs our tokens (`iss`); a token another service signed with a shared secret says else.
+pub const TOKEN_ISSUER: &str = "omnichat";
+/// Whom our tokens are for (`aud`), so a token minted for another audience is not accepted here.
+pub const TOKEN_AUDIENCE: &str = "omnichat-api";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
     iat: i64,
     exp: i64,
+    iss: String,
+    aud: String,
 }
 
 /// The signing and verifying keys and the rules tokens must meet.
@@ -30,7 +37,11 @@ pub struct JwtKeys {
 impl JwtKeys {
     pub fn new(secret: &[u8], ttl: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "iat", "sub"]);
+        validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
+        validation.set_issuer(&[TOKEN_ISSUER]);
+        validation.set_audience(&[TOKEN_AUDIENCE]);
+        // Checked only when a token carries one; ours do not, they are valid from `iat`.
+        validation.validate_nbf = true;
         validation.leeway = 5;
         JwtKeys {
             encoding: EncodingKey::from_secret(secret),
@@ -38,6 +49,11 @@ impl JwtKeys {
             validation,
             ttl,
         }
+    }
+
+    /// How long a token lives, for the `expires_in` of the token response.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// Signs a token for `user_id`.
@@ -48,13 +64,16 @@ impl JwtKeys {
             sub: user_id.to_string(),
             iat: now,
             exp: now.saturating_add(ttl),
+            iss: TOKEN_ISSUER.to_owned(),
+            aud: TOKEN_AUDIENCE.to_owned(),
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|err| CoreError::Internal(format!("signing token: {err}")))
     }
 
     /// The user a token speaks for, or `Unauthenticated` for anything not signed by us, not
-    /// HS256, expired, issued in the future, or with claims of the wrong type.
+    /// HS256, expired, issued in the future, not yet valid (`nbf`), for another issuer or
+    /// audience, or with claims missing or of the wrong type.
     pub fn verify(&self, token: &str) -> Result<Uuid, CoreError> {
         let data = decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| CoreError::Unauthenticated("Could not validate credentials"))?;

@@ -123,6 +123,19 @@ impl PasswordHasher {
             .map_err(CoreError::Internal)
     }
 
+    /// True when `stored` was made with a lower cost (ln, r or p) than the current parameters,
+    /// so the next successful login should replace it. An unreadable hash is not upgraded here:
+    /// it cannot verify, so no login reaches this.
+    pub fn is_weaker(&self, stored: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(stored) else {
+            return false;
+        };
+        let Ok(old) = Params::try_from(&parsed) else {
+            return false;
+        };
+        old.log_n() < self.params.log_n() || old.r() < self.params.r() || old.p() < self.params.p()
+    }
+
     /// True when `password` matches `stored`. With no stored hash (unknown user) it verifies
     /// against the dummy hash and answers false, taking the same time as a real check.
     pub async fn verify(&self, password: String, stored: Option<String>) -> CoreResult<bool> {
@@ -174,6 +187,18 @@ mod tests {
             .await
             .unwrap());
         assert!(!hasher.verify("correct horse".into(), None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn only_a_weaker_hash_is_upgraded() {
+        let weak = PasswordHasher::new(fast(), 1, 4).unwrap();
+        let strong = PasswordHasher::new(ScryptSettings { log_n: 5, ..fast() }, 1, 4).unwrap();
+        let weak_hash = weak.hash("correct horse".into()).await.unwrap();
+        let strong_hash = strong.hash("correct horse".into()).await.unwrap();
+        assert!(strong.is_weaker(&weak_hash));
+        assert!(!strong.is_weaker(&strong_hash));
+        assert!(!weak.is_weaker(&strong_hash), "never downgraded");
+        assert!(!strong.is_weaker("not a hash"));
     }
 
     #[test]

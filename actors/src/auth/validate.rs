@@ -1,6 +1,16 @@
 //! Field rules for accounts: what a username, an email and a password may be.
 
+use std::{collections::HashSet, sync::LazyLock};
+
 use crate::error::{CoreError, CoreResult};
+
+/// Common passwords from breaches (see the file's header for its source and licence), lowercase.
+static BREACHED: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("breached.txt")
+        .lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect()
+});
 
 pub const USERNAME_MAX_CHARS: usize = 64;
 pub const EMAIL_MAX_BYTES: usize = 320;
@@ -53,6 +63,24 @@ pub fn password(raw: &str) -> CoreResult<()> {
     Ok(())
 }
 
+/// A new account's password: the length rule, and not one attackers try first, which is one
+/// from a breach list or the account's own email or username (all compared case-insensitively).
+pub fn new_password(raw: &str, username: &str, email: &str) -> CoreResult<()> {
+    password(raw)?;
+    let lower = raw.to_lowercase();
+    if BREACHED.contains(lower.as_str()) {
+        return Err(CoreError::Invalid(
+            "password is too common: it appears in lists of breached passwords".into(),
+        ));
+    }
+    if lower == email.to_lowercase() || lower == username.to_lowercase() {
+        return Err(CoreError::Invalid(
+            "password must not be the same as the email or the username".into(),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +112,19 @@ mod tests {
         assert!(password("short").is_err());
         assert!(password(&"x".repeat(1025)).is_err());
         assert!(password("longenough").is_ok());
+    }
+
+    #[test]
+    fn common_or_personal_passwords_are_refused() {
+        for common in ["password", "12345678", "PassWord1", "iloveyou"] {
+            let err = new_password(common, "ann", "ann@example.com").unwrap_err();
+            assert!(err.to_string().contains("common"), "{common}: {err}");
+        }
+        let err = new_password("Ann@Example.com", "ann", "ann@example.com").unwrap_err();
+        assert!(err.to_string().contains("email"), "{err}");
+        let err = new_password("AnnTheGreat", "annthegreat", "ann@example.com").unwrap_err();
+        assert!(err.to_string().contains("username"), "{err}");
+        assert!(new_password("correct horse battery", "ann", "ann@example.com").is_ok());
+        assert!(new_password("short", "ann", "ann@example.com").is_err());
     }
 }

@@ -75,4 +75,22 @@ impl Store {
             Err(err) => Err(err.into()),
         }
     }
+
+    /// Replaces a user's password hash (a rehash with stronger parameters).
+    pub async fn set_password_hash(
+        &self,
+        id: Uuid,
+        password_hash: String,
+    ) -> Result<(), CoreError> {
+        let row = users::ActiveModel {
+            id: Set(id),
+            password_hash: Set(password_hash),
+            ..Default::default()
+        };
+        match users::Entity::update(row).exec(self.writer()).await {
+            Ok(_) => Ok(()),
+            Err(DbErr::RecordNotUpdated) => Err(CoreError::NotFound("User")),
+            Err(err) => Err(err.into()),
+        }
+    }
 }
