@@ -5,6 +5,7 @@ mod auth;
 mod bench;
 mod bench_memory;
 mod chat;
+mod connection_cap;
 mod database_outage;
 mod edges;
 mod edges_logs;
