@@ -14,6 +14,8 @@ use crate::{auth::Generations, root::ChildrenSlot, session::RegistryMsg, store::
 const STOP_CHANNEL: &str = "omnichat_stop";
 /// The channel token revocations travel on; the payload is `<user id>:<new token generation>`.
 const TOKEN_CHANNEL: &str = "omnichat_token_generation";
+/// The channel account deletions stop a user's answers on; the payload is `<user id>`.
+const USER_STOP_CHANNEL: &str = "omnichat_stop_user";
 
 impl Store {
     /// True when other nodes may share this database (and can be signalled).
@@ -31,6 +33,18 @@ impl Store {
                     STOP_CHANNEL.into(),
                     format!("{user_id}:{generation_id}").into(),
                 ],
+            ))
+            .await
+            .map(|_| ())
+    }
+
+    /// Asks every node to stop all the live generations of `user_id` (account deletion).
+    pub async fn signal_stop_user(&self, user_id: Uuid) -> Result<(), DbErr> {
+        self.writer()
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [USER_STOP_CHANNEL.into(), user_id.to_string().into()],
             ))
             .await
             .map(|_| ())
@@ -80,7 +94,9 @@ async fn listen(
 ) -> Result<(), sea_orm::sqlx::Error> {
     let mut listener =
         PgListener::connect_with(store.conn().get_postgres_connection_pool()).await?;
-    listener.listen_all([STOP_CHANNEL, TOKEN_CHANNEL]).await?;
+    listener
+        .listen_all([STOP_CHANNEL, TOKEN_CHANNEL, USER_STOP_CHANNEL])
+        .await?;
     // Revocations sent while no listener was connected were missed: from now on each is
     // heard, and what came before is read from the database on each user's next request.
     generations.forget_all();
@@ -96,6 +112,28 @@ async fn listen(
             }
             continue;
         }
+        let registry = children
+            .read()
+            .ok()
+            .and_then(|c| c.as_ref().map(|c| c.registry.clone()));
+        if notification.channel() == USER_STOP_CHANNEL {
+            match (Uuid::parse_str(notification.payload()), registry) {
+                (Ok(user_id), Some(registry)) => {
+                    // Nobody waits for the answer: the deleting node goes on at once.
+                    let (reply, _) = ractor::concurrency::oneshot();
+                    let _ = registry.cast(RegistryMsg::StopUser {
+                        user_id,
+                        reply: reply.into(),
+                    });
+                }
+                (Ok(_), None) => {}
+                (Err(_), _) => tracing::warn!(
+                    payload = notification.payload(),
+                    "ignoring a malformed user stop signal"
+                ),
+            }
+            continue;
+        }
         let Some((user_id, generation_id)) = parse(notification.payload()) else {
             tracing::warn!(
                 payload = notification.payload(),
@@ -103,10 +141,6 @@ async fn listen(
             );
             continue;
         };
-        let registry = children
-            .read()
-            .ok()
-            .and_then(|c| c.as_ref().map(|c| c.registry.clone()));
         if let Some(registry) = registry {
             let _ = registry.cast(RegistryMsg::StopIfLocal {
                 user_id,

@@ -237,7 +237,8 @@ impl Core {
 
     /// Deletes the account once the password checks. Its tokens are revoked first, so no new
     /// request starts anything; then its live generations are stopped (their partial answers
-    /// stored), and then the row goes, taking sessions and messages with it.
+    /// stored; on other nodes asked, not awaited), and then the row goes, taking sessions and
+    /// messages with it.
     pub async fn delete_account(&self, user_id: Uuid, password: String) -> CoreResult<()> {
         let Children { auth, registry } = self.children()?;
         ask(&auth, |reply| AuthMsg::CheckPassword {
@@ -247,6 +248,12 @@ impl Core {
         })
         .await?;
         ask(&auth, |reply| AuthMsg::RevokeTokens { user_id, reply }).await?;
+        if self.store.is_shared() {
+            // Answers of this user on other nodes are stopped there, not waited for here.
+            if let Err(err) = self.store.signal_stop_user(user_id).await {
+                tracing::warn!(%user_id, %err, "asking other nodes to stop a deleted user's answers");
+            }
+        }
         ask(&registry, |reply| RegistryMsg::StopUser { user_id, reply }).await?;
         ask(&auth, |reply| AuthMsg::DeleteAccount { user_id, reply }).await
     }

@@ -234,3 +234,40 @@ async fn deleting_an_account_stops_its_answers_removes_its_rows_and_frees_its_em
     assert!(sessions.is_empty(), "{sessions:?}");
     assert_eq!(me_status(&server, &user).await, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn deleting_an_account_on_one_node_stops_its_answer_on_the_other() {
+    if postgres_url().is_none() {
+        eprintln!("skipped: two nodes need PostgreSQL (OMNICHAT_TEST_DATABASE_URL)");
+        return;
+    }
+    let db = TestDb::new();
+    let shared = db.shared();
+    let a = TestServer::start_on(db, &[]).await;
+    let b = TestServer::start_on(shared, &["--echo-delay-ms", "20"]).await;
+    let user = a.user().await;
+    let session = b.session(&user, "Elsewhere").await;
+    // 300 words at 20 ms a word: 6 s unless the deletion stops it.
+    let mut stream = b
+        .chat(
+            &user,
+            json!({ "session_id": session["id"], "prompt": long_prompt(300) }),
+        )
+        .await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    stream.chunk().await.unwrap().expect("a first event");
+
+    let deleted = a
+        .delete(&user, "/users/me/")
+        .json(&json!({ "password": user.password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let rest = tokio::time::timeout(Duration::from_secs(3), stream.text())
+        .await
+        .expect("node B ends the stream once the account is deleted on node A")
+        .unwrap();
+    assert!(rest.ends_with("data: [DONE]\n\n"), "{rest}");
+    assert_eq!(me_status(&b, &user).await, StatusCode::UNAUTHORIZED);
+}
