@@ -17,9 +17,10 @@ pub struct App {
 }
 
 impl App {
-    /// The user behind the request's bearer token, or 401. Pure: no actor, no database.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Uuid, HttpError> {
+    /// The user behind the request's bearer token, or 401 (also for a revoked token). No actor;
+    /// the database only the first time this node sees the user.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Uuid, HttpError> {
         let token = bearer_token(headers)?;
-        Ok(self.core.verify_token(token)?)
+        Ok(self.core.verify_token(token).await?)
     }
 }

@@ -27,12 +27,19 @@ pub async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
 
         (["token"], &Method::POST) => token::login(app, req).await,
         (["token"], _) => Err(HttpError::method_not_allowed("POST")),
+        (["logout"], &Method::POST) | (["logout", "all"], &Method::POST) => {
+            token::logout(app, req).await
+        }
+        (["logout"], _) | (["logout", "all"], _) => Err(HttpError::method_not_allowed("POST")),
 
         (["users"], &Method::POST) => users::sign_up(app, req).await,
         (["users"], _) => Err(HttpError::method_not_allowed("POST")),
         (["users", "me"], &Method::GET) => users::me(app, req).await,
         (["users", "me"], &Method::PUT) => users::update_me(app, req).await,
-        (["users", "me"], _) => Err(HttpError::method_not_allowed("GET, PUT")),
+        (["users", "me"], &Method::DELETE) => users::delete_me(app, req).await,
+        (["users", "me"], _) => Err(HttpError::method_not_allowed("GET, PUT, DELETE")),
+        (["users", "me", "password"], &Method::PUT) => users::change_password(app, req).await,
+        (["users", "me", "password"], _) => Err(HttpError::method_not_allowed("PUT")),
 
         (["sessions"], &Method::GET) => sessions::list(app, req).await,
         (["sessions"], &Method::POST) => sessions::create(app, req).await,

@@ -1,5 +1,6 @@
 //! Cross-node signals over PostgreSQL `LISTEN/NOTIFY` (DESIGN §6): a stop asked on one node
-//! reaches the node that runs the generation. On SQLite there is one node and nothing to do.
+//! reaches the node that runs the generation, and a token revocation reaches every node's
+//! memory of token generations. On SQLite there is one node and nothing to do.
 
 use std::time::Duration;
 
@@ -7,10 +8,14 @@ use sea_orm::{sqlx::postgres::PgListener, ConnectionTrait, DbBackend, DbErr, Sta
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::{root::ChildrenSlot, session::RegistryMsg, store::Store};
+use crate::{auth::Generations, root::ChildrenSlot, session::RegistryMsg, store::Store};
 
 /// The channel stop requests travel on; the payload is `<user id>:<generation id>`.
 const STOP_CHANNEL: &str = "omnichat_stop";
+/// The channel token revocations travel on; the payload is `<user id>:<new token generation>`.
+const TOKEN_CHANNEL: &str = "omnichat_token_generation";
+/// The channel account deletions stop a user's answers on; the payload is `<user id>`.
+const USER_STOP_CHANNEL: &str = "omnichat_stop_user";
 
 impl Store {
     /// True when other nodes may share this database (and can be signalled).
@@ -32,17 +37,49 @@ impl Store {
             .await
             .map(|_| ())
     }
+
+    /// Asks every node to stop all the live generations of `user_id` (account deletion).
+    pub async fn signal_stop_user(&self, user_id: Uuid) -> Result<(), DbErr> {
+        self.writer()
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [USER_STOP_CHANNEL.into(), user_id.to_string().into()],
+            ))
+            .await
+            .map(|_| ())
+    }
+
+    /// Tells every node that `user_id`'s token generation is now `generation`.
+    pub async fn signal_generation(&self, user_id: Uuid, generation: i64) -> Result<(), DbErr> {
+        self.writer()
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [
+                    TOKEN_CHANNEL.into(),
+                    format!("{user_id}:{generation}").into(),
+                ],
+            ))
+            .await
+            .map(|_| ())
+    }
 }
 
 /// Listens for stop signals and hands each to the local SessionRegistry, which acts only on
-/// generations this node runs. `None` on SQLite.
-pub(crate) fn spawn_stop_listener(store: Store, children: ChildrenSlot) -> Option<JoinHandle<()>> {
+/// generations this node runs, and for token revocations, which raise `generations`. `None` on
+/// SQLite.
+pub(crate) fn spawn_stop_listener(
+    store: Store,
+    children: ChildrenSlot,
+    generations: Generations,
+) -> Option<JoinHandle<()>> {
     if !store.is_shared() {
         return None;
     }
     Some(tokio::spawn(async move {
         loop {
-            if let Err(err) = listen(&store, &children).await {
+            if let Err(err) = listen(&store, &children, &generations).await {
                 tracing::warn!(%err, "stop-signal listener failed; reconnecting");
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -50,12 +87,53 @@ pub(crate) fn spawn_stop_listener(store: Store, children: ChildrenSlot) -> Optio
     }))
 }
 
-async fn listen(store: &Store, children: &ChildrenSlot) -> Result<(), sea_orm::sqlx::Error> {
+async fn listen(
+    store: &Store,
+    children: &ChildrenSlot,
+    generations: &Generations,
+) -> Result<(), sea_orm::sqlx::Error> {
     let mut listener =
         PgListener::connect_with(store.conn().get_postgres_connection_pool()).await?;
-    listener.listen(STOP_CHANNEL).await?;
+    listener
+        .listen_all([STOP_CHANNEL, TOKEN_CHANNEL, USER_STOP_CHANNEL])
+        .await?;
+    // Revocations sent while no listener was connected were missed: from now on each is
+    // heard, and what came before is read from the database on each user's next request.
+    generations.forget_all();
     loop {
         let notification = listener.recv().await?;
+        if notification.channel() == TOKEN_CHANNEL {
+            match parse_generation(notification.payload()) {
+                Some((user_id, generation)) => generations.raise(user_id, generation),
+                None => tracing::warn!(
+                    payload = notification.payload(),
+                    "ignoring a malformed token revocation"
+                ),
+            }
+            continue;
+        }
+        let registry = children
+            .read()
+            .ok()
+            .and_then(|c| c.as_ref().map(|c| c.registry.clone()));
+        if notification.channel() == USER_STOP_CHANNEL {
+            match (Uuid::parse_str(notification.payload()), registry) {
+                (Ok(user_id), Some(registry)) => {
+                    // Nobody waits for the answer: the deleting node goes on at once.
+                    let (reply, _) = ractor::concurrency::oneshot();
+                    let _ = registry.cast(RegistryMsg::StopUser {
+                        user_id,
+                        reply: reply.into(),
+                    });
+                }
+                (Ok(_), None) => {}
+                (Err(_), _) => tracing::warn!(
+                    payload = notification.payload(),
+                    "ignoring a malformed user stop signal"
+                ),
+            }
+            continue;
+        }
         let Some((user_id, generation_id)) = parse(notification.payload()) else {
             tracing::warn!(
                 payload = notification.payload(),
@@ -63,10 +141,6 @@ async fn listen(store: &Store, children: &ChildrenSlot) -> Result<(), sea_orm::s
             );
             continue;
         };
-        let registry = children
-            .read()
-            .ok()
-            .and_then(|c| c.as_ref().map(|c| c.registry.clone()));
         if let Some(registry) = registry {
             let _ = registry.cast(RegistryMsg::StopIfLocal {
                 user_id,
@@ -84,6 +158,11 @@ fn parse(payload: &str) -> Option<(Uuid, Uuid)> {
     ))
 }
 
+fn parse_generation(payload: &str) -> Option<(Uuid, i64)> {
+    let (user, generation) = payload.split_once(':')?;
+    Some((Uuid::parse_str(user).ok()?, generation.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -92,5 +171,7 @@ mod tests {
         assert_eq!(super::parse(&format!("{u}:{g}")), Some((u, g)));
         assert_eq!(super::parse("nonsense"), None);
         assert_eq!(super::parse(&format!("{u}:x")), None);
+        assert_eq!(super::parse_generation(&format!("{u}:7")), Some((u, 7)));
+        assert_eq!(super::parse_generation(&format!("{u}:{g}")), None);
     }
 }

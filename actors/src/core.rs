@@ -16,7 +16,10 @@ use uuid::Uuid;
 
 use crate::{
     ask::ask,
-    auth::{AuthMsg, IssuedToken, JwtKeys, PasswordHasher, UserProfile, TOKEN_SECRET_MIN_BYTES},
+    auth::{
+        AuthMsg, Generations, IssuedToken, JwtKeys, PasswordHasher, UserProfile,
+        TOKEN_SECRET_MIN_BYTES,
+    },
     config::CoreConfig,
     error::{CoreError, CoreResult},
     providers::Providers,
@@ -39,6 +42,8 @@ pub enum StartError {
 /// A running OmniChat core. Cheap to share behind an `Arc`.
 pub struct Core {
     keys: Arc<JwtKeys>,
+    /// Each user's current token generation, as far as this node knows (see `auth::revocation`).
+    generations: Generations,
     providers: Providers,
     store: Store,
     children: ChildrenSlot,
@@ -93,10 +98,12 @@ impl Core {
             .map_err(|err| StartError::Config(err.to_string()))?;
         let children: ChildrenSlot = Arc::new(RwLock::new(None));
         let live = Arc::new(AtomicUsize::new(0));
+        let generations = Generations::default();
         let args = RootArgs {
             store: store.clone(),
             hasher: Arc::new(hasher),
             keys: keys.clone(),
+            generations: generations.clone(),
             providers: providers.clone(),
             limits: Arc::new(config.limits.clone()),
             live: live.clone(),
@@ -106,11 +113,16 @@ impl Core {
             .await
             .map_err(|err| StartError::Actors(err.to_string()))?;
         let heartbeat = tokio::spawn(heartbeat_loop(store.clone()));
-        let stop_listener = crate::cluster::spawn_stop_listener(store.clone(), children.clone());
+        let stop_listener = crate::cluster::spawn_stop_listener(
+            store.clone(),
+            children.clone(),
+            generations.clone(),
+        );
         Ok(Core {
             heartbeat,
             stop_listener,
             keys,
+            generations,
             providers,
             store,
             children,
@@ -192,9 +204,58 @@ impl Core {
         &self.providers
     }
 
-    /// The user a bearer token speaks for. A pure check: no actor, no database.
-    pub fn verify_token(&self, token: &str) -> CoreResult<Uuid> {
-        self.keys.verify(token)
+    /// The user a bearer token speaks for. The signature and claims, then the token generation
+    /// against memory: no actor, and no database except the first time this node sees a user.
+    pub async fn verify_token(&self, token: &str) -> CoreResult<Uuid> {
+        let subject = self.keys.verify(token)?;
+        self.generations.check(subject, &self.store).await?;
+        Ok(subject.user_id)
+    }
+
+    /// Refuses every token of the user issued so far, on every node.
+    pub async fn revoke_tokens(&self, user_id: Uuid) -> CoreResult<()> {
+        let auth = self.children()?.auth;
+        ask(&auth, |reply| AuthMsg::RevokeTokens { user_id, reply }).await
+    }
+
+    /// Replaces the password once the current one checks; every token is refused afterwards.
+    pub async fn change_password(
+        &self,
+        user_id: Uuid,
+        current_password: String,
+        new_password: String,
+    ) -> CoreResult<()> {
+        let auth = self.children()?.auth;
+        ask(&auth, |reply| AuthMsg::ChangePassword {
+            user_id,
+            current_password,
+            new_password,
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes the account once the password checks. Its tokens are revoked first, so no new
+    /// request starts anything; then its live generations are stopped (their partial answers
+    /// stored; on other nodes asked, not awaited), and then the row goes, taking sessions and
+    /// messages with it.
+    pub async fn delete_account(&self, user_id: Uuid, password: String) -> CoreResult<()> {
+        let Children { auth, registry } = self.children()?;
+        ask(&auth, |reply| AuthMsg::CheckPassword {
+            user_id,
+            password,
+            reply,
+        })
+        .await?;
+        ask(&auth, |reply| AuthMsg::RevokeTokens { user_id, reply }).await?;
+        if self.store.is_shared() {
+            // Answers of this user on other nodes are stopped there, not waited for here.
+            if let Err(err) = self.store.signal_stop_user(user_id).await {
+                tracing::warn!(%user_id, %err, "asking other nodes to stop a deleted user's answers");
+            }
+        }
+        ask(&registry, |reply| RegistryMsg::StopUser { user_id, reply }).await?;
+        ask(&auth, |reply| AuthMsg::DeleteAccount { user_id, reply }).await
     }
 
     pub async fn sign_up(

@@ -17,6 +17,9 @@ pub enum CoreError {
     /// Wrong email or password, indistinguishable on purpose (HTTP 401).
     #[error("Incorrect username or password")]
     BadCredentials,
+    /// The token is fine but the password given to confirm an account change is not (HTTP 403).
+    #[error("Current password is incorrect")]
+    WrongPassword,
     /// A missing, malformed, expired or forged token (HTTP 401).
     #[error("{0}")]
     Unauthenticated(&'static str),

@@ -6,7 +6,7 @@ use std::sync::{atomic::AtomicUsize, Arc, RwLock};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use crate::{
-    auth::{AuthActor, AuthArgs, AuthMsg, JwtKeys, PasswordHasher},
+    auth::{AuthActor, AuthArgs, AuthMsg, Generations, JwtKeys, PasswordHasher},
     config::Limits,
     providers::Providers,
     session::{RegistryArgs, RegistryMsg, SessionRegistry},
@@ -27,6 +27,7 @@ pub struct RootArgs {
     pub store: Store,
     pub hasher: Arc<PasswordHasher>,
     pub keys: Arc<JwtKeys>,
+    pub generations: Generations,
     pub providers: Providers,
     pub limits: Arc<Limits>,
     pub live: Arc<AtomicUsize>,
@@ -103,6 +104,7 @@ async fn spawn_auth(
         store: args.store.clone(),
         hasher: args.hasher.clone(),
         keys: args.keys.clone(),
+        generations: args.generations.clone(),
     };
     let (auth, _) = Actor::spawn_linked(None, AuthActor, auth_args, supervisor).await?;
     Ok(auth)

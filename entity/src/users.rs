@@ -14,6 +14,8 @@ pub struct Model {
     /// scrypt PHC string (`$scrypt$ln=…`).
     pub password_hash: String,
     pub created_at: DateTimeUtc,
+    /// Bumped to refuse every token issued before; each token carries the value it was issued at.
+    pub token_generation: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,7 @@ mod m20261124_000003_create_messages;
 mod m20261124_000004_create_settings;
 mod m20261124_000005_create_nodes;
 mod m20261125_000006_add_session_version;
+mod m20261125_000007_add_token_generation;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_create_settings::Migration),
             Box::new(m20261124_000005_create_nodes::Migration),
             Box::new(m20261125_000006_add_session_version::Migration),
+            Box::new(m20261125_000007_add_token_generation::Migration),
         ]
     }
 }

@@ -78,7 +78,7 @@ fn validate(body: ChatBody) -> Result<StartChat, HttpError> {
 }
 
 pub async fn stream(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
-    let user_id = app.authenticate(req.headers())?;
+    let user_id = app.authenticate(req.headers()).await?;
     let body: ChatBody = read_json(req, app.config.max_body_bytes).await?;
     let mut request = validate(body)?;
     // Checked here, before the prompt is stored or anything goes upstream.
@@ -144,7 +144,7 @@ pub async fn resume(
     req: Request<Incoming>,
     id: &str,
 ) -> Result<Response<Body>, HttpError> {
-    let user_id = app.authenticate(req.headers())?;
+    let user_id = app.authenticate(req.headers()).await?;
     let generation_id = generation_id(id)?;
     let after = last_event_id(req.headers())?;
     let events = app.core.attach(user_id, generation_id, after).await?;
@@ -161,7 +161,7 @@ pub async fn stop(
     req: Request<Incoming>,
     id: &str,
 ) -> Result<Response<Body>, HttpError> {
-    let user_id = app.authenticate(req.headers())?;
+    let user_id = app.authenticate(req.headers()).await?;
     let generation_id = generation_id(id)?;
     let status = app.core.stop_generation(user_id, generation_id).await?;
     Ok(json(

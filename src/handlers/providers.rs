@@ -20,7 +20,7 @@ struct Listed {
 }
 
 pub async fn list(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
-    app.authenticate(req.headers())?;
+    app.authenticate(req.headers()).await?;
     let providers = app.core.providers();
     // Probed side by side, so the list costs one probe timeout at worst, not one per provider.
     let listed = join_all(providers.available().into_iter().map(|info| async move {

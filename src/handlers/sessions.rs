@@ -35,19 +35,19 @@ fn session_id(raw: &str) -> Result<Uuid, HttpError> {
 }
 
 pub async fn list(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
-    let user_id = app.authenticate(req.headers())?;
+    let user_id = app.authenticate(req.headers()).await?;
     Ok(json(&app.core.list_sessions(user_id).await?))
 }
 
 pub async fn create(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
-    let user_id = app.authenticate(req.headers())?;
+    let user_id = app.authenticate(req.headers()).await?;
     let body: CreateBody = read_json(req, app.config.max_body_bytes).await?;
     let title = body.title.unwrap_or_else(|| DEFAULT_TITLE.to_owned());
     Ok(json(&app.core.create_session(user_id, title).await?))
 }
 
 pub async fn get(app: &App, req: Request<Incoming>, id: &str) -> Result<Response<Body>, HttpError> {
-    let user_id = app.authenticate(req.headers())?;
+    let user_id = app.authenticate(req.headers()).await?;
     let id = session_id(id)?;
     Ok(json(&app.core.get_session(user_id, id).await?))
 }
@@ -57,7 +57,7 @@ pub async fn rename(
     req: Request<Incoming>,
     id: &str,
 ) -> Result<Response<Body>, HttpError> {
-    let user_id = app.authenticate(req.headers())?;
+    let user_id = app.authenticate(req.headers()).await?;
     let id = session_id(id)?;
     let body: TitleBody = read_json(req, app.config.max_body_bytes).await?;
     Ok(json(
@@ -70,7 +70,7 @@ pub async fn delete(
     req: Request<Incoming>,
     id: &str,
 ) -> Result<Response<Body>, HttpError> {
-    let user_id = app.authenticate(req.headers())?;
+    let user_id = app.authenticate(req.headers()).await?;
     let id = session_id(id)?;
     app.core.delete_session(user_id, id).await?;
     Ok(no_content())

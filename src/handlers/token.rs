@@ -1,5 +1,6 @@
 //! `POST /token`: the OAuth2 password form (username is the email) for a bearer token. Only the
 //! password grant exists; another `grant_type` is refused as RFC 6749 §5.2 says.
+//! `POST /logout` and `POST /logout/all`: both refuse every token of the user, on every node.
 
 use hyper::{body::Incoming, header, Request, Response};
 use serde::Deserialize;
@@ -10,7 +11,7 @@ use crate::{
         body::Body,
         error::HttpError,
         request::{client_addr, read_form},
-        response::json,
+        response::{json, no_content},
     },
 };
 
@@ -50,4 +51,12 @@ pub async fn login(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
     );
     headers.insert(header::PRAGMA, header::HeaderValue::from_static("no-cache"));
     Ok(response)
+}
+
+/// Revokes the caller's tokens: all of them, as tokens carry no id of their own, so `/logout`
+/// logs out every device just as `/logout/all` does (README says so).
+pub async fn logout(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
+    let user_id = app.authenticate(req.headers()).await?;
+    app.core.revoke_tokens(user_id).await?;
+    Ok(no_content())
 }

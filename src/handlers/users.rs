@@ -1,11 +1,17 @@
-//! `POST /users/`, `GET /users/me/`, `PUT /users/me/`.
+//! `POST /users/`, `GET /users/me/`, `PUT /users/me/`, `DELETE /users/me/`,
+//! `PUT /users/me/password`.
 
 use hyper::{body::Incoming, Request, Response};
 use serde::Deserialize;
 
 use crate::{
     app::App,
-    http::{body::Body, error::HttpError, request::read_json, response::json},
+    http::{
+        body::Body,
+        error::HttpError,
+        request::read_json,
+        response::{json, no_content},
+    },
 };
 
 #[derive(Deserialize)]
@@ -22,6 +28,19 @@ struct UpdateMe {
     username: String,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangePassword {
+    current_password: String,
+    new_password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteMe {
+    password: String,
+}
+
 pub async fn sign_up(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
     let body: SignUp = read_json(req, app.config.max_body_bytes).await?;
     let user = app
@@ -32,12 +51,33 @@ pub async fn sign_up(app: &App, req: Request<Incoming>) -> Result<Response<Body>
 }
 
 pub async fn me(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
-    let user_id = app.authenticate(req.headers())?;
+    let user_id = app.authenticate(req.headers()).await?;
     Ok(json(&app.core.profile(user_id).await?))
 }
 
 pub async fn update_me(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
-    let user_id = app.authenticate(req.headers())?;
+    let user_id = app.authenticate(req.headers()).await?;
     let body: UpdateMe = read_json(req, app.config.max_body_bytes).await?;
     Ok(json(&app.core.rename_user(user_id, body.username).await?))
+}
+
+/// 204 once changed; every token of the user, this one included, is refused afterwards.
+pub async fn change_password(
+    app: &App,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, HttpError> {
+    let user_id = app.authenticate(req.headers()).await?;
+    let body: ChangePassword = read_json(req, app.config.max_body_bytes).await?;
+    app.core
+        .change_password(user_id, body.current_password, body.new_password)
+        .await?;
+    Ok(no_content())
+}
+
+/// 204 once the account, its sessions and messages are gone.
+pub async fn delete_me(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
+    let user_id = app.authenticate(req.headers()).await?;
+    let body: DeleteMe = read_json(req, app.config.max_body_bytes).await?;
+    app.core.delete_account(user_id, body.password).await?;
+    Ok(no_content())
 }

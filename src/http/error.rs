@@ -81,6 +81,7 @@ impl From<CoreError> for HttpError {
             CoreError::BadRequest(detail) => Self::bad_request(detail),
             CoreError::Invalid(detail) => Self::unprocessable(detail),
             CoreError::BadCredentials => Self::unauthorized("Incorrect username or password"),
+            CoreError::WrongPassword => Self::new(StatusCode::FORBIDDEN, err.to_string()),
             CoreError::Unauthenticated(detail) => Self::unauthorized(detail),
             CoreError::NotFound(what) => Self::not_found(format!("{what} not found")),
             CoreError::Conflict(detail) => Self::new(StatusCode::CONFLICT, detail),

@@ -1,5 +1,6 @@
 //! The integration suite: the real server over HTTP, one test binary for build speed.
 
+mod account_lifecycle;
 mod accounts;
 mod auth;
 mod bench;

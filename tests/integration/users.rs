@@ -182,11 +182,11 @@ async fn unknown_routes_and_methods() {
     expect_error(missing, StatusCode::NOT_FOUND).await;
     let wrong = server
         .client
-        .delete(server.url("/users/me/"))
+        .patch(server.url("/users/me/"))
         .send()
         .await
         .unwrap();
-    assert_eq!(wrong.headers()["allow"], "GET, PUT");
+    assert_eq!(wrong.headers()["allow"], "GET, PUT, DELETE");
     expect_error(wrong, StatusCode::METHOD_NOT_ALLOWED).await;
     let health = server
         .client

@@ -10,7 +10,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{validate, JwtKeys, PasswordHasher};
+use super::{validate, Generations, JwtKeys, PasswordHasher};
 use crate::{
     error::{CoreError, CoreResult},
     store::Store,
@@ -66,20 +66,45 @@ pub enum AuthMsg {
         username: String,
         reply: RpcReplyPort<CoreResult<UserProfile>>,
     },
+    /// Refuses every token of the user issued so far (bumps the token generation).
+    RevokeTokens {
+        user_id: Uuid,
+        reply: RpcReplyPort<CoreResult<()>>,
+    },
+    /// Sets a new password after checking the current one; revokes every token.
+    ChangePassword {
+        user_id: Uuid,
+        current_password: String,
+        new_password: String,
+        reply: RpcReplyPort<CoreResult<()>>,
+    },
+    /// Checks the user's password (before an account deletion).
+    CheckPassword {
+        user_id: Uuid,
+        password: String,
+        reply: RpcReplyPort<CoreResult<()>>,
+    },
+    /// Deletes the account, its sessions and messages; revokes every token.
+    DeleteAccount {
+        user_id: Uuid,
+        reply: RpcReplyPort<CoreResult<()>>,
+    },
 }
 
 pub struct AuthArgs {
     pub store: Store,
     pub hasher: Arc<PasswordHasher>,
     pub keys: Arc<JwtKeys>,
+    pub generations: Generations,
 }
 
 /// Everything a request needs, shared with the task that serves it.
 #[derive(Clone)]
 pub struct AuthState {
-    store: Store,
-    hasher: Arc<PasswordHasher>,
-    keys: Arc<JwtKeys>,
+    pub(super) store: Store,
+    pub(super) hasher: Arc<PasswordHasher>,
+    pub(super) keys: Arc<JwtKeys>,
+    pub(super) generations: Generations,
 }
 
 pub struct AuthActor;
@@ -98,6 +123,7 @@ impl Actor for AuthActor {
             store: args.store,
             hasher: args.hasher,
             keys: args.keys,
+            generations: args.generations,
         })
     }
 
@@ -141,6 +167,39 @@ impl Actor for AuthActor {
             } => {
                 tokio::spawn(async move {
                     let _ = reply.send(state.on_rename(user_id, username).await);
+                });
+            }
+            AuthMsg::RevokeTokens { user_id, reply } => {
+                tokio::spawn(async move {
+                    let _ = reply.send(state.revoke_tokens(user_id).await);
+                });
+            }
+            AuthMsg::ChangePassword {
+                user_id,
+                current_password,
+                new_password,
+                reply,
+            } => {
+                tokio::spawn(async move {
+                    let result = state
+                        .on_change_password(user_id, current_password, new_password)
+                        .await;
+                    let _ = reply.send(result);
+                });
+            }
+            AuthMsg::CheckPassword {
+                user_id,
+                password,
+                reply,
+            } => {
+                tokio::spawn(async move {
+                    let result = state.check_password(user_id, password).await.map(|_| ());
+                    let _ = reply.send(result);
+                });
+            }
+            AuthMsg::DeleteAccount { user_id, reply } => {
+                tokio::spawn(async move {
+                    let _ = reply.send(state.on_delete_account(user_id).await);
                 });
             }
         }
@@ -212,8 +271,10 @@ impl AuthState {
         match user {
             Some(user) if valid => {
                 self.upgrade_hash(&user, password).await;
+                // What login read is the freshest this node knows: later checks need no read.
+                self.generations.raise(user.id, user.token_generation);
                 Ok(IssuedToken {
-                    access_token: self.keys.issue(user.id)?,
+                    access_token: self.keys.issue(user.id, user.token_generation)?,
                     token_type: "bearer",
                     expires_in: self.keys.ttl().as_secs(),
                 })

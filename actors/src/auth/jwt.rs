@@ -24,6 +24,16 @@ struct Claims {
     exp: i64,
     iss: String,
     aud: String,
+    /// The user's token generation at issue; tokens from before this claim existed count as 0.
+    #[serde(default)]
+    gen: i64,
+}
+
+/// Who a verified token speaks for, and the token generation it was issued at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenSubject {
+    pub user_id: Uuid,
+    pub generation: i64,
 }
 
 /// The signing and verifying keys and the rules tokens must meet.
@@ -56,8 +66,8 @@ impl JwtKeys {
         self.ttl
     }
 
-    /// Signs a token for `user_id`.
-    pub fn issue(&self, user_id: Uuid) -> Result<String, CoreError> {
+    /// Signs a token for `user_id` at token generation `generation`.
+    pub fn issue(&self, user_id: Uuid, generation: i64) -> Result<String, CoreError> {
         let now = chrono::Utc::now().timestamp();
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let claims = Claims {
@@ -66,6 +76,7 @@ impl JwtKeys {
             exp: now.saturating_add(ttl),
             iss: TOKEN_ISSUER.to_owned(),
             aud: TOKEN_AUDIENCE.to_owned(),
+            gen: generation,
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|err| CoreError::Internal(format!("signing token: {err}")))
@@ -74,15 +85,19 @@ impl JwtKeys {
     /// The user a token speaks for, or `Unauthenticated` for anything not signed by us, not
     /// HS256, expired, issued in the future, not yet valid (`nbf`), for another issuer or
     /// audience, or with claims missing or of the wrong type.
-    pub fn verify(&self, token: &str) -> Result<Uuid, CoreError> {
+    pub fn verify(&self, token: &str) -> Result<TokenSubject, CoreError> {
         let data = decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| CoreError::Unauthenticated("Could not validate credentials"))?;
         let now = chrono::Utc::now().timestamp();
         if data.claims.iat > now + 60 {
             return Err(CoreError::Unauthenticated("Could not validate credentials"));
         }
-        Uuid::parse_str(&data.claims.sub)
-            .map_err(|_| CoreError::Unauthenticated("Could not validate credentials"))
+        let user_id = Uuid::parse_str(&data.claims.sub)
+            .map_err(|_| CoreError::Unauthenticated("Could not validate credentials"))?;
+        Ok(TokenSubject {
+            user_id,
+            generation: data.claims.gen,
+        })
     }
 }
 
@@ -96,8 +111,9 @@ mod tests {
     fn a_token_round_trips_to_its_user() {
         let keys = JwtKeys::new(SECRET, Duration::from_secs(60));
         let user = Uuid::now_v7();
-        let token = keys.issue(user).unwrap();
-        assert_eq!(keys.verify(&token).unwrap(), user);
+        let token = keys.issue(user, 3).unwrap();
+        let subject = keys.verify(&token).unwrap();
+        assert_eq!((subject.user_id, subject.generation), (user, 3));
     }
 
     #[test]
@@ -107,9 +123,9 @@ mod tests {
             b"another secret of at least 32 bytes!!",
             Duration::from_secs(60),
         );
-        let token = other.issue(Uuid::now_v7()).unwrap();
+        let token = other.issue(Uuid::now_v7(), 0).unwrap();
         assert!(keys.verify(&token).is_err());
-        let mut tampered = keys.issue(Uuid::now_v7()).unwrap().into_bytes();
+        let mut tampered = keys.issue(Uuid::now_v7(), 0).unwrap().into_bytes();
         let mid = tampered.len() / 2;
         tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
         assert!(keys.verify(&String::from_utf8(tampered).unwrap()).is_err());

@@ -32,6 +32,11 @@ pub enum RegistryMsg {
     },
     /// A stop signal from another node: stop the generation if one of ours runs it.
     StopIfLocal { user_id: Uuid, generation_id: Uuid },
+    /// Stops the live generations of one user and then their SessionActor (account deletion).
+    StopUser {
+        user_id: Uuid,
+        reply: RpcReplyPort<CoreResult<()>>,
+    },
     /// Stops every live generation of every user (server shutdown).
     StopAllGenerations { reply: RpcReplyPort<CoreResult<()>> },
 }
@@ -93,6 +98,23 @@ impl Actor for SessionRegistry {
                 if let Some(session) = state.by_user.get(&user_id) {
                     let _ = session.cast(SessionMsg::StopIfLocal { generation_id });
                 }
+            }
+            RegistryMsg::StopUser { user_id, reply } => {
+                let Some(session) = state.by_user.get(&user_id).cloned() else {
+                    let _ = reply.send(Ok(()));
+                    return Ok(());
+                };
+                // Waited for in a task: the registry keeps serving while the answers are stored.
+                tokio::spawn(async move {
+                    let stopped =
+                        crate::ask::ask(&session, |reply| SessionMsg::StopAll { reply }).await;
+                    // Its cached sessions are about to be deleted; nothing should serve them.
+                    session.stop(Some("account deleted".into()));
+                    let _ = reply.send(match stopped {
+                        Err(CoreError::ActorGone) => Ok(()),
+                        other => other,
+                    });
+                });
             }
             RegistryMsg::StopAllGenerations { reply } => {
                 let sessions: Vec<ActorRef<SessionMsg>> = state.by_user.values().cloned().collect();

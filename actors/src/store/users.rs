@@ -2,7 +2,10 @@
 
 use chrono::Utc;
 use omnichat_entity::users;
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    sea_query::{Expr, ExprTrait},
+    ColumnTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Set,
+};
 use uuid::Uuid;
 
 use super::{is_unique_violation, Store};
@@ -23,6 +26,7 @@ impl Store {
             email: Set(email.to_owned()),
             password_hash: Set(password_hash),
             created_at: Set(Utc::now()),
+            token_generation: Set(0),
         };
         match users::Entity::insert(row)
             .exec_without_returning(self.writer())
@@ -92,5 +96,47 @@ impl Store {
             Err(DbErr::RecordNotUpdated) => Err(CoreError::NotFound("User")),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// The user's current token generation; `None` when the user does not exist.
+    pub async fn token_generation(&self, id: Uuid) -> Result<Option<i64>, DbErr> {
+        users::Entity::find_by_id(id)
+            .select_only()
+            .column(users::Column::TokenGeneration)
+            .into_tuple::<i64>()
+            .one(self.conn())
+            .await
+    }
+
+    /// Adds one to the user's token generation and answers the new value, read from the
+    /// writer so it sees its own write; `NotFound` for a vanished user.
+    pub async fn bump_token_generation(&self, id: Uuid) -> Result<i64, CoreError> {
+        let updated = users::Entity::update_many()
+            .col_expr(
+                users::Column::TokenGeneration,
+                Expr::col(users::Column::TokenGeneration).add(1),
+            )
+            .filter(users::Column::Id.eq(id))
+            .exec(self.writer())
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(CoreError::NotFound("User"));
+        }
+        users::Entity::find_by_id(id)
+            .select_only()
+            .column(users::Column::TokenGeneration)
+            .into_tuple::<i64>()
+            .one(self.writer())
+            .await?
+            .ok_or(CoreError::NotFound("User"))
+    }
+
+    /// Deletes a user; the schema cascades to their sessions and messages.
+    pub async fn delete_user(&self, id: Uuid) -> Result<(), CoreError> {
+        let deleted = users::Entity::delete_by_id(id).exec(self.writer()).await?;
+        if deleted.rows_affected == 0 {
+            return Err(CoreError::NotFound("User"));
+        }
+        Ok(())
     }
 }
