@@ -90,12 +90,10 @@ pub async fn stream(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
     // Wait a little for the first event, so a provider that fails at once still gets a proper
     // status; past that, open the stream so clients and proxies see it is alive.
     let first = match tokio::time::timeout(app.config.first_event_wait, start.events.recv()).await {
-        Ok(Some(StreamEvent::Error { failure })) if failure.before_output.is_some() => {
-            match failure.before_output {
-                Some(error) => return Err(CoreError::from(error).into()),
-                None => Vec::new(),
-            }
-        }
+        Ok(Some(StreamEvent::Error { mut failure })) => match failure.before_output.take() {
+            Some(error) => return Err(CoreError::from(error).into()),
+            None => vec![StreamEvent::Error { failure }],
+        },
         Ok(Some(event)) => vec![event],
         Ok(None) => Vec::new(),
         Err(_still_waiting) => {

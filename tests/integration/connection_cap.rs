@@ -8,7 +8,7 @@ use serde_json::json;
 
 use serde_json::Value;
 
-use crate::support::TestServer;
+use crate::support::{sign_up_and_log_in, TestServer};
 
 /// A client that opens a fresh connection for every request and keeps none idle: an idle pooled
 /// connection would hold one of the server's slots.
@@ -17,31 +17,6 @@ fn unpooled() -> reqwest::Client {
         .pool_max_idle_per_host(0)
         .build()
         .unwrap()
-}
-
-/// Signs up and logs in over connections that close after each request; returns the token.
-async fn token(server: &TestServer) -> String {
-    let client = unpooled();
-    let created = client
-        .post(server.url("/users/"))
-        .json(&json!({ "username": "capped", "email": "capped@example.com", "password": "a strong password" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::OK);
-    let token: Value = client
-        .post(server.url("/token"))
-        .form(&[
-            ("username", "capped@example.com"),
-            ("password", "a strong password"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    token["access_token"].as_str().unwrap().to_owned()
 }
 
 /// Starts a long echo answer on its own connection and waits for its first event.
@@ -77,7 +52,8 @@ async fn held_stream(server: &TestServer, token: &str) -> reqwest::Response {
 #[tokio::test]
 async fn past_the_cap_new_connections_wait_and_accepted_ones_go_on() {
     let server = TestServer::start_with(&["--max-connections", "2", "--echo-delay-ms", "50"]).await;
-    let token = token(&server).await;
+    // Signed up over connections that close after each request: an idle one would hold a slot.
+    let (_, token) = sign_up_and_log_in(&unpooled(), &server.base).await;
     let first = held_stream(&server, &token).await;
     let mut second = held_stream(&server, &token).await;
 

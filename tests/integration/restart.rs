@@ -10,7 +10,7 @@ use std::{
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::{parse_sse, read_sse, streamed_text, TestDb};
+use crate::support::{parse_sse, read_sse, sign_up_and_log_in, streamed_text, TestDb};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -150,29 +150,6 @@ async fn sigterm_and_sigint_stop_cleanly() {
         let status = daemon.wait(Duration::from_secs(20));
         assert!(status.success(), "SIG{signal}: exit status {status:?}");
     }
-}
-
-/// Signs up a new user and logs in; returns its email and bearer token.
-async fn sign_up_and_log_in(client: &reqwest::Client, base: &str) -> (String, String) {
-    let tag = uuid::Uuid::new_v4().simple().to_string();
-    let email = format!("d-{tag}@example.com");
-    let created = client
-        .post(format!("{base}/users/"))
-        .json(&json!({ "username": format!("d-{}", &tag[..12]), "email": email, "password": "strongpassword" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::OK);
-    let token: Value = client
-        .post(format!("{base}/token"))
-        .form(&[("username", email.as_str()), ("password", "strongpassword")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (email, token["access_token"].as_str().unwrap().to_string())
 }
 
 const SESSION_TITLE: &str = "daemon";

@@ -295,3 +295,27 @@ pub fn generation_id(response: &Response) -> String {
         .expect("generation id")
         .to_string()
 }
+
+/// Signs up a new user and logs in with `client` (for tests that need their own client, or a
+/// server not started in-process); returns its email and bearer token.
+pub async fn sign_up_and_log_in(client: &reqwest::Client, base: &str) -> (String, String) {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let email = format!("d-{tag}@example.com");
+    let created = client
+        .post(format!("{base}/users/"))
+        .json(&json!({ "username": format!("d-{}", &tag[..12]), "email": email, "password": "strongpassword" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::OK);
+    let token: Value = client
+        .post(format!("{base}/token"))
+        .form(&[("username", email.as_str()), ("password", "strongpassword")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (email, token["access_token"].as_str().unwrap().to_string())
+}

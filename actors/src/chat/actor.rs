@@ -338,12 +338,12 @@ impl ChatState {
                 // The prompt's write ran without a transaction of its own and was given up at
                 // the time bound: its rows may still land. Whatever lands is closed as an error,
                 // never left `streaming` (a write that finds no row changes nothing).
-                self.store_later(AssistantOutcome {
+                self.store_later(std::sync::Arc::new(AssistantOutcome {
                     content: String::new(),
                     status: "error",
                     finish_reason: Some("not_stored".into()),
                     usage: TokenUsage::default(),
-                });
+                }));
                 (
                     "not_stored",
                     "The prompt could not be stored in time; send it again",

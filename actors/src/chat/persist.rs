@@ -2,7 +2,7 @@
 //! the background until the database is back), and the last-resort write of an answer whose
 //! actor died without finishing.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use super::actor::ChatState;
 use crate::store::{AssistantOutcome, Write};
@@ -20,7 +20,7 @@ impl ChatState {
     /// Writes the answer's final state, trying again a few times if the database fails; true
     /// once it is committed.
     pub(super) async fn store_answer(&self, status: &'static str) -> bool {
-        let outcome = AssistantOutcome {
+        let outcome = Arc::new(AssistantOutcome {
             content: self.text.clone(),
             status,
             finish_reason: self
@@ -28,7 +28,7 @@ impl ChatState {
                 .clone()
                 .or_else(|| (status != "complete").then(|| status.to_owned())),
             usage: self.usage,
-        };
+        });
         let mut backoff = FINAL_WRITE_BACKOFF;
         for attempt in 1..=FINAL_WRITE_TRIES {
             let write = Write::FinishAnswer {
@@ -54,7 +54,7 @@ impl ChatState {
     /// Keeps trying the final write in the background, so the answer is stored once the
     /// database is back rather than left `streaming`. (If this process dies first, the next
     /// start, or another node, marks the row interrupted.)
-    pub(super) fn store_later(&self, outcome: AssistantOutcome) {
+    pub(super) fn store_later(&self, outcome: Arc<AssistantOutcome>) {
         let (store, generation_id) = (self.store.clone(), self.generation_id);
         let (message_id, session_id) = (self.message_id, self.session_id);
         tokio::spawn(async move {
@@ -91,12 +91,12 @@ impl Drop for ChatState {
         let write = Write::FinishAnswer {
             message_id: self.message_id,
             session_id: self.session_id,
-            outcome: AssistantOutcome {
+            outcome: Arc::new(AssistantOutcome {
                 content: std::mem::take(&mut self.text),
                 status: "error",
                 finish_reason: Some("interrupted".into()),
                 usage: self.usage,
-            },
+            }),
         };
         let written = self.store.writes().submit(self.session_id, write);
         runtime.spawn(async move {

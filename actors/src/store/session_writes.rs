@@ -50,7 +50,8 @@ pub enum Write {
     FinishAnswer {
         message_id: Uuid,
         session_id: Uuid,
-        outcome: AssistantOutcome,
+        /// Shared: a retried write copies no answer text.
+        outcome: std::sync::Arc<AssistantOutcome>,
     },
 }
 
