@@ -5,9 +5,11 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::http::cors::CorsPolicy;
+use crate::http::{client_ip::TrustedProxies, cors::CorsPolicy};
 use omnichat_actors::{
-    auth::ScryptSettings, providers::ProviderSettings, CoreConfig, DisconnectPolicy, Limits,
+    auth::{ScryptSettings, ThrottleSettings},
+    providers::ProviderSettings,
+    CoreConfig, DisconnectPolicy, Limits,
 };
 
 #[derive(Debug, Parser)]
@@ -80,6 +82,35 @@ pub struct ServeArgs {
     /// Hashes allowed to wait per running one before logins get 503 with Retry-After.
     #[arg(long, env = "OMNICHAT_HASH_QUEUE", default_value_t = 32)]
     pub hash_queue: usize,
+    /// Proxies (comma-separated IPs or CIDRs) whose `X-Forwarded-For` names the client; empty:
+    /// none, the TCP peer is the client.
+    #[arg(long, env = "OMNICHAT_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: TrustedProxies,
+    /// Failed logins of an account from one address (or of the account from anywhere) before
+    /// each further attempt is slowed.
+    #[arg(long, env = "OMNICHAT_LOGIN_SLOW_AFTER", default_value_t = 5)]
+    pub login_slow_after: u32,
+    /// Failed logins of an account from one address before that pair is blocked (429).
+    #[arg(long, env = "OMNICHAT_LOGIN_BLOCK_AFTER", default_value_t = 10)]
+    pub login_block_after: u32,
+    /// Failed logins from one address, over all accounts, before it is slowed.
+    #[arg(long, env = "OMNICHAT_LOGIN_ADDRESS_SLOW_AFTER", default_value_t = 20)]
+    pub login_address_slow_after: u32,
+    /// Failed logins from one address, over all accounts, before it is blocked (429).
+    #[arg(long, env = "OMNICHAT_LOGIN_ADDRESS_BLOCK_AFTER", default_value_t = 50)]
+    pub login_address_block_after: u32,
+    /// The longest a login is slowed, in milliseconds: all an attacker can cost the owner.
+    #[arg(long, env = "OMNICHAT_LOGIN_MAX_DELAY_MS", default_value_t = 2_000)]
+    pub login_max_delay_ms: u64,
+    /// The first block, in seconds; each further failure doubles it.
+    #[arg(long, env = "OMNICHAT_LOGIN_BLOCK_SECS", default_value_t = 60)]
+    pub login_block_secs: u64,
+    /// The longest block, in seconds.
+    #[arg(long, env = "OMNICHAT_LOGIN_MAX_BLOCK_SECS", default_value_t = 900)]
+    pub login_max_block_secs: u64,
+    /// Failed logins are forgotten this many seconds after the latest one.
+    #[arg(long, env = "OMNICHAT_LOGIN_FORGET_SECS", default_value_t = 3_600)]
+    pub login_forget_secs: u64,
 
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub openai_api_key: Option<String>,
@@ -205,6 +236,21 @@ impl ServeArgs {
             first_event_wait: Duration::from_millis(self.first_event_wait_ms),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             max_connections: self.max_connections.max(1),
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
+    }
+
+    fn login_throttle(&self) -> ThrottleSettings {
+        let block = Duration::from_secs(self.login_block_secs.max(1));
+        ThrottleSettings {
+            slow_after: self.login_slow_after,
+            block_after: self.login_block_after.max(1),
+            address_slow_after: self.login_address_slow_after,
+            address_block_after: self.login_address_block_after.max(1),
+            max_delay: Duration::from_millis(self.login_max_delay_ms),
+            block,
+            max_block: Duration::from_secs(self.login_max_block_secs).max(block),
+            forget_after: Duration::from_secs(self.login_forget_secs.max(1)),
         }
     }
 
@@ -261,6 +307,7 @@ impl ServeArgs {
                     .unwrap_or(1)
             }),
             hash_queue_per_slot: self.hash_queue,
+            login_throttle: self.login_throttle(),
             providers,
             limits,
         }
@@ -278,6 +325,8 @@ pub struct ServerConfig {
     pub first_event_wait: Duration,
     pub shutdown_grace: Duration,
     pub max_connections: usize,
+    /// Proxies whose `X-Forwarded-For` names the client of a login.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// A comma-separated list of model names, blanks dropped.

@@ -27,9 +27,8 @@ pub async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
 
         (["token"], &Method::POST) => token::login(app, req).await,
         (["token"], _) => Err(HttpError::method_not_allowed("POST")),
-        (["logout"], &Method::POST) | (["logout", "all"], &Method::POST) => {
-            token::logout(app, req).await
-        }
+        (["logout"], &Method::POST) => token::logout(app, req).await,
+        (["logout", "all"], &Method::POST) => token::logout_all(app, req).await,
         (["logout"], _) | (["logout", "all"], _) => Err(HttpError::method_not_allowed("POST")),
 
         (["users"], &Method::POST) => users::sign_up(app, req).await,

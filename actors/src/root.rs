@@ -6,7 +6,10 @@ use std::sync::{atomic::AtomicUsize, Arc, RwLock};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use crate::{
-    auth::{AuthActor, AuthArgs, AuthMsg, Generations, JwtKeys, PasswordHasher},
+    auth::{
+        AuthActor, AuthArgs, AuthMsg, Generations, JwtKeys, LoginThrottle, PasswordHasher,
+        RevokedTokens,
+    },
     config::Limits,
     providers::Providers,
     session::{RegistryArgs, RegistryMsg, SessionRegistry},
@@ -28,6 +31,8 @@ pub struct RootArgs {
     pub hasher: Arc<PasswordHasher>,
     pub keys: Arc<JwtKeys>,
     pub generations: Generations,
+    pub revoked: RevokedTokens,
+    pub throttle: LoginThrottle,
     pub providers: Providers,
     pub limits: Arc<Limits>,
     pub live: Arc<AtomicUsize>,
@@ -105,6 +110,8 @@ async fn spawn_auth(
         hasher: args.hasher.clone(),
         keys: args.keys.clone(),
         generations: args.generations.clone(),
+        revoked: args.revoked.clone(),
+        throttle: args.throttle.clone(),
     };
     let (auth, _) = Actor::spawn_linked(None, AuthActor, auth_args, supervisor).await?;
     Ok(auth)

@@ -1,8 +1,10 @@
 //! `POST /token`: the OAuth2 password form (username is the email) for a bearer token. Only the
 //! password grant exists; another `grant_type` is refused as RFC 6749 §5.2 says.
-//! `POST /logout` and `POST /logout/all`: both refuse every token of the user, on every node.
+//! `POST /logout` refuses the token it is called with; `POST /logout/all` every token of the
+//! user; either on every node.
 
 use hyper::{body::Incoming, header, Request, Response};
+use omnichat_actors::auth::LoginClient;
 use serde::Deserialize;
 
 use crate::{
@@ -10,7 +12,7 @@ use crate::{
     http::{
         body::Body,
         error::HttpError,
-        request::{client_addr, read_form},
+        request::{bearer_token, client_addr, read_form},
         response::{json, no_content},
     },
 };
@@ -23,8 +25,29 @@ struct LoginForm {
     grant_type: Option<String>,
 }
 
+/// Who is logging in: the address throttling counts (through a trusted proxy, the client it
+/// names) and how the log line shows it.
+fn login_client<B>(app: &App, req: &Request<B>) -> LoginClient {
+    let Some(peer) = client_addr(req) else {
+        return LoginClient {
+            ip: None,
+            shown: "unknown".to_owned(),
+        };
+    };
+    let ip = app
+        .config
+        .trusted_proxies
+        .client_ip(peer.ip(), req.headers());
+    let shown = if ip == peer.ip().to_canonical() {
+        peer.to_string()
+    } else {
+        format!("{ip} via {peer}")
+    };
+    LoginClient { ip: Some(ip), shown }
+}
+
 pub async fn login(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
-    let client = client_addr(&req);
+    let client = login_client(app, &req);
     let form: LoginForm = read_form(req, app.config.max_body_bytes).await?;
     if form
         .grant_type
@@ -32,10 +55,9 @@ pub async fn login(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
         .is_some_and(|grant| grant != "password")
     {
         // Still a login attempt worth a line; the account is not looked up for it.
-        let client = client.map_or_else(|| "unknown".to_owned(), |addr| addr.to_string());
         tracing::info!(
             account = "not checked",
-            %client,
+            client = %client.shown,
             outcome = "unsupported grant type",
             "login"
         );
@@ -53,9 +75,15 @@ pub async fn login(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
     Ok(response)
 }
 
-/// Revokes the caller's tokens: all of them, as tokens carry no id of their own, so `/logout`
-/// logs out every device just as `/logout/all` does (README says so).
+/// Revokes the token the request carries, and only it: the user's other devices stay in.
 pub async fn logout(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
+    let subject = app.core.token_subject(bearer_token(req.headers())?).await?;
+    app.core.revoke_token(subject).await?;
+    Ok(no_content())
+}
+
+/// Revokes every token of the caller's account, this one included.
+pub async fn logout_all(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
     let user_id = app.authenticate(req.headers()).await?;
     app.core.revoke_tokens(user_id).await?;
     Ok(no_content())

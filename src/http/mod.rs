@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by every handler: bodies, errors, request parsing, responses, SSE.
 
 pub mod body;
+pub mod client_ip;
 pub mod cors;
 pub mod error;
 pub mod request;

@@ -1,7 +1,9 @@
 //! The store: every sea-orm call OmniChat makes, over SQLite (default) or PostgreSQL.
 
+mod login_failures;
 mod messages;
 mod nodes;
+mod revoked_tokens;
 mod session_writes;
 mod sessions;
 mod settings;
