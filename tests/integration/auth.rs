@@ -41,7 +41,10 @@ async fn wrong_password_and_unknown_email_look_the_same() {
     let wrong = server.login(&user.email, "not the password").await;
     assert_eq!(wrong.headers()["www-authenticate"], "Bearer");
     let wrong_detail = expect_error(wrong, StatusCode::UNAUTHORIZED).await;
-    let unknown = server.login("nobody@example.com", "not the password").await;
+    // A fresh unknown email each run: on the shared PostgreSQL database a fixed one would pile
+    // up failures across runs and be throttled.
+    let nobody = format!("nobody-{}@example.com", uuid::Uuid::new_v4().simple());
+    let unknown = server.login(&nobody, "not the password").await;
     let unknown_detail = expect_error(unknown, StatusCode::UNAUTHORIZED).await;
     assert_eq!(wrong_detail, "Incorrect username or password");
     assert_eq!(unknown_detail, wrong_detail);
