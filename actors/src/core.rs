@@ -434,7 +434,7 @@ async fn heartbeat_loop(store: Store, revoked: RevokedTokens, throttle: LoginThr
     loop {
         tick.tick().await;
         ticks += 1;
-        if ticks % PRUNE_EVERY_TICKS == 0 {
+        if ticks.is_multiple_of(PRUNE_EVERY_TICKS) {
             prune_expired(&store, &revoked, &throttle).await;
         }
         if let Err(err) = store.heartbeat().await {

@@ -43,7 +43,10 @@ fn login_client<B>(app: &App, req: &Request<B>) -> LoginClient {
     } else {
         format!("{ip} via {peer}")
     };
-    LoginClient { ip: Some(ip), shown }
+    LoginClient {
+        ip: Some(ip),
+        shown,
+    }
 }
 
 pub async fn login(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {

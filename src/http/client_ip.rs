@@ -98,7 +98,10 @@ mod tests {
     fn an_untrusted_peer_is_the_client_whatever_it_says() {
         let trusted: TrustedProxies = "10.0.0.0/8".parse().unwrap();
         let forged = headers(&["198.51.100.1"]);
-        assert_eq!(trusted.client_ip(ip("203.0.113.5"), &forged), ip("203.0.113.5"));
+        assert_eq!(
+            trusted.client_ip(ip("203.0.113.5"), &forged),
+            ip("203.0.113.5")
+        );
         let none = TrustedProxies::default();
         assert_eq!(none.client_ip(ip("127.0.0.1"), &forged), ip("127.0.0.1"));
     }
@@ -110,13 +113,25 @@ mod tests {
         // The client forged the first entry; the proxies appended the rest.
         let chain = headers(&["6.6.6.6, 198.51.100.7", "10.1.2.3"]);
         assert_eq!(trusted.client_ip(peer, &chain), ip("198.51.100.7"));
-        assert_eq!(trusted.client_ip(peer, &headers(&["[2001:db8::1]:443"])), ip("2001:db8::1"));
-        assert_eq!(trusted.client_ip(peer, &headers(&["198.51.100.7:1234"])), ip("198.51.100.7"));
+        assert_eq!(
+            trusted.client_ip(peer, &headers(&["[2001:db8::1]:443"])),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            trusted.client_ip(peer, &headers(&["198.51.100.7:1234"])),
+            ip("198.51.100.7")
+        );
         // Only proxies: the farthest one seen. Nothing: the peer.
-        assert_eq!(trusted.client_ip(peer, &headers(&["10.0.0.9"])), ip("10.0.0.9"));
+        assert_eq!(
+            trusted.client_ip(peer, &headers(&["10.0.0.9"])),
+            ip("10.0.0.9")
+        );
         assert_eq!(trusted.client_ip(peer, &HeaderMap::new()), peer);
         // Garbage from a trusted hop's side stops the walk at the last address believed.
-        assert_eq!(trusted.client_ip(peer, &headers(&["198.51.100.7, junk"])), peer);
+        assert_eq!(
+            trusted.client_ip(peer, &headers(&["198.51.100.7, junk"])),
+            peer
+        );
         assert_eq!(
             trusted.client_ip(ip("::ffff:127.0.0.1"), &headers(&["198.51.100.7"])),
             ip("198.51.100.7")

@@ -306,7 +306,9 @@ impl AuthState {
             Err(CoreError::BadCredentials) => {
                 tracing::info!(account, %client, outcome = "unknown account", delay_ms, "login")
             }
-            Err(err) => tracing::info!(account, %client, outcome = "failed", delay_ms, %err, "login"),
+            Err(err) => {
+                tracing::info!(account, %client, outcome = "failed", delay_ms, %err, "login")
+            }
         }
         result
     }

@@ -135,7 +135,10 @@ mod tests {
         assert_eq!((subject.user_id, subject.generation), (user, 3));
         let again = keys.verify(&keys.issue(user, 3).unwrap()).unwrap();
         assert!(subject.token_id.is_some());
-        assert_ne!(subject.token_id, again.token_id, "each token has its own id");
+        assert_ne!(
+            subject.token_id, again.token_id,
+            "each token has its own id"
+        );
     }
 
     #[test]

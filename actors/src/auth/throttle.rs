@@ -74,10 +74,14 @@ pub struct AttemptKeys {
 
 impl AttemptKeys {
     fn all(&self) -> Vec<String> {
-        [self.pair.clone(), self.address.clone(), Some(self.account.clone())]
-            .into_iter()
-            .flatten()
-            .collect()
+        [
+            self.pair.clone(),
+            self.address.clone(),
+            Some(self.account.clone()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 
@@ -289,7 +293,10 @@ mod tests {
         let now = 10_000_000;
         // A block recorded on the account key (it never is) would still not block.
         let rows = [row(&keys.account, 1_000, now, now + 60_000)];
-        assert_eq!(t.judge(&keys, &rows, now), Admission::After(t.settings.max_delay));
+        assert_eq!(
+            t.judge(&keys, &rows, now),
+            Admission::After(t.settings.max_delay)
+        );
         let rows = [row(keys.pair.as_deref().unwrap(), 10, now, now + 1_500)];
         assert_eq!(
             t.judge(&keys, &rows, now),

@@ -11,7 +11,10 @@ use super::Store;
 
 impl Store {
     /// The counters stored under `keys` (missing keys have none).
-    pub async fn login_failures(&self, keys: &[String]) -> Result<Vec<login_failures::Model>, DbErr> {
+    pub async fn login_failures(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<login_failures::Model>, DbErr> {
         Entity::find()
             .filter(Column::Id.is_in(keys.iter().cloned()))
             .all(self.conn())
