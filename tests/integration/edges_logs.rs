@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::{
     fake_upstream::{FakeUpstream, Fault, Wire},
-    support::TestDb,
+    support::{TestDb, UNTHROTTLED_ADDRESS},
 };
 
 const OPENAI_KEY: &str = "sk-logs-openai-secret-4";
@@ -81,6 +81,7 @@ async fn spawn(
         .env("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
         .env("ANTHROPIC_BASE_URL", base(Wire::Anthropic))
         .env("OMNICHAT_JWT_SECRET", JWT_SECRET)
+        .args(UNTHROTTLED_ADDRESS)
         .args(extra)
         .env("RUST_LOG", "debug")
         .env("NO_COLOR", "1")
@@ -282,8 +283,6 @@ async fn a_throttled_login_is_logged_without_its_password() {
         "2",
         "--login-max-delay-ms",
         "10",
-        "--login-address-block-after",
-        "1000000",
     ];
     let mut daemon = spawn(&db, port, &[], &log_path, &flags).await;
     let base = format!("http://127.0.0.1:{port}");

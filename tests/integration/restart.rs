@@ -10,7 +10,9 @@ use std::{
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::{parse_sse, read_sse, sign_up_and_log_in, streamed_text, TestDb};
+use crate::support::{
+    parse_sse, read_sse, sign_up_and_log_in, streamed_text, TestDb, UNTHROTTLED_ADDRESS,
+};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -41,6 +43,7 @@ impl Daemon {
                 &db.url,
             ])
             .args(["--scrypt-log-n", "4", "--echo-delay-ms", "1"])
+            .args(UNTHROTTLED_ADDRESS)
             .args(extra)
             .env_remove("OMNICHAT_JWT_SECRET")
             .env("RUST_LOG", "warn")

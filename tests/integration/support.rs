@@ -75,18 +75,23 @@ pub fn base_args(db: &TestDb) -> Vec<String> {
         "",
         "--shutdown-grace-secs",
         "5",
-        // Every test logs in from 127.0.0.1, and on PostgreSQL into one database shared by the
-        // whole suite and by earlier runs: per-address throttling would add up across tests.
-        // The throttling tests set their own limits and stand behind distinct addresses.
-        "--login-address-slow-after",
-        "1000000",
-        "--login-address-block-after",
-        "1000000",
     ]
     .iter()
+    .chain(UNTHROTTLED_ADDRESS.iter())
     .map(|s| s.to_string())
     .collect()
 }
+
+/// Every test logs in from 127.0.0.1, and on PostgreSQL into one database shared by the whole
+/// suite and by earlier runs: per-address throttling would add failures up across tests until
+/// 127.0.0.1 is blocked for all. Servers (and spawned binaries) get these flags; the throttling
+/// tests set their own limits and stand behind addresses of their own.
+pub const UNTHROTTLED_ADDRESS: [&str; 4] = [
+    "--login-address-slow-after",
+    "1000000",
+    "--login-address-block-after",
+    "1000000",
+];
 
 pub struct TestServer {
     pub base: String,
