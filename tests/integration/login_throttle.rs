@@ -1,6 +1,7 @@
 //! Login throttling over HTTP: wrong passwords are slowed, then refused with 429 and
 //! `Retry-After` (the right password too, from that address, while it lasts); the owner gets in
-//! from another address after a bounded delay; unknown emails fare exactly like known ones;
+//! from another address after a bounded delay; parallel guesses are counted as they go;
+//! unknown emails fare exactly like known ones;
 //! `X-Forwarded-For` counts only from a trusted proxy, and only its right-most untrusted entry;
 //! and on PostgreSQL a failure counted on one node counts on the other.
 //!
@@ -120,6 +121,23 @@ async fn wrong_passwords_are_slowed_then_refused_but_the_owner_gets_in_from_else
     assert_eq!(right.status(), StatusCode::OK);
     let (wrong, _) = login_via(&server, &attacker, &user.email, WRONG).await;
     expect_error(wrong, StatusCode::UNAUTHORIZED).await;
+}
+
+#[tokio::test]
+async fn a_burst_of_parallel_guesses_is_counted_as_it_goes() {
+    let server = TestServer::start_with(THROTTLE).await;
+    let user = server.user().await;
+    let attacker = fresh_ip();
+    // Eight guesses at once: were they all judged before any was counted, all would be 401.
+    let guesses = (0..8).map(|_| login_via(&server, &attacker, &user.email, WRONG));
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(guesses)
+        .await
+        .into_iter()
+        .map(|(response, _)| response.status())
+        .collect();
+    let refused = |status| statuses.iter().filter(|s| **s == status).count();
+    assert_eq!(refused(StatusCode::UNAUTHORIZED), 4, "{statuses:?}");
+    assert_eq!(refused(StatusCode::TOO_MANY_REQUESTS), 4, "{statuses:?}");
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
+    in_flight::InFlight,
     throttle::{Admission, LoginThrottle},
     validate, Generations, JwtKeys, PasswordHasher, RevokedTokens, TokenSubject,
 };
@@ -127,6 +128,8 @@ pub struct AuthState {
     pub(super) generations: Generations,
     pub(super) revoked: RevokedTokens,
     pub(super) throttle: LoginThrottle,
+    /// Logins in progress per account and address, which take turns.
+    pub(super) in_flight: InFlight,
 }
 
 pub struct AuthActor;
@@ -148,6 +151,7 @@ impl Actor for AuthActor {
             generations: args.generations,
             revoked: args.revoked,
             throttle: args.throttle,
+            in_flight: InFlight::default(),
         })
     }
 
@@ -263,6 +267,8 @@ impl AuthState {
     ) -> CoreResult<IssuedToken> {
         let keys = self.throttle.keys(&email, client.ip);
         let client = client.shown;
+        // Held until the failure is counted, so the next guess is judged with it.
+        let _turn = self.in_flight.turn(keys.turn_key()).await;
         let delay = match self.throttle.admit(&self.store, &keys).await {
             Ok(Admission::After(delay)) => delay,
             Ok(Admission::Blocked(retry_after)) => {

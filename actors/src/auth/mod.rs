@@ -2,6 +2,7 @@
 //! login throttling.
 
 mod actor;
+mod in_flight;
 mod jwt;
 mod lifecycle;
 mod password;

@@ -73,6 +73,11 @@ pub struct AttemptKeys {
 }
 
 impl AttemptKeys {
+    /// The key attempts take turns under on one node: this account at this address.
+    pub fn turn_key(&self) -> &str {
+        self.pair.as_deref().unwrap_or(&self.account)
+    }
+
     fn all(&self) -> Vec<String> {
         [
             self.pair.clone(),
