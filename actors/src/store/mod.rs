@@ -7,6 +7,7 @@ mod revoked_tokens;
 mod session_writes;
 mod sessions;
 mod settings;
+mod sqlite_writes;
 mod users;
 mod writer;
 
@@ -64,6 +65,11 @@ impl Store {
             .min_connections(1)
             .connect_timeout(timeout)
             .acquire_timeout(timeout)
+            // sqlx pings a pooled connection on every checkout by default: a round trip per
+            // statement (to SQLite's worker thread, or over the network to PostgreSQL). Only a
+            // connection idle long enough to have been dropped is worth that check; a dead one
+            // that slips through fails its statement, which the callers handle as any error.
+            .test_before_acquire_if_idle_for(Duration::from_secs(10))
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(move |opts| {
                 opts.journal_mode(SqliteJournalMode::Wal)
