@@ -273,15 +273,26 @@ impl AuthState {
             Ok(Admission::After(delay)) => delay,
             Ok(Admission::Blocked(retry_after)) => {
                 // Refused before the account is even looked up: no hash, no read, no oracle.
-                let secs = retry_after.as_secs();
-                tracing::info!(account = "not checked", %client, outcome = "throttled", retry_after_secs = secs, "login");
+                tracing::info!(
+                    account = "not checked",
+                    %client,
+                    outcome = "throttled",
+                    retry_after_secs = retry_after.as_secs(),
+                    "login"
+                );
                 return Err(CoreError::Limited {
                     message: "Too many failed logins; try again later".into(),
                     retry_after,
                 });
             }
             Err(err) => {
-                tracing::info!(account = "not checked", %client, outcome = "failed", %err, "login");
+                tracing::info!(
+                    account = "not checked",
+                    %client,
+                    outcome = "failed",
+                    %err,
+                    "login"
+                );
                 return Err(err);
             }
         };
