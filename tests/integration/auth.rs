@@ -205,9 +205,15 @@ async fn a_login_burst_past_the_hash_queue_gets_503_and_others_are_served() {
         "15",
     ])
     .await;
-    let user = server.user().await;
-    let logins = (0..6).map(|_| server.login(&user.email, &user.password));
-    let me = server.get(&user, "/users/me").send();
+    // Six accounts: logins of one account from one address take turns (login throttling), so
+    // only different accounts make a burst the hasher sees at once.
+    let mut users = Vec::new();
+    for _ in 0..6 {
+        users.push(server.user().await);
+    }
+    let user = &users[0];
+    let logins = users.iter().map(|u| server.login(&u.email, &u.password));
+    let me = server.get(user, "/users/me").send();
     let (responses, me) = tokio::join!(futures_util::future::join_all(logins), me);
     let ok = responses
         .iter()

@@ -38,13 +38,10 @@ impl InFlight {
         }
     }
 
-    /// Keys with a login in progress or waiting (for tests).
-    pub fn len(&self) -> usize {
-        self.keys.lock().map(|keys| keys.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// True when no login is in progress or waiting under any key.
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.keys.lock().map(|keys| keys.is_empty()).unwrap_or(false)
     }
 }
 
