@@ -38,6 +38,15 @@ pub enum Command {
     Loadtest(crate::loadtest::LoadtestArgs),
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line, with the fields of the request's span (`request_id`, …).
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum OnDisconnect {
     Continue,
@@ -52,6 +61,13 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "OMNICHAT_ADDR", default_value = "127.0.0.1:8000")]
     pub addr: SocketAddr,
+    /// Serve `GET /metrics` only on this address (not on the public one). Unset: on the public
+    /// address.
+    #[arg(long, env = "OMNICHAT_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Log line format.
+    #[arg(long, env = "OMNICHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// sqlite://… or postgres://…
     #[arg(
         long,
@@ -198,6 +214,8 @@ impl ServeArgs {
     pub fn server_config(&self) -> ServerConfig {
         ServerConfig {
             addr: self.addr,
+            metrics_addr: self.metrics_addr,
+            db_timeout: Duration::from_millis(self.db_timeout_ms.max(1)),
             cors: CorsPolicy::parse(&self.cors_origins),
             max_body_bytes: self.max_body_bytes,
             header_read_timeout: Duration::from_secs(10),
@@ -271,6 +289,10 @@ impl ServeArgs {
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served instead of `addr`, if set.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The bound on database waits (the readiness check stays within it).
+    pub db_timeout: Duration,
     pub cors: CorsPolicy,
     pub max_body_bytes: usize,
     pub header_read_timeout: Duration,

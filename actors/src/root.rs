@@ -8,6 +8,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use crate::{
     auth::{AuthActor, AuthArgs, AuthMsg, Generations, JwtKeys, PasswordHasher},
     config::Limits,
+    metrics::Metrics,
     providers::Providers,
     session::{RegistryArgs, RegistryMsg, SessionRegistry},
     store::Store,
@@ -31,6 +32,7 @@ pub struct RootArgs {
     pub providers: Providers,
     pub limits: Arc<Limits>,
     pub live: Arc<AtomicUsize>,
+    pub metrics: Arc<Metrics>,
     pub slot: ChildrenSlot,
 }
 
@@ -119,6 +121,7 @@ async fn spawn_registry(
         providers: args.providers.clone(),
         limits: args.limits.clone(),
         live: args.live.clone(),
+        metrics: args.metrics.clone(),
     };
     let (registry, _) =
         Actor::spawn_linked(None, SessionRegistry, registry_args, supervisor).await?;

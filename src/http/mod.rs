@@ -4,5 +4,6 @@ pub mod body;
 pub mod cors;
 pub mod error;
 pub mod request;
+pub mod request_id;
 pub mod response;
 pub mod sse;
