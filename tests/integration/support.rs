@@ -83,6 +83,8 @@ pub fn base_args(db: &TestDb) -> Vec<String> {
 
 pub struct TestServer {
     pub base: String,
+    /// `http://<metrics address>` when the server was started with `--metrics-addr`.
+    pub metrics_base: Option<String>,
     pub client: reqwest::Client,
     server: Option<RunningServer>,
     pub db: TestDb,
@@ -119,6 +121,7 @@ impl TestServer {
         .expect("server starts");
         TestServer {
             base: format!("http://{}", server.addr),
+            metrics_base: server.metrics_addr.map(|addr| format!("http://{addr}")),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()

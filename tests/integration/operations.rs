@@ -1,0 +1,354 @@
+//! What an operator watches: `GET /metrics` (Prometheus text format) after real chat turns, on
+//! the public address or only on `--metrics-addr`; `GET /readyz`; and the `X-Request-Id` every
+//! response carries.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use reqwest::{header, StatusCode};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::support::{read_sse, streamed_text, TestServer};
+
+/// One sample of the text exposition format: the metric name and its labels.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Series {
+    name: String,
+    labels: Vec<(String, String)>,
+}
+
+/// Parses the Prometheus text format (version 0.0.4): `# HELP`/`# TYPE` lines and samples
+/// `name{label="value",…} number`. Panics on anything else, so a malformed scrape fails the test.
+fn parse_exposition(text: &str) -> HashMap<Series, f64> {
+    let mut samples = HashMap::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unexpected comment: {line}");
+        let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            other => other.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
+        };
+        let (name, labels) = match series.split_once('{') {
+            None => (series.to_owned(), Vec::new()),
+            Some((name, rest)) => {
+                let body = rest.strip_suffix('}').expect("labels end with }");
+                let labels = body
+                    .split("\",")
+                    .filter(|pair| !pair.is_empty())
+                    .map(|pair| {
+                        let (key, value) = pair.split_once("=\"").expect("label=\"value\"");
+                        (key.to_owned(), value.trim_end_matches('"').to_owned())
+                    })
+                    .collect();
+                (name.to_owned(), labels)
+            }
+        };
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "metric name {name}"
+        );
+        let mut labels: Vec<(String, String)> = labels;
+        labels.sort();
+        samples.insert(Series { name, labels }, value);
+    }
+    samples
+}
+
+/// The value of `name` with exactly `labels`, 0 when the series is absent.
+fn value(samples: &HashMap<Series, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut labels: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    labels.sort();
+    samples
+        .get(&Series {
+            name: name.to_owned(),
+            labels,
+        })
+        .copied()
+        .unwrap_or(0.0)
+}
+
+async fn scrape(client: &reqwest::Client, base: &str) -> (String, HashMap<Series, f64>) {
+    let response = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let text = response.text().await.unwrap();
+    let samples = parse_exposition(&text);
+    (text, samples)
+}
+
+fn words(n: usize) -> String {
+    (1..=n).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ")
+}
+
+#[tokio::test]
+async fn metrics_move_with_real_chat_turns() {
+    let server = TestServer::start_with(&["--echo-delay-ms", "5"]).await;
+    let user = server.user().await;
+    let session = server.session(&user, "Metrics").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for turn in 0..3 {
+        let prompt = format!("turn {turn} of three");
+        let response = server
+            .chat(&user, json!({ "session_id": session, "prompt": prompt }))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(streamed_text(&read_sse(response).await), prompt);
+    }
+    // A read by id, a 404 and a 401: their routes are templates, never the raw path.
+    let detail = server
+        .get(&user, &format!("/sessions/{session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(detail.status(), StatusCode::OK);
+    let missing = server
+        .get(&user, &format!("/sessions/{}", Uuid::new_v4()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let nowhere = server
+        .client
+        .get(server.url(&format!("/no/such/{}", Uuid::new_v4())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nowhere.status(), StatusCode::NOT_FOUND);
+
+    // A long answer still streaming is a live generation.
+    let mut live = server
+        .chat(
+            &user,
+            json!({ "session_id": server.session(&user, "Live").await["id"], "prompt": words(200) }),
+        )
+        .await;
+    assert_eq!(live.status(), StatusCode::OK);
+    live.chunk().await.unwrap().expect("a first event");
+    let (_, during) = scrape(&server.client, &server.base).await;
+    assert_eq!(value(&during, "omnichat_generations_live", &[]), 1.0);
+    let rest = live.text().await.unwrap();
+    assert!(rest.ends_with("data: [DONE]\n\n"));
+
+    // The generation counts itself out right after its last event.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (text, samples) = loop {
+        let (text, samples) = scrape(&server.client, &server.base).await;
+        if value(&samples, "omnichat_generations_live", &[]) == 0.0 || Instant::now() > deadline {
+            break (text, samples);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(value(&samples, "omnichat_generations_live", &[]), 0.0);
+    let requests = |method, route, status| {
+        value(
+            &samples,
+            "omnichat_http_requests_total",
+            &[("method", method), ("route", route), ("status", status)],
+        )
+    };
+    assert_eq!(requests("POST", "/chat/stream", "200"), 4.0);
+    assert_eq!(requests("GET", "/sessions/{id}", "200"), 1.0);
+    assert_eq!(requests("GET", "/sessions/{id}", "404"), 1.0);
+    assert_eq!(requests("GET", "unmatched", "404"), 1.0);
+    assert_eq!(requests("POST", "/token", "200"), 1.0);
+    assert!(!text.contains(&session), "no raw id in any label");
+    assert_eq!(
+        value(
+            &samples,
+            "omnichat_http_request_duration_seconds_count",
+            &[("method", "POST"), ("route", "/chat/stream")]
+        ),
+        4.0
+    );
+    let echo = [("provider", "echo")];
+    assert_eq!(
+        value(&samples, "omnichat_time_to_first_token_seconds_count", &echo),
+        4.0
+    );
+    assert_eq!(
+        value(&samples, "omnichat_answer_duration_seconds_count", &echo),
+        4.0
+    );
+    assert!(value(&samples, "omnichat_answer_duration_seconds_sum", &echo) > 0.0);
+    assert_eq!(
+        value(
+            &samples,
+            "omnichat_generations_total",
+            &[("provider", "echo"), ("status", "complete")]
+        ),
+        4.0
+    );
+    let tokens = |direction| {
+        value(
+            &samples,
+            "omnichat_tokens_total",
+            &[("provider", "echo"), ("model", "echo-1"), ("direction", direction)],
+        )
+    };
+    assert!(tokens("out") >= 4.0 * 3.0, "out: {}", tokens("out"));
+    assert!(tokens("in") > 0.0);
+    assert!(value(&samples, "omnichat_session_actors", &[]) >= 1.0);
+    // Every turn wrote its prompt and its answer through the group-commit writer.
+    assert!(value(&samples, "omnichat_db_batch_size_sum", &[]) >= 8.0);
+    assert!(value(&samples, "omnichat_db_batch_commit_seconds_count", &[]) >= 1.0);
+    for present in [
+        "omnichat_password_hash_queue_depth",
+        "omnichat_password_hashes_running",
+        "omnichat_password_hash_refusals_total",
+    ] {
+        assert!(
+            samples.keys().any(|s| s.name == present),
+            "{present} is exposed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_metrics_address_takes_metrics_off_the_public_port() {
+    let server = TestServer::start_with(&["--metrics-addr", "127.0.0.1:0"]).await;
+    let public = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+    let metrics_base = server.metrics_base.clone().expect("a metrics address");
+    assert_ne!(metrics_base, server.base);
+    let (_, samples) = scrape(&server.client, &metrics_base).await;
+    assert_eq!(
+        value(
+            &samples,
+            "omnichat_http_requests_total",
+            &[("method", "GET"), ("route", "/metrics"), ("status", "404")]
+        ),
+        1.0,
+        "the public 404 was counted"
+    );
+    let elsewhere = server
+        .client
+        .get(format!("{metrics_base}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND);
+    let post = server
+        .client
+        .post(format!("{metrics_base}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn readyz_is_ok_while_the_database_answers() {
+    let server = TestServer::start().await;
+    for _ in 0..3 {
+        let response = server.client.get(server.url("/readyz")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["status"], "ready");
+    }
+    let post = server.client.post(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+fn request_id(response: &reqwest::Response) -> String {
+    response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let server = TestServer::start().await;
+    let user = server.user().await;
+    let client = &server.client;
+
+    // Made up when the client sends none: a UUID, a new one each time.
+    let first = client.get(server.url("/healthz")).send().await.unwrap();
+    let second = client.get(server.url("/healthz")).send().await.unwrap();
+    let (a, b) = (request_id(&first), request_id(&second));
+    assert!(Uuid::parse_str(&a).is_ok(), "{a}");
+    assert_ne!(a, b);
+
+    // A sane one from the client comes back as it was, on success, errors and streams alike.
+    let unauthorised = client
+        .get(server.url("/sessions"))
+        .header("x-request-id", "lb-7f3a.42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorised.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(request_id(&unauthorised), "lb-7f3a.42");
+    let not_found = server
+        .get(&user, &format!("/sessions/{}", Uuid::new_v4()))
+        .header("x-request-id", "trace-404")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_found.status(), StatusCode::NOT_FOUND);
+    assert_eq!(request_id(&not_found), "trace-404");
+    let malformed = server
+        .post(&user, "/sessions")
+        .header("x-request-id", "trace-422")
+        .header("content-type", "application/json")
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert!(malformed.status().is_client_error());
+    assert_eq!(request_id(&malformed), "trace-422");
+    let session = server.session(&user, "Ids").await;
+    let stream = server
+        .post(&user, "/chat/stream")
+        .header("x-request-id", "trace-sse")
+        .json(&json!({ "session_id": session["id"], "prompt": "hello" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(request_id(&stream), "trace-sse");
+    assert_eq!(streamed_text(&read_sse(stream).await), "hello");
+
+    // One that is too long or not visible ASCII is replaced, not echoed.
+    for bad in ["x".repeat(129), "two words".to_owned(), "tab\there".to_owned()] {
+        let response = client
+            .get(server.url("/healthz"))
+            .header("x-request-id", bad.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let id = request_id(&response);
+        assert!(Uuid::parse_str(&id).is_ok(), "{bad:?} became {id}");
+    }
+    let at_the_limit = "y".repeat(128);
+    let response = client
+        .get(server.url("/healthz"))
+        .header("x-request-id", at_the_limit.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(request_id(&response), at_the_limit);
+}
