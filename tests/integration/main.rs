@@ -6,6 +6,7 @@ mod auth;
 mod bench;
 mod bench_memory;
 mod chat;
+mod config_table;
 mod connection_cap;
 mod database_outage;
 mod edges;
