@@ -23,4 +23,5 @@ mod restart;
 mod session_state;
 mod sessions;
 mod support;
+mod systemd_unit;
 mod users;
