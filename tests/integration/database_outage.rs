@@ -259,6 +259,26 @@ async fn sqlite_locked_by_another_writer_fails_writes_fast_and_heals() {
         .chat(&user, json!({ "session_id": session, "prompt": "back" }))
         .await;
     assert_eq!(again.status(), StatusCode::OK);
+
+    // The metrics saw it: the final write tried again twice, then in the background until stored.
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let retries = |write: &str| -> f64 {
+        let prefix = format!("omnichat_store_retries_total{{write=\"{write}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .map_or(0.0, |v| v.parse().unwrap())
+    };
+    assert_eq!(retries("final_answer"), 2.0, "{metrics}");
+    assert!(retries("deferred_answer") >= 1.0, "{metrics}");
 }
 
 /// Polls `GET /readyz` until it answers `want` (the check is cached for about a second).

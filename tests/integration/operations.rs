@@ -11,7 +11,10 @@ use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::support::{read_sse, streamed_text, TestServer};
+use crate::{
+    fake_upstream::{Fault, FakeUpstream, Wire},
+    support::{read_sse, streamed_text, TestServer},
+};
 
 /// One sample of the text exposition format: the metric name and its labels.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -351,4 +354,116 @@ async fn every_response_carries_a_request_id() {
         .await
         .unwrap();
     assert_eq!(request_id(&response), at_the_limit);
+}
+
+#[tokio::test]
+async fn upstream_retries_and_errors_are_counted_by_provider_and_kind() {
+    let openai = FakeUpstream::start(Wire::OpenAi).await;
+    let server = TestServer::start_with(&[
+        "--openai-api-key",
+        "sk-metrics-test",
+        "--openai-base-url",
+        &openai.base_url,
+        "--upstream-retry-base-delay-ms",
+        "1",
+        "--upstream-max-retries",
+        "2",
+    ])
+    .await;
+    let user = server.user().await;
+    let session = server.session(&user, "Upstream").await;
+    let chat = |prompt: &'static str| {
+        server.chat(
+            &user,
+            json!({ "session_id": session["id"], "prompt": prompt, "provider": "openai" }),
+        )
+    };
+    // One 503, then an answer: one retry.
+    openai.set_fault(Fault::StatusThenOk {
+        times: 1,
+        status: 503,
+    });
+    let answered = chat("first").await;
+    assert_eq!(answered.status(), StatusCode::OK);
+    assert!(!streamed_text(&read_sse(answered).await).is_empty());
+    // A provider failing for good: two retries, then a 502 and one error of kind upstream_error.
+    openai.set_fault(Fault::Status(500, None));
+    let failed = chat("second").await;
+    assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(openai.requests().len(), 2 + 3);
+
+    let (_, samples) = scrape(&server.client, &server.base).await;
+    let openai_label = [("provider", "openai")];
+    assert_eq!(
+        value(&samples, "omnichat_upstream_retries_total", &openai_label),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "omnichat_upstream_errors_total",
+            &[("provider", "openai"), ("kind", "upstream_error")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "omnichat_generations_total",
+            &[("provider", "openai"), ("status", "error")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "omnichat_generations_total",
+            &[("provider", "openai"), ("status", "complete")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&samples, "omnichat_time_to_first_token_seconds_count", &openai_label),
+        1.0,
+        "only the answer that had text has a first token"
+    );
+}
+
+#[tokio::test]
+async fn password_hash_refusals_are_counted() {
+    // One hash at a time and none waiting, at a cost that takes a while: concurrent logins
+    // beyond the first are refused.
+    let server = TestServer::start_with(&[
+        "--scrypt-log-n",
+        "15",
+        "--hash-parallelism",
+        "1",
+        "--hash-queue",
+        "0",
+    ])
+    .await;
+    let user = server.user().await;
+    let attempts = (0..8).map(|_| server.login(&user.email, "not the password"));
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.status())
+        .collect();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert!(refused > 0, "{statuses:?}");
+    assert_eq!(
+        refused + statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count(),
+        8,
+        "{statuses:?}"
+    );
+    let (_, samples) = scrape(&server.client, &server.base).await;
+    assert_eq!(
+        value(&samples, "omnichat_password_hash_refusals_total", &[]),
+        refused as f64
+    );
+    assert_eq!(value(&samples, "omnichat_password_hash_queue_depth", &[]), 0.0);
+    assert_eq!(value(&samples, "omnichat_password_hashes_running", &[]), 0.0);
 }
