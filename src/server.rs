@@ -235,12 +235,9 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
     response
         .headers_mut()
         .insert(request_id::HEADER, request_id);
-    app.core.metrics().record_request(
-        method,
-        route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    app.core
+        .metrics()
+        .record_request(method, route, response.status().as_u16(), started.elapsed());
     Ok(response)
 }
 

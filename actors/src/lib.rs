@@ -8,9 +8,9 @@ mod cluster;
 pub mod config;
 mod core;
 pub mod error;
-pub mod metrics;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
+pub mod metrics;
 pub mod providers;
 mod root;
 pub mod session;

@@ -54,7 +54,13 @@ mod tests {
 
     #[test]
     fn anything_else_gets_a_fresh_uuid() {
-        for bad in [&b""[..], b"has space", b"tab\there", &[b'a'; MAX_LEN + 1], "é".as_bytes()] {
+        for bad in [
+            &b""[..],
+            b"has space",
+            b"tab\there",
+            &[b'a'; MAX_LEN + 1],
+            "é".as_bytes(),
+        ] {
             let id = of(&with(bad));
             assert!(Uuid::parse_str(as_str(&id)).is_ok(), "{bad:?} -> {id:?}");
         }

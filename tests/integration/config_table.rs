@@ -56,11 +56,12 @@ fn settings(command: &clap::Command) -> BTreeMap<String, Option<String>> {
                 .unwrap_or_else(|| panic!("--{} has no environment variable", arg.get_id()))
                 .to_string_lossy()
                 .into_owned();
+            assert!(arg.get_long().is_some(), "{env} has no flag of its own");
             assert!(
-                arg.get_long().is_some(),
-                "{env} has no flag of its own"
+                arg.get_help().is_some(),
+                "--{} has no help line",
+                arg.get_id()
             );
-            assert!(arg.get_help().is_some(), "--{} has no help line", arg.get_id());
             let defaults = arg.get_default_values();
             assert!(defaults.len() <= 1, "{env}: one default");
             let default = defaults.first().map(|d| d.to_string_lossy().into_owned());
@@ -72,9 +73,7 @@ fn settings(command: &clap::Command) -> BTreeMap<String, Option<String>> {
 #[test]
 fn readme_table_and_help_agree() {
     let cli = Cli::command();
-    let serve = cli
-        .find_subcommand("serve")
-        .expect("a serve subcommand");
+    let serve = cli.find_subcommand("serve").expect("a serve subcommand");
     let from_help = settings(serve);
     assert_eq!(
         settings(&cli),
@@ -83,18 +82,27 @@ fn readme_table_and_help_agree() {
     );
     let mut from_readme = readme_table();
     for variable in NOT_FLAGS {
-        assert!(from_readme.remove(variable).is_some(), "{variable} in README");
+        assert!(
+            from_readme.remove(variable).is_some(),
+            "{variable} in README"
+        );
     }
     let missing: Vec<&String> = from_help
         .keys()
         .filter(|v| !from_readme.contains_key(*v))
         .collect();
-    assert!(missing.is_empty(), "settings missing from README: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "settings missing from README: {missing:?}"
+    );
     let stale: Vec<&String> = from_readme
         .keys()
         .filter(|v| !from_help.contains_key(*v))
         .collect();
-    assert!(stale.is_empty(), "README lists what is no setting: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "README lists what is no setting: {stale:?}"
+    );
     for (variable, default) in &from_help {
         assert_eq!(
             &from_readme[variable], default,

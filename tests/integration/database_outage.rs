@@ -320,8 +320,11 @@ async fn readyz_is_503_while_postgres_is_cut_off_and_200_once_it_is_back() {
     let mut through = parsed.clone();
     through.set_port(Some(proxy.port)).unwrap();
     let bound = BOUND.as_millis().to_string();
-    let server =
-        TestServer::start_on(TestDb::at(through.to_string()), &["--db-timeout-ms", &bound]).await;
+    let server = TestServer::start_on(
+        TestDb::at(through.to_string()),
+        &["--db-timeout-ms", &bound],
+    )
+    .await;
     wait_for_readyz(&server, StatusCode::OK).await;
 
     proxy.cut();
@@ -336,9 +339,17 @@ async fn readyz_is_503_while_postgres_is_cut_off_and_200_once_it_is_back() {
         .json()
         .await
         .unwrap();
-    assert!(body["detail"].as_str().unwrap().contains("database"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("database"),
+        "{body}"
+    );
     // Liveness is another question: the process is fine.
-    let health = server.client.get(server.url("/healthz")).send().await.unwrap();
+    let health = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 
     proxy.restore().await;

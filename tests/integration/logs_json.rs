@@ -139,7 +139,9 @@ async fn a_trace_json_log_carries_request_ids_and_no_secret() {
             .post(format!("{base}/chat/stream"))
             .bearer_auth(&token)
             .header("x-request-id", id(provider))
-            .json(&json!({ "session_id": session["id"], "prompt": "hi there", "provider": provider }))
+            .json(
+                &json!({ "session_id": session["id"], "prompt": "hi there", "provider": provider }),
+            )
             .send()
             .await
             .unwrap();
@@ -149,7 +151,10 @@ async fn a_trace_json_log_carries_request_ids_and_no_secret() {
     }
     assert_eq!(openai.requests().len(), 1, "the fake provider was asked");
     assert_eq!(
-        openai.requests()[0].headers.get("authorization").map(String::as_str),
+        openai.requests()[0]
+            .headers
+            .get("authorization")
+            .map(String::as_str),
         Some(format!("Bearer {OPENAI_KEY}").as_str()),
         "the key really went upstream"
     );
@@ -211,7 +216,9 @@ async fn a_trace_json_log_carries_request_ids_and_no_secret() {
         .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
         .collect();
     assert!(
-        lines.iter().any(|l| l["level"] == "TRACE" || l["level"] == "DEBUG"),
+        lines
+            .iter()
+            .any(|l| l["level"] == "TRACE" || l["level"] == "DEBUG"),
         "the log is really verbose"
     );
     let of = |request_id: &str| -> Vec<&Value> {

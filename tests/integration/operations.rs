@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::{
-    fake_upstream::{Fault, FakeUpstream, Wire},
+    fake_upstream::{FakeUpstream, Fault, Wire},
     support::{read_sse, streamed_text, TestServer},
 };
 
@@ -35,7 +35,9 @@ fn parse_exposition(text: &str) -> HashMap<Series, f64> {
         let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
         let value: f64 = match value {
             "+Inf" => f64::INFINITY,
-            other => other.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
+            other => other
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line}")),
         };
         let (name, labels) = match series.split_once('{') {
             None => (series.to_owned(), Vec::new()),
@@ -53,7 +55,8 @@ fn parse_exposition(text: &str) -> HashMap<Series, f64> {
             }
         };
         assert!(
-            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
             "metric name {name}"
         );
         let mut labels: Vec<(String, String)> = labels;
@@ -96,7 +99,10 @@ async fn scrape(client: &reqwest::Client, base: &str) -> (String, HashMap<Series
 }
 
 fn words(n: usize) -> String {
-    (1..=n).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ")
+    (1..=n)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[tokio::test]
@@ -183,7 +189,11 @@ async fn metrics_move_with_real_chat_turns() {
     );
     let echo = [("provider", "echo")];
     assert_eq!(
-        value(&samples, "omnichat_time_to_first_token_seconds_count", &echo),
+        value(
+            &samples,
+            "omnichat_time_to_first_token_seconds_count",
+            &echo
+        ),
         4.0
     );
     assert_eq!(
@@ -203,7 +213,11 @@ async fn metrics_move_with_real_chat_turns() {
         value(
             &samples,
             "omnichat_tokens_total",
-            &[("provider", "echo"), ("model", "echo-1"), ("direction", direction)],
+            &[
+                ("provider", "echo"),
+                ("model", "echo-1"),
+                ("direction", direction),
+            ],
         )
     };
     assert!(tokens("out") >= 4.0 * 3.0, "out: {}", tokens("out"));
@@ -266,12 +280,22 @@ async fn a_metrics_address_takes_metrics_off_the_public_port() {
 async fn readyz_is_ok_while_the_database_answers() {
     let server = TestServer::start().await;
     for _ in 0..3 {
-        let response = server.client.get(server.url("/readyz")).send().await.unwrap();
+        let response = server
+            .client
+            .get(server.url("/readyz"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["status"], "ready");
     }
-    let post = server.client.post(server.url("/readyz")).send().await.unwrap();
+    let post = server
+        .client
+        .post(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
 
@@ -335,7 +359,11 @@ async fn every_response_carries_a_request_id() {
     assert_eq!(streamed_text(&read_sse(stream).await), "hello");
 
     // One that is too long or not visible ASCII is replaced, not echoed.
-    for bad in ["x".repeat(129), "two words".to_owned(), "tab\there".to_owned()] {
+    for bad in [
+        "x".repeat(129),
+        "two words".to_owned(),
+        "tab\there".to_owned(),
+    ] {
         let response = client
             .get(server.url("/healthz"))
             .header("x-request-id", bad.as_str())
@@ -423,7 +451,11 @@ async fn upstream_retries_and_errors_are_counted_by_provider_and_kind() {
         1.0
     );
     assert_eq!(
-        value(&samples, "omnichat_time_to_first_token_seconds_count", &openai_label),
+        value(
+            &samples,
+            "omnichat_time_to_first_token_seconds_count",
+            &openai_label
+        ),
         1.0,
         "only the answer that had text has a first token"
     );
@@ -455,7 +487,11 @@ async fn password_hash_refusals_are_counted() {
         .count();
     assert!(refused > 0, "{statuses:?}");
     assert_eq!(
-        refused + statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count(),
+        refused
+            + statuses
+                .iter()
+                .filter(|s| **s == StatusCode::UNAUTHORIZED)
+                .count(),
         8,
         "{statuses:?}"
     );
@@ -464,6 +500,12 @@ async fn password_hash_refusals_are_counted() {
         value(&samples, "omnichat_password_hash_refusals_total", &[]),
         refused as f64
     );
-    assert_eq!(value(&samples, "omnichat_password_hash_queue_depth", &[]), 0.0);
-    assert_eq!(value(&samples, "omnichat_password_hashes_running", &[]), 0.0);
+    assert_eq!(
+        value(&samples, "omnichat_password_hash_queue_depth", &[]),
+        0.0
+    );
+    assert_eq!(
+        value(&samples, "omnichat_password_hashes_running", &[]),
+        0.0
+    );
 }

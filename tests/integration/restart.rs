@@ -442,9 +442,13 @@ async fn readyz_turns_503_the_moment_sigterm_arrives_while_answers_drain() {
         signalled.elapsed()
     );
     // Still alive, and still draining: the answer has not ended yet.
-    let health = reqwest::get(format!("{}/healthz", daemon.base)).await.unwrap();
+    let health = reqwest::get(format!("{}/healthz", daemon.base))
+        .await
+        .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
-    let probe = reqwest::get(format!("{}/readyz", daemon.base)).await.unwrap();
+    let probe = reqwest::get(format!("{}/readyz", daemon.base))
+        .await
+        .unwrap();
     assert_eq!(probe.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = probe.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().contains("shutting down"));

@@ -15,7 +15,9 @@ fn service_section() -> HashMap<String, Vec<String>> {
             in_service = line == "[Service]";
         } else if in_service && !line.is_empty() && !line.starts_with('#') {
             let (key, value) = line.split_once('=').expect("key=value");
-            keys.entry(key.to_owned()).or_default().push(value.to_owned());
+            keys.entry(key.to_owned())
+                .or_default()
+                .push(value.to_owned());
         }
     }
     keys

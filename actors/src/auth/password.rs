@@ -13,12 +13,12 @@ use std::{
     time::Duration,
 };
 
+use prometheus_client::metrics::counter::Counter;
 use rand::RngCore;
 use scrypt::{
     password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString},
     Params, Scrypt,
 };
-use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Semaphore;
 
 use crate::error::{CoreError, CoreResult};

@@ -161,15 +161,14 @@ impl Actor for ChatStreamActor {
             generation_id = %args.generation_id,
             provider = args.provider.name(),
         );
-        let reader = spawn_reader(
+        let reader = read_upstream(
             myself.clone(),
             args.providers.clone(),
             args.provider,
             args.request,
             args.begin,
-        )
-        .instrument(span.clone());
-        let reader = tokio::spawn(reader);
+        );
+        let reader = tokio::spawn(reader.instrument(span.clone()));
         let ticker = (args.on_disconnect == DisconnectPolicy::Cancel)
             .then(|| myself.send_interval(SUBSCRIBER_CHECK, || ChatMsg::CheckSubscribers));
         Ok(ChatState {
@@ -252,48 +251,46 @@ impl ChatStreamActor {
 /// Opens the upstream stream while the prompt's write commits, then forwards every item to the
 /// actor, stopping at the first error. Nothing is read from upstream before the write is known
 /// to be committed, so no client ever sees a token of a prompt that is not stored.
-fn spawn_reader(
+async fn read_upstream(
     myself: ActorRef<ChatMsg>,
     providers: Providers,
     provider: ProviderKind,
     request: ChatRequest,
     begin: BeginOutcome,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
-    async move {
-        let open = providers.open(provider, request);
-        let stored = begin_stored(begin);
-        tokio::pin!(open, stored);
-        let mut opened = None;
-        let stored = tokio::select! {
-            stored = &mut stored => stored,
-            result = &mut open => {
-                opened = Some(result);
-                (&mut stored).await
-            }
-        };
-        if let Err(failure) = stored {
-            let _ = myself.cast(ChatMsg::BeginFailed(failure));
+) {
+    let open = providers.open(provider, request);
+    let stored = begin_stored(begin);
+    tokio::pin!(open, stored);
+    let mut opened = None;
+    let stored = tokio::select! {
+        stored = &mut stored => stored,
+        result = &mut open => {
+            opened = Some(result);
+            (&mut stored).await
+        }
+    };
+    if let Err(failure) = stored {
+        let _ = myself.cast(ChatMsg::BeginFailed(failure));
+        return;
+    }
+    let opened = match opened {
+        Some(result) => result,
+        None => open.await,
+    };
+    let mut stream = match opened {
+        Ok(stream) => stream,
+        Err(error) => {
+            let _ = myself.cast(ChatMsg::Upstream(Err(error)));
             return;
         }
-        let opened = match opened {
-            Some(result) => result,
-            None => open.await,
-        };
-        let mut stream = match opened {
-            Ok(stream) => stream,
-            Err(error) => {
-                let _ = myself.cast(ChatMsg::Upstream(Err(error)));
-                return;
-            }
-        };
-        while let Some(item) = stream.next().await {
-            let failed = item.is_err();
-            if myself.cast(ChatMsg::Upstream(item)).is_err() || failed {
-                return;
-            }
+    };
+    while let Some(item) = stream.next().await {
+        let failed = item.is_err();
+        if myself.cast(ChatMsg::Upstream(item)).is_err() || failed {
+            return;
         }
-        let _ = myself.cast(ChatMsg::UpstreamEnded);
     }
+    let _ = myself.cast(ChatMsg::UpstreamEnded);
 }
 
 /// Waits for the prompt's write; why it failed, as the client will be told.

@@ -11,7 +11,7 @@
 use std::{
     collections::HashSet,
     sync::{
-        atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicI64, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -28,10 +28,12 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{
-    auth::PasswordHasher,
-    providers::{ProviderError, ProviderKind, TokenUsage},
-};
+mod generation;
+
+pub(crate) use generation::Alive;
+pub use generation::GenerationMetrics;
+
+use crate::{auth::PasswordHasher, providers::ProviderKind};
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -258,7 +260,11 @@ impl Metrics {
     }
 
     /// Names what is read at each scrape: the live generation count and the password hasher.
-    pub(crate) fn sample_from(&self, live_generations: Arc<AtomicUsize>, hasher: Arc<PasswordHasher>) {
+    pub(crate) fn sample_from(
+        &self,
+        live_generations: Arc<AtomicUsize>,
+        hasher: Arc<PasswordHasher>,
+    ) {
         if let Ok(mut sampled) = self.sampled.lock() {
             *sampled = Some(Sampled {
                 live_generations,
@@ -273,8 +279,9 @@ impl Metrics {
             if let Some(sampled) = sampled.as_ref() {
                 let running = sampled.hasher.running();
                 let admitted = sampled.hasher.admitted();
-                self.live_generations
-                    .set(gauge_value(sampled.live_generations.load(Ordering::Acquire)));
+                self.live_generations.set(gauge_value(
+                    sampled.live_generations.load(Ordering::Acquire),
+                ));
                 self.hash_running.set(gauge_value(running));
                 self.hash_queue
                     .set(gauge_value(admitted.saturating_sub(running)));
@@ -329,7 +336,11 @@ impl Metrics {
 
     /// The instruments of one generation, label sets resolved now so that recording later
     /// takes no lock and allocates nothing.
-    pub(crate) fn generation(self: &Arc<Self>, provider: ProviderKind, model: &str) -> GenerationMetrics {
+    pub(crate) fn generation(
+        self: &Arc<Self>,
+        provider: ProviderKind,
+        model: &str,
+    ) -> GenerationMetrics {
         let provider = provider.name();
         let model = self.model_label(model);
         let tokens = |direction| {
@@ -375,74 +386,10 @@ fn gauge_value(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// One generation's instruments, resolved when it starts.
-pub struct GenerationMetrics {
-    provider: &'static str,
-    tokens_in: Counter<u64, AtomicU64>,
-    tokens_out: Counter<u64, AtomicU64>,
-    ttft: Histogram,
-    duration: Histogram,
-    metrics: Arc<Metrics>,
-}
-
-impl GenerationMetrics {
-    /// The server's metrics, for what a generation records outside its own label sets.
-    pub(crate) fn shared(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    /// The first text of the answer, `elapsed` after it started.
-    pub(crate) fn first_token(&self, elapsed: Duration) {
-        self.ttft.observe(elapsed.as_secs_f64());
-    }
-
-    /// The provider failed (before or after the first token).
-    pub(crate) fn upstream_error(&self, error: &ProviderError) {
-        self.metrics
-            .upstream_errors
-            .get_or_create(&ErrorLabels {
-                provider: self.provider,
-                kind: error.code(),
-            })
-            .inc();
-    }
-
-    /// The answer ended with `status` after `elapsed`, with the provider's last usage report.
-    pub(crate) fn ended(&self, status: &'static str, usage: TokenUsage, elapsed: Duration) {
-        self.metrics
-            .generations
-            .get_or_create(&EndLabels {
-                provider: self.provider,
-                status,
-            })
-            .inc();
-        self.tokens_in
-            .inc_by(u64::from(usage.prompt_tokens.unwrap_or(0)));
-        self.tokens_out
-            .inc_by(u64::from(usage.completion_tokens.unwrap_or(0)));
-        self.duration.observe(elapsed.as_secs_f64());
-    }
-}
-
-/// Counts a SessionActor alive from its start until its state is dropped (a panic included).
-pub(crate) struct Alive(Gauge<i64, AtomicI64>);
-
-impl Alive {
-    pub(crate) fn new(gauge: Gauge<i64, AtomicI64>) -> Self {
-        gauge.inc();
-        Alive(gauge)
-    }
-}
-
-impl Drop for Alive {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::TokenUsage;
 
     #[test]
     fn renders_every_family_in_the_text_format() {
@@ -476,7 +423,11 @@ mod tests {
             assert_eq!(&*metrics.model_label(&format!("m{i}")), format!("m{i}"));
         }
         assert_eq!(&*metrics.model_label("one-too-many"), "other");
-        assert_eq!(&*metrics.model_label("m0"), "m0", "a known model keeps its label");
+        assert_eq!(
+            &*metrics.model_label("m0"),
+            "m0",
+            "a known model keeps its label"
+        );
         assert_eq!(&*metrics.model_label(&"x".repeat(200)), "other");
     }
 }
