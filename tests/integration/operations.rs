@@ -509,3 +509,60 @@ async fn password_hash_refusals_are_counted() {
         0.0
     );
 }
+
+/// The binary itself, configured through the environment alone; killed when dropped.
+struct EnvDaemon(std::process::Child);
+
+impl Drop for EnvDaemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
+
+#[tokio::test]
+async fn omnichat_metrics_addr_in_the_environment_moves_metrics_off_the_public_port() {
+    let db = crate::support::TestDb::new();
+    let (port, metrics_port) = (free_port(), free_port());
+    let _daemon = EnvDaemon(
+        std::process::Command::new(env!("CARGO_BIN_EXE_omnichat"))
+            .env("OMNICHAT_ADDR", format!("127.0.0.1:{port}"))
+            .env("OMNICHAT_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+            .env("DATABASE_URL", &db.url)
+            .env("OMNICHAT_SCRYPT_LOG_N", "4")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn omnichat"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.get(format!("{base}/readyz")).send().await {
+            Ok(r) if r.status() == StatusCode::OK => break,
+            _ => {
+                assert!(Instant::now() < deadline, "omnichat did not become ready");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let public = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+    let (_, samples) = scrape(&client, &format!("http://127.0.0.1:{metrics_port}")).await;
+    assert!(
+        value(
+            &samples,
+            "omnichat_http_requests_total",
+            &[("method", "GET"), ("route", "/readyz"), ("status", "200")]
+        ) >= 1.0
+    );
+}
