@@ -15,6 +15,7 @@ mod fake_upstream;
 mod generations;
 mod load_tools;
 mod logs_json;
+mod metrics;
 mod operations;
 mod provider_adapters;
 mod providers_http;
