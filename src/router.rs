@@ -5,7 +5,7 @@ use hyper::{body::Incoming, Method, Request, Response};
 
 use crate::{
     app::App,
-    handlers::{chat, health, providers, sessions, token, users, web},
+    handlers::{chat, health, metrics, providers, sessions, token, users, web},
     http::{body::Body, error::HttpError},
 };
 
@@ -24,6 +24,15 @@ pub async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
         (["assets", _], _) => Err(HttpError::method_not_allowed("GET")),
         (["healthz"], &Method::GET) => health::healthz(app).await,
         (["healthz"], _) => Err(HttpError::method_not_allowed("GET")),
+        (["readyz"], &Method::GET) => health::readyz(app).await,
+        (["readyz"], _) => Err(HttpError::method_not_allowed("GET")),
+        // Served here only when no separate metrics address is configured.
+        (["metrics"], &Method::GET) if app.config.metrics_addr.is_none() => {
+            Ok(metrics::render(&app.core))
+        }
+        (["metrics"], _) if app.config.metrics_addr.is_none() => {
+            Err(HttpError::method_not_allowed("GET"))
+        }
 
         (["token"], &Method::POST) => token::login(app, req).await,
         (["token"], _) => Err(HttpError::method_not_allowed("POST")),
@@ -59,5 +68,51 @@ pub async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
         (["providers"], _) => Err(HttpError::method_not_allowed("GET")),
 
         _ => Err(HttpError::not_found("Not Found")),
+    }
+}
+
+/// The route template of `path`, as the metrics label requests: ids become `{id}`, so the
+/// label's values are a fixed set whatever clients send. Unknown paths are `unmatched`. Kept
+/// beside [`route`]; a route added there is added here.
+pub fn template(path: &str) -> &'static str {
+    let trimmed = path.trim_end_matches('/');
+    let segments: Vec<&str> = trimmed.split('/').skip(1).collect();
+    match segments.as_slice() {
+        [] => "/",
+        ["assets", _] => "/assets/{name}",
+        ["healthz"] => "/healthz",
+        ["readyz"] => "/readyz",
+        ["metrics"] => "/metrics",
+        ["token"] => "/token",
+        ["logout"] => "/logout",
+        ["logout", "all"] => "/logout/all",
+        ["users"] => "/users/",
+        ["users", "me"] => "/users/me/",
+        ["users", "me", "password"] => "/users/me/password",
+        ["sessions"] => "/sessions",
+        ["sessions", _] => "/sessions/{id}",
+        ["chat", "stream"] => "/chat/stream",
+        ["chat", "stream", _] => "/chat/stream/{id}",
+        ["chat", "stream", _, "stop"] => "/chat/stream/{id}/stop",
+        ["providers"] => "/providers",
+        _ => "unmatched",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::template;
+
+    #[test]
+    fn ids_never_reach_the_label() {
+        assert_eq!(
+            template("/sessions/0190a5d2-1111-7000-8000-000000000000"),
+            "/sessions/{id}"
+        );
+        assert_eq!(template("/sessions/"), "/sessions");
+        assert_eq!(template("/chat/stream/abc/stop"), "/chat/stream/{id}/stop");
+        assert_eq!(template("/users/me"), "/users/me/");
+        assert_eq!(template("/no/such/0190a5d2"), "unmatched");
+        assert_eq!(template("/"), "/");
     }
 }

@@ -21,6 +21,7 @@ use crate::{
     },
     config::CoreConfig,
     error::{CoreError, CoreResult},
+    metrics::Metrics,
     providers::Providers,
     root::{Children, ChildrenSlot, Root, RootArgs},
     session::{ChatStart, RegistryMsg, SessionDetail, SessionMsg, SessionView, StartChat},
@@ -49,6 +50,7 @@ pub struct Core {
     store: Store,
     children: ChildrenSlot,
     live: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
     root: ActorRef<()>,
     root_task: std::sync::Mutex<Option<JoinHandle<()>>>,
     heartbeat: JoinHandle<()>,
@@ -97,20 +99,26 @@ impl Core {
                 .live_revoked_tokens(chrono::Utc::now().timestamp())
                 .await?,
         );
-        let hasher = PasswordHasher::new(
-            config.scrypt,
-            config.hash_parallelism,
-            config.hash_queue_per_slot,
-        )
-        .map_err(StartError::Config)?;
+        let metrics = Arc::new(Metrics::new(store.writes().metrics()));
+        let hasher = Arc::new(
+            PasswordHasher::new(
+                config.scrypt,
+                config.hash_parallelism,
+                config.hash_queue_per_slot,
+            )
+            .map_err(StartError::Config)?
+            .count_refusals_in(metrics.hash_refused()),
+        );
         let providers = Providers::new(config.providers.clone())
-            .map_err(|err| StartError::Config(err.to_string()))?;
+            .map_err(|err| StartError::Config(err.to_string()))?
+            .with_metrics(metrics.clone());
         let children: ChildrenSlot = Arc::new(RwLock::new(None));
         let live = Arc::new(AtomicUsize::new(0));
+        metrics.sample_from(live.clone(), hasher.clone());
         let generations = Generations::default();
         let args = RootArgs {
             store: store.clone(),
-            hasher: Arc::new(hasher),
+            hasher,
             keys: keys.clone(),
             generations: generations.clone(),
             revoked: revoked.clone(),
@@ -118,6 +126,7 @@ impl Core {
             providers: providers.clone(),
             limits: Arc::new(config.limits.clone()),
             live: live.clone(),
+            metrics: metrics.clone(),
             slot: children.clone(),
         };
         let (root, root_task) = Actor::spawn(None, Root, args)
@@ -131,6 +140,7 @@ impl Core {
             revoked.clone(),
         );
         Ok(Core {
+            metrics,
             heartbeat,
             stop_listener,
             keys,
@@ -143,6 +153,16 @@ impl Core {
             root,
             root_task: std::sync::Mutex::new(Some(root_task)),
         })
+    }
+
+    /// This server's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// True when the database answers a trivial query within `timeout`.
+    pub async fn database_answers(&self, timeout: Duration) -> bool {
+        self.store.ping(timeout).await
     }
 
     /// Generations running right now, across all users.

@@ -11,6 +11,7 @@ use crate::{
         RevokedTokens,
     },
     config::Limits,
+    metrics::Metrics,
     providers::Providers,
     session::{RegistryArgs, RegistryMsg, SessionRegistry},
     store::Store,
@@ -36,6 +37,7 @@ pub struct RootArgs {
     pub providers: Providers,
     pub limits: Arc<Limits>,
     pub live: Arc<AtomicUsize>,
+    pub metrics: Arc<Metrics>,
     pub slot: ChildrenSlot,
 }
 
@@ -126,6 +128,7 @@ async fn spawn_registry(
         providers: args.providers.clone(),
         limits: args.limits.clone(),
         live: args.live.clone(),
+        metrics: args.metrics.clone(),
     };
     let (registry, _) =
         Actor::spawn_linked(None, SessionRegistry, registry_args, supervisor).await?;

@@ -5,5 +5,6 @@ pub mod client_ip;
 pub mod cors;
 pub mod error;
 pub mod request;
+pub mod request_id;
 pub mod response;
 pub mod sse;

@@ -95,6 +95,8 @@ pub const UNTHROTTLED_ADDRESS: [&str; 4] = [
 
 pub struct TestServer {
     pub base: String,
+    /// `http://<metrics address>` when the server was started with `--metrics-addr`.
+    pub metrics_base: Option<String>,
     pub client: reqwest::Client,
     server: Option<RunningServer>,
     pub db: TestDb,
@@ -131,6 +133,7 @@ impl TestServer {
         .expect("server starts");
         TestServer {
             base: format!("http://{}", server.addr),
+            metrics_base: server.metrics_addr.map(|addr| format!("http://{addr}")),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()

@@ -9,6 +9,7 @@ use std::{net::IpAddr, sync::Arc};
 use omnichat_entity::users;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
@@ -169,7 +170,7 @@ impl Actor for AuthActor {
                 password,
                 reply,
             } => {
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     let _ = reply.send(state.on_sign_up(username, email, password).await);
                 });
             }
@@ -179,12 +180,12 @@ impl Actor for AuthActor {
                 client,
                 reply,
             } => {
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     let _ = reply.send(state.on_login(email, password, client).await);
                 });
             }
             AuthMsg::Profile { user_id, reply } => {
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     let _ = reply.send(state.on_profile(user_id).await);
                 });
             }
@@ -193,7 +194,7 @@ impl Actor for AuthActor {
                 username,
                 reply,
             } => {
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     let _ = reply.send(state.on_rename(user_id, username).await);
                 });
             }
@@ -203,7 +204,7 @@ impl Actor for AuthActor {
                 });
             }
             AuthMsg::RevokeTokens { user_id, reply } => {
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     let _ = reply.send(state.revoke_tokens(user_id).await);
                 });
             }
@@ -213,7 +214,7 @@ impl Actor for AuthActor {
                 new_password,
                 reply,
             } => {
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     let result = state
                         .on_change_password(user_id, current_password, new_password)
                         .await;
@@ -225,19 +226,25 @@ impl Actor for AuthActor {
                 password,
                 reply,
             } => {
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     let result = state.check_password(user_id, password).await.map(|_| ());
                     let _ = reply.send(result);
                 });
             }
             AuthMsg::DeleteAccount { user_id, reply } => {
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     let _ = reply.send(state.on_delete_account(user_id).await);
                 });
             }
         }
         Ok(())
     }
+}
+
+/// Runs a request's work off the actor's mailbox, in the span its message came with (the
+/// request's, so its log lines carry the request id).
+fn spawn_in_span(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    tokio::spawn(work.in_current_span());
 }
 
 impl AuthState {

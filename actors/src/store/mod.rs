@@ -147,6 +147,14 @@ impl Store {
         &self.writes
     }
 
+    /// True when the database answers `SELECT 1` within `timeout` (the readiness probe).
+    pub async fn ping(&self, timeout: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(timeout, self.db.execute_unprepared("SELECT 1")).await,
+            Ok(Ok(_))
+        )
+    }
+
     /// Closes the pools, waiting for queries in flight.
     pub async fn close(self) -> Result<(), DbErr> {
         if self.db.get_database_backend() == DbBackend::Sqlite {
