@@ -220,6 +220,14 @@ pub struct ServeArgs {
     /// Concurrent generations per user.
     #[arg(long, env = "OMNICHAT_MAX_GENERATIONS_PER_USER", default_value_t = 4)]
     pub max_generations_per_user: usize,
+    /// Sessions a user may keep; past it, creating one is 409. `GET /sessions` without
+    /// parameters returns them all, so this also bounds that answer.
+    #[arg(
+        long,
+        env = "OMNICHAT_MAX_SESSIONS_PER_USER",
+        default_value_t = 10_000
+    )]
+    pub max_sessions_per_user: u64,
     /// Messages a session may hold; past it, a new prompt is 409.
     #[arg(
         long,
@@ -313,6 +321,7 @@ impl ServeArgs {
             max_generations_per_user: self.max_generations_per_user.max(1),
             max_answer_bytes: self.max_answer_bytes.max(1),
             max_messages_per_session: self.max_messages_per_session.max(2),
+            max_sessions_per_user: self.max_sessions_per_user.max(1),
             on_disconnect: match self.on_disconnect {
                 OnDisconnect::Continue => DisconnectPolicy::Continue,
                 OnDisconnect::Cancel => DisconnectPolicy::Cancel,

@@ -44,7 +44,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_generations_per_user: 4,
-            max_sessions_per_user: 1_000,
+            max_sessions_per_user: 10_000,
             max_messages_per_session: 2_000,
             history_messages: 200,
             max_answer_bytes: 1 << 20,

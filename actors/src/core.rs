@@ -24,7 +24,10 @@ use crate::{
     metrics::Metrics,
     providers::Providers,
     root::{Children, ChildrenSlot, Root, RootArgs},
-    session::{ChatStart, RegistryMsg, SessionDetail, SessionMsg, SessionView, StartChat},
+    session::{
+        ChatStart, ListSessions, MessagePageRequest, RegistryMsg, SessionDetail, SessionMsg,
+        SessionPage, SessionView, StartChat,
+    },
     store::Store,
 };
 
@@ -376,9 +379,17 @@ impl Core {
         Err(CoreError::ActorGone)
     }
 
-    pub async fn list_sessions(&self, user_id: Uuid) -> CoreResult<Vec<SessionView>> {
-        self.ask_session(user_id, |reply| SessionMsg::List { reply })
-            .await
+    /// A page of the user's sessions, or of those a search finds (see `session::pages`).
+    pub async fn list_sessions(
+        &self,
+        user_id: Uuid,
+        request: ListSessions,
+    ) -> CoreResult<SessionPage> {
+        self.ask_session(user_id, |reply| SessionMsg::List {
+            request: request.clone(),
+            reply,
+        })
+        .await
     }
 
     pub async fn create_session(&self, user_id: Uuid, title: String) -> CoreResult<SessionView> {
@@ -389,9 +400,19 @@ impl Core {
         .await
     }
 
-    pub async fn get_session(&self, user_id: Uuid, session_id: Uuid) -> CoreResult<SessionDetail> {
-        self.ask_session(user_id, |reply| SessionMsg::Get { session_id, reply })
-            .await
+    /// A session with its messages, or a page of them.
+    pub async fn get_session(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        page: MessagePageRequest,
+    ) -> CoreResult<SessionDetail> {
+        self.ask_session(user_id, |reply| SessionMsg::Get {
+            session_id,
+            page,
+            reply,
+        })
+        .await
     }
 
     pub async fn rename_session(

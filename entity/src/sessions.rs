@@ -15,6 +15,11 @@ pub struct Model {
     /// Bumped by every write that changes the session or its messages, so a node holding the
     /// session in memory can tell, in its next write, whether another node changed it meanwhile.
     pub version: i64,
+    /// Sent upstream before the history; `None`: no system prompt.
+    pub system_prompt: Option<String>,
+    /// True while the title is the default given at creation, which an automatic title may
+    /// replace; a title a client set is never replaced.
+    pub title_is_default: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

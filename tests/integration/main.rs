@@ -23,6 +23,7 @@ mod providers_http;
 mod providers_reachable;
 mod restart;
 mod session_state;
+mod session_search;
 mod sessions;
 mod support;
 mod systemd_unit;

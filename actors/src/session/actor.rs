@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use super::{
     cache::{HistoryMessage, SessionCache},
-    views::{MessageView, SessionDetail, SessionView},
+    pages::{self, ListSessions, MessagePageRequest, SessionPage},
+    views::{SessionDetail, SessionView},
 };
 use crate::{
     ask::ask,
@@ -45,7 +46,8 @@ pub struct ChatStart {
 
 pub enum SessionMsg {
     List {
-        reply: RpcReplyPort<CoreResult<Vec<SessionView>>>,
+        request: ListSessions,
+        reply: RpcReplyPort<CoreResult<SessionPage>>,
     },
     Create {
         title: String,
@@ -53,6 +55,7 @@ pub enum SessionMsg {
     },
     Get {
         session_id: Uuid,
+        page: MessagePageRequest,
         reply: RpcReplyPort<CoreResult<SessionDetail>>,
     },
     Rename {
@@ -187,11 +190,15 @@ impl Actor for SessionActor {
             state.last_active = Instant::now();
         }
         match msg {
-            SessionMsg::List { reply } => state.on_list(reply),
+            SessionMsg::List { request, reply } => state.on_list(request, reply),
             SessionMsg::Create { title, reply } => {
                 let _ = reply.send(state.on_create(title).await);
             }
-            SessionMsg::Get { session_id, reply } => state.on_get(session_id, reply),
+            SessionMsg::Get {
+                session_id,
+                page,
+                reply,
+            } => state.on_get(session_id, page, reply),
             SessionMsg::Rename {
                 session_id,
                 title,
@@ -289,24 +296,24 @@ fn valid_title(raw: String) -> CoreResult<String> {
 impl SessionState {
     /// Reads run in their own task: they need no ordering beyond what the store gives, and a
     /// user with many tabs open should not queue them behind each other.
-    fn on_list(&self, reply: RpcReplyPort<CoreResult<Vec<SessionView>>>) {
-        let (store, user_id, limit) = (
+    fn on_list(&self, request: ListSessions, reply: RpcReplyPort<CoreResult<SessionPage>>) {
+        let (store, user_id, cap) = (
             self.store.clone(),
             self.user_id,
             self.limits.max_sessions_per_user,
         );
         tokio::spawn(async move {
-            let result = store.list_sessions(user_id, limit).await;
-            let _ = reply.send(
-                result
-                    .map(|rows| rows.into_iter().map(SessionView::from).collect())
-                    .map_err(Into::into),
-            );
+            let _ = reply.send(pages::list_sessions(&store, user_id, request, cap).await);
         });
     }
 
-    fn on_get(&self, session_id: Uuid, reply: RpcReplyPort<CoreResult<SessionDetail>>) {
-        let (store, user_id, limit) = (
+    fn on_get(
+        &self,
+        session_id: Uuid,
+        page: MessagePageRequest,
+        reply: RpcReplyPort<CoreResult<SessionDetail>>,
+    ) {
+        let (store, user_id, cap) = (
             self.store.clone(),
             self.user_id,
             self.limits.max_messages_per_session,
@@ -317,10 +324,11 @@ impl SessionState {
                     .owned_session(user_id, session_id)
                     .await?
                     .ok_or(CoreError::NotFound("Session"))?;
-                let messages = store.list_messages(session_id, limit).await?;
+                let page = pages::message_page(&store, session_id, page, cap).await?;
                 Ok(SessionDetail {
                     session: session.into(),
-                    messages: messages.into_iter().map(MessageView::from).collect(),
+                    messages: page.messages,
+                    older: page.older,
                 })
             }
             .await;
@@ -336,7 +344,10 @@ impl SessionState {
                 self.limits.max_sessions_per_user
             )));
         }
-        let session = self.store.insert_session(self.user_id, &title).await?;
+        let session = self
+            .store
+            .insert_session(self.user_id, &title, false, None)
+            .await?;
         // A new session has nothing to load: its first prompt needs no read at all.
         self.cache.insert_created(&session);
         Ok(session.into())

@@ -206,6 +206,8 @@ mod tests {
             created_at: now,
             updated_at: now,
             version: 3,
+            system_prompt: None,
+            title_is_default: false,
         }
     }
 

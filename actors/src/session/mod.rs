@@ -3,10 +3,14 @@
 mod actor;
 mod cache;
 mod generations;
+mod pages;
 mod registry;
 mod views;
 
 pub use actor::{ChatStart, EndedTurn, SessionActor, SessionArgs, SessionMsg, StartChat};
 pub use cache::{estimate_tokens, HistoryMessage};
+pub use pages::{
+    ListSessions, ListedSession, MessagePageRequest, SessionPage, MAX_PAGE, MAX_QUERY_CHARS,
+};
 pub use registry::{RegistryArgs, RegistryMsg, SessionRegistry};
 pub use views::{MessageView, SessionDetail, SessionView, UsageView};

@@ -19,6 +19,9 @@ pub struct SessionView {
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "rfc3339")]
     pub updated_at: DateTime<Utc>,
+    /// Shown only when the session has one, so a session without keeps the spec's shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
 }
 
 impl From<sessions::Model> for SessionView {
@@ -29,6 +32,7 @@ impl From<sessions::Model> for SessionView {
             user_id: s.user_id,
             created_at: s.created_at,
             updated_at: s.updated_at,
+            system_prompt: s.system_prompt,
         }
     }
 }
@@ -39,6 +43,10 @@ pub struct SessionDetail {
     #[serde(flatten)]
     pub session: SessionView,
     pub messages: Vec<MessageView>,
+    /// When only a page of messages was asked for and older ones exist: the id to ask
+    /// `before` for them (the front end turns it into a `Link` header, not a field).
+    #[serde(skip)]
+    pub older: Option<Uuid>,
 }
 
 /// Token counts an assistant message cost, as the provider reported them.

@@ -2,7 +2,7 @@
 
 use omnichat_entity::{messages, sessions};
 use sea_orm::{
-    ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Condition, ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -82,6 +82,43 @@ impl Store {
             .filter(sessions::Column::UserId.eq(user_id))
             .one(self.conn())
             .await
+    }
+
+    /// A page of a session's messages: the `limit` newest of those older than message `before`
+    /// (all when `None`), oldest first. `None` when `before` is no message of this session.
+    pub async fn message_page(
+        &self,
+        session_id: Uuid,
+        before: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Option<Vec<messages::Model>>, DbErr> {
+        let mut find = messages::Entity::find().filter(messages::Column::SessionId.eq(session_id));
+        if let Some(before) = before {
+            let Some(anchor) = messages::Entity::find_by_id(before)
+                .filter(messages::Column::SessionId.eq(session_id))
+                .one(self.conn())
+                .await?
+            else {
+                return Ok(None);
+            };
+            find = find.filter(
+                Condition::any()
+                    .add(messages::Column::CreatedAt.lt(anchor.created_at))
+                    .add(
+                        Condition::all()
+                            .add(messages::Column::CreatedAt.eq(anchor.created_at))
+                            .add(messages::Column::Id.lt(anchor.id)),
+                    ),
+            );
+        }
+        let mut newest_first = find
+            .order_by_desc(messages::Column::CreatedAt)
+            .order_by_desc(messages::Column::Id)
+            .limit(limit)
+            .all(self.conn())
+            .await?;
+        newest_first.reverse();
+        Ok(Some(newest_first))
     }
 
     /// A session's messages, oldest first, at most `limit` (the most recent ones).

@@ -4,6 +4,7 @@ mod login_failures;
 mod messages;
 mod nodes;
 mod revoked_tokens;
+mod search;
 mod session_writes;
 mod sessions;
 mod settings;
@@ -22,6 +23,7 @@ use sea_orm::{
 
 pub use messages::{AssistantOutcome, LoadedSession, NewAssistantMessage};
 pub use nodes::HEARTBEAT_EVERY;
+pub use search::SearchHit;
 pub use session_writes::{BeginAnswer, Write, Written};
 pub use writer::{WriteError, WriteQueue};
 

@@ -81,6 +81,8 @@ pub(super) async fn apply<C: ConnectionTrait>(db: &C, write: &Write) -> Result<W
                 created_at: Set(row.created_at),
                 updated_at: Set(row.updated_at),
                 version: Set(row.version),
+                system_prompt: Set(row.system_prompt.clone()),
+                title_is_default: Set(row.title_is_default),
             };
             sessions::Entity::insert(row)
                 .exec_without_returning(db)

@@ -1,10 +1,11 @@
 //! Sessions: reads scoped by owner (a session of another user looks exactly like a missing one),
 //! and the session writes, which go through the group-commit writer in order.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use omnichat_entity::sessions;
 use sea_orm::{
-    ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Condition, ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -15,11 +16,14 @@ use super::{
 };
 
 impl Store {
-    /// Creates a session for `user_id`; returns it as stored.
+    /// Creates a session for `user_id`; returns it as stored. `title_is_default`: the title is
+    /// a stand-in that an automatic title may replace.
     pub async fn insert_session(
         &self,
         user_id: Uuid,
         title: &str,
+        title_is_default: bool,
+        system_prompt: Option<String>,
     ) -> Result<sessions::Model, WriteError> {
         let now = Utc::now();
         let row = sessions::Model {
@@ -29,6 +33,8 @@ impl Store {
             created_at: now,
             updated_at: now,
             version: 0,
+            system_prompt,
+            title_is_default,
         };
         self.writes()
             .write(row.id, Write::CreateSession(row.clone()))
@@ -36,15 +42,27 @@ impl Store {
         Ok(row)
     }
 
-    /// The user's sessions, newest activity first, at most `limit`.
-    pub async fn list_sessions(
+    /// A page of the user's sessions, newest activity first: at most `limit` of those after
+    /// `after` (the `(updated_at, id)` of the last session of the previous page).
+    pub async fn session_page(
         &self,
         user_id: Uuid,
+        after: Option<(DateTime<Utc>, Uuid)>,
         limit: u64,
     ) -> Result<Vec<sessions::Model>, DbErr> {
-        sessions::Entity::find()
-            .filter(sessions::Column::UserId.eq(user_id))
-            .order_by_desc(sessions::Column::UpdatedAt)
+        let mut find = sessions::Entity::find().filter(sessions::Column::UserId.eq(user_id));
+        if let Some((updated_at, id)) = after {
+            find = find.filter(
+                Condition::any()
+                    .add(sessions::Column::UpdatedAt.lt(updated_at))
+                    .add(
+                        Condition::all()
+                            .add(sessions::Column::UpdatedAt.eq(updated_at))
+                            .add(sessions::Column::Id.lt(id)),
+                    ),
+            );
+        }
+        find.order_by_desc(sessions::Column::UpdatedAt)
             .order_by_desc(sessions::Column::Id)
             .limit(limit)
             .all(self.conn())

@@ -1,0 +1,218 @@
+//! Full-text search over one user's sessions: titles and message text, ranked by the database's
+//! own relevance (FTS5 `bm25` on SQLite, `ts_rank` on PostgreSQL), one hit per session with a
+//! short snippet of its best match. The index itself is kept by the schema (see the migration
+//! `create_search_index`), so no write here touches it.
+
+use std::collections::HashMap;
+
+use omnichat_entity::sessions;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Statement, Value,
+};
+use uuid::Uuid;
+
+use super::Store;
+
+/// A title match counts this much more than a match in one message.
+const TITLE_WEIGHT: f64 = 2.0;
+/// The longest snippet returned, in characters.
+const SNIPPET_MAX_CHARS: usize = 200;
+
+/// One session found, with what to show of why.
+#[derive(Debug)]
+pub struct SearchHit {
+    pub session: sessions::Model,
+    pub snippet: String,
+}
+
+const SQLITE_RANK: &str = "\
+WITH hits AS ( \
+  SELECT m.session_id AS sid, bm25(messages_fts) AS score, m.id AS mid \
+  FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid \
+  JOIN sessions s ON s.id = m.session_id \
+  WHERE messages_fts MATCH ? AND s.user_id = ? \
+  UNION ALL \
+  SELECT s.id, bm25(sessions_fts) * ?, NULL \
+  FROM sessions_fts JOIN sessions s ON s.rowid = sessions_fts.rowid \
+  WHERE sessions_fts MATCH ? AND s.user_id = ? \
+) \
+SELECT sid, min(score) AS score, mid FROM hits GROUP BY sid \
+ORDER BY score ASC, sid DESC LIMIT ? OFFSET ?";
+
+const POSTGRES_RANK: &str = "\
+WITH q AS (SELECT plainto_tsquery('simple', $1) AS q), \
+hits AS ( \
+  SELECT m.session_id AS sid, ts_rank(m.search, q.q)::float8 AS score, m.id AS mid \
+  FROM q, messages m JOIN sessions s ON s.id = m.session_id \
+  WHERE m.search @@ q.q AND s.user_id = $2 \
+  UNION ALL \
+  SELECT s.id, ts_rank(s.search, q.q)::float8 * $3, NULL \
+  FROM q, sessions s WHERE s.search @@ q.q AND s.user_id = $2 \
+) \
+SELECT sid, score, mid FROM ( \
+  SELECT sid, score, mid, row_number() OVER (PARTITION BY sid ORDER BY score DESC) AS n \
+  FROM hits) best \
+WHERE n = 1 ORDER BY score DESC, sid DESC LIMIT $4 OFFSET $5";
+
+impl Store {
+    /// The sessions of `user_id` matching every word of `terms` (already split into words),
+    /// best first: `limit` of them after skipping `offset`.
+    pub async fn search_sessions(
+        &self,
+        user_id: Uuid,
+        terms: &[String],
+        limit: u64,
+        offset: u64,
+    ) -> Result<Vec<SearchHit>, DbErr> {
+        let backend = self.conn().get_database_backend();
+        let (limit, offset) = (
+            i64::try_from(limit).unwrap_or(i64::MAX),
+            i64::try_from(offset).unwrap_or(i64::MAX),
+        );
+        let (sql, values, query): (&str, Vec<Value>, String) = match backend {
+            DbBackend::Postgres => {
+                let query = terms.join(" ");
+                let values = vec![
+                    query.clone().into(),
+                    user_id.into(),
+                    TITLE_WEIGHT.into(),
+                    limit.into(),
+                    offset.into(),
+                ];
+                (POSTGRES_RANK, values, query)
+            }
+            _ => {
+                let query = fts5_query(terms);
+                let values = vec![
+                    query.clone().into(),
+                    user_id.into(),
+                    TITLE_WEIGHT.into(),
+                    query.clone().into(),
+                    user_id.into(),
+                    limit.into(),
+                    offset.into(),
+                ];
+                (SQLITE_RANK, values, query)
+            }
+        };
+        let rows = self
+            .conn()
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        let mut ranked: Vec<(Uuid, Option<Uuid>)> = Vec::with_capacity(rows.len());
+        for row in rows {
+            ranked.push((row.try_get("", "sid")?, row.try_get("", "mid")?));
+        }
+        if ranked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = ranked.iter().map(|(sid, _)| *sid).collect();
+        let message_ids: Vec<Uuid> = ranked.iter().filter_map(|(_, mid)| *mid).collect();
+        let (found, snippets) = tokio::join!(
+            sessions::Entity::find()
+                .filter(sessions::Column::UserId.eq(user_id))
+                .filter(sessions::Column::Id.is_in(ids))
+                .all(self.conn()),
+            self.snippets(backend, &query, &message_ids),
+        );
+        let mut found: HashMap<Uuid, sessions::Model> =
+            found?.into_iter().map(|s| (s.id, s)).collect();
+        let snippets = snippets?;
+        // A session deleted between the two reads is simply left out.
+        Ok(ranked
+            .into_iter()
+            .filter_map(|(sid, mid)| {
+                let session = found.remove(&sid)?;
+                let snippet = mid
+                    .and_then(|mid| snippets.get(&mid).cloned())
+                    .unwrap_or_else(|| session.title.clone());
+                Some(SearchHit {
+                    session,
+                    snippet: shorten(&snippet),
+                })
+            })
+            .collect())
+    }
+
+    /// The snippet of each message in `ids` around the words of `query`: only the page's best
+    /// messages, never every match.
+    async fn snippets(
+        &self,
+        backend: DbBackend,
+        query: &str,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, String>, DbErr> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut values: Vec<Value> = vec![query.into()];
+        values.extend(ids.iter().map(|id| Value::from(*id)));
+        let sql = match backend {
+            DbBackend::Postgres => {
+                let list: Vec<String> = (2..=ids.len() + 1).map(|n| format!("${n}")).collect();
+                format!(
+                    "SELECT id, ts_headline('simple', left(content, 100000), \
+                     plainto_tsquery('simple', $1), 'MaxWords=16, MinWords=6, MaxFragments=1, \
+                     StartSel=\"\", StopSel=\"\", FragmentDelimiter=\" … \"') AS snippet \
+                     FROM messages WHERE id IN ({})",
+                    list.join(", ")
+                )
+            }
+            _ => format!(
+                "SELECT m.id AS id, snippet(messages_fts, 0, '', '', '…', 16) AS snippet \
+                 FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid \
+                 WHERE messages_fts MATCH ? AND m.id IN ({})",
+                vec!["?"; ids.len()].join(", ")
+            ),
+        };
+        let rows = self
+            .conn()
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        let mut snippets = HashMap::with_capacity(rows.len());
+        for row in rows {
+            snippets.insert(row.try_get("", "id")?, row.try_get("", "snippet")?);
+        }
+        Ok(snippets)
+    }
+}
+
+/// An FTS5 query matching every term: each quoted as a string, so no word of a client's can be
+/// read as FTS5 syntax (`OR`, `NEAR`, `*`, a column filter).
+fn fts5_query(terms: &[String]) -> String {
+    terms
+        .iter()
+        .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// At most [`SNIPPET_MAX_CHARS`] characters, on one line.
+fn shorten(text: &str) -> String {
+    let one_line: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    match one_line.char_indices().nth(SNIPPET_MAX_CHARS) {
+        Some((cut, _)) => format!("{}…", &one_line[..cut]),
+        None => one_line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fts5_syntax_in_a_query_is_only_words() {
+        let terms = vec!["near".to_owned(), "or\"x".to_owned()];
+        assert_eq!(fts5_query(&terms), "\"near\" \"or\"\"x\"");
+    }
+
+    #[test]
+    fn snippets_are_short_and_on_one_line() {
+        assert_eq!(shorten("a\n b\tc"), "a b c");
+        let long = "word ".repeat(100);
+        assert_eq!(shorten(&long).chars().count(), SNIPPET_MAX_CHARS + 1);
+    }
+}
