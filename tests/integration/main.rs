@@ -16,6 +16,7 @@ mod generations;
 mod load_tools;
 mod login_throttle;
 mod logs_json;
+mod message_pages;
 mod metrics;
 mod operations;
 mod provider_adapters;

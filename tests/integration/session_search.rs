@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// One echo turn (the answer repeats the prompt), read to its end.
-async fn echo_turn(server: &TestServer, user: &TestUser, session: &Value, prompt: &str) {
+pub async fn echo_turn(server: &TestServer, user: &TestUser, session: &Value, prompt: &str) {
     let response = server
         .chat(
             user,
@@ -25,7 +25,7 @@ async fn echo_turn(server: &TestServer, user: &TestUser, session: &Value, prompt
 }
 
 /// `GET path` as JSON with its `Link: <…>; rel="next"` target, if any.
-async fn page(server: &TestServer, user: &TestUser, path: &str) -> (Vec<Value>, Option<String>) {
+pub async fn page(server: &TestServer, user: &TestUser, path: &str) -> (Vec<Value>, Option<String>) {
     let response = server.get(user, path).send().await.expect("GET");
     assert_eq!(response.status(), StatusCode::OK, "GET {path}");
     let next = response
@@ -41,7 +41,7 @@ async fn page(server: &TestServer, user: &TestUser, path: &str) -> (Vec<Value>, 
     (response.json().await.expect("json"), next)
 }
 
-fn ids(list: &[Value]) -> Vec<String> {
+pub fn ids(list: &[Value]) -> Vec<String> {
     list.iter()
         .map(|s| s["id"].as_str().expect("id").to_owned())
         .collect()
