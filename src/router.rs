@@ -5,7 +5,7 @@ use hyper::{body::Incoming, Method, Request, Response};
 
 use crate::{
     app::App,
-    handlers::{chat, health, metrics, providers, sessions, token, users, web},
+    handlers::{chat, export, health, metrics, providers, sessions, token, users, web},
     http::{body::Body, error::HttpError},
 };
 
@@ -56,6 +56,8 @@ pub async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
         (["sessions", id], &Method::PUT) => sessions::rename(app, req, id).await,
         (["sessions", id], &Method::DELETE) => sessions::delete(app, req, id).await,
         (["sessions", _], _) => Err(HttpError::method_not_allowed("GET, PUT, DELETE")),
+        (["sessions", id, "export"], &Method::GET) => export::export(app, req, id).await,
+        (["sessions", _, "export"], _) => Err(HttpError::method_not_allowed("GET")),
 
         (["chat", "stream"], &Method::POST) => chat::stream(app, req).await,
         (["chat", "stream"], _) => Err(HttpError::method_not_allowed("POST")),
@@ -91,6 +93,7 @@ pub fn template(path: &str) -> &'static str {
         ["users", "me", "password"] => "/users/me/password",
         ["sessions"] => "/sessions",
         ["sessions", _] => "/sessions/{id}",
+        ["sessions", _, "export"] => "/sessions/{id}/export",
         ["chat", "stream"] => "/chat/stream",
         ["chat", "stream", _] => "/chat/stream/{id}",
         ["chat", "stream", _, "stop"] => "/chat/stream/{id}/stop",

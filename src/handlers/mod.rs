@@ -1,6 +1,7 @@
 //! One module per resource; each handler parses, asks the core, and renders.
 
 pub mod chat;
+pub mod export;
 pub mod health;
 pub mod metrics;
 pub mod providers;

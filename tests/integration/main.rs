@@ -10,6 +10,7 @@ mod config_table;
 mod connection_cap;
 mod database_outage;
 mod edges;
+mod export;
 mod edges_logs;
 mod fake_upstream;
 mod generations;
