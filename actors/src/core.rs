@@ -25,8 +25,8 @@ use crate::{
     providers::Providers,
     root::{Children, ChildrenSlot, Root, RootArgs},
     session::{
-        ChatStart, ListSessions, MessagePageRequest, RegistryMsg, SessionDetail, SessionMsg,
-        SessionPage, SessionView, StartChat,
+        ChatStart, ListSessions, MessagePageRequest, NewSession, RegistryMsg, SessionChange,
+        SessionDetail, SessionMsg, SessionPage, SessionView, StartChat,
     },
     store::Store,
 };
@@ -392,9 +392,9 @@ impl Core {
         .await
     }
 
-    pub async fn create_session(&self, user_id: Uuid, title: String) -> CoreResult<SessionView> {
+    pub async fn create_session(&self, user_id: Uuid, new: NewSession) -> CoreResult<SessionView> {
         self.ask_session(user_id, |reply| SessionMsg::Create {
-            title: title.clone(),
+            new: new.clone(),
             reply,
         })
         .await
@@ -415,15 +415,16 @@ impl Core {
         .await
     }
 
-    pub async fn rename_session(
+    /// Changes a session's title and/or system prompt.
+    pub async fn update_session(
         &self,
         user_id: Uuid,
         session_id: Uuid,
-        title: String,
+        change: SessionChange,
     ) -> CoreResult<SessionView> {
-        self.ask_session(user_id, |reply| SessionMsg::Rename {
+        self.ask_session(user_id, |reply| SessionMsg::Update {
             session_id,
-            title: title.clone(),
+            change: change.clone(),
             reply,
         })
         .await

@@ -3,7 +3,7 @@
 //! page in a `Link: <…>; rel="next"` header so the bodies keep the spec's shapes.
 
 use hyper::{body::Incoming, header, Request, Response};
-use omnichat_actors::session::{ListSessions, MessagePageRequest};
+use omnichat_actors::session::{ListSessions, MessagePageRequest, NewSession, SessionChange};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -17,21 +17,32 @@ use crate::{
     },
 };
 
+/// `PUT /sessions/{id}`: either field or both. `"system_prompt": null` (or `""`) removes the
+/// system prompt; leaving the field out keeps it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TitleBody {
-    title: String,
+struct UpdateBody {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    system_prompt: Option<Option<String>>,
 }
 
-/// The title is optional on create: a client may name the session after its first prompt.
+/// A field that is present, even as `null`, is `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Both fields are optional on create: without a title the session gets a default one, replaced
+/// by an automatic title after its first answer.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     #[serde(default)]
     title: Option<String>,
+    #[serde(default)]
+    system_prompt: Option<String>,
 }
-
-const DEFAULT_TITLE: &str = "New Chat";
 
 fn session_id(raw: &str) -> Result<Uuid, HttpError> {
     Uuid::parse_str(raw).map_err(|_| HttpError::not_found("Session not found"))
@@ -114,8 +125,11 @@ pub async fn list(app: &App, req: Request<Incoming>) -> Result<Response<Body>, H
 pub async fn create(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
     let user_id = app.authenticate(req.headers()).await?;
     let body: CreateBody = read_json(req, app.config.max_body_bytes).await?;
-    let title = body.title.unwrap_or_else(|| DEFAULT_TITLE.to_owned());
-    Ok(json(&app.core.create_session(user_id, title).await?))
+    let new = NewSession {
+        title: body.title,
+        system_prompt: body.system_prompt,
+    };
+    Ok(json(&app.core.create_session(user_id, new).await?))
 }
 
 pub async fn get(app: &App, req: Request<Incoming>, id: &str) -> Result<Response<Body>, HttpError> {
@@ -156,10 +170,12 @@ pub async fn rename(
 ) -> Result<Response<Body>, HttpError> {
     let user_id = app.authenticate(req.headers()).await?;
     let id = session_id(id)?;
-    let body: TitleBody = read_json(req, app.config.max_body_bytes).await?;
-    Ok(json(
-        &app.core.rename_session(user_id, id, body.title).await?,
-    ))
+    let body: UpdateBody = read_json(req, app.config.max_body_bytes).await?;
+    let change = SessionChange {
+        title: body.title,
+        system_prompt: body.system_prompt,
+    };
+    Ok(json(&app.core.update_session(user_id, id, change).await?))
 }
 
 pub async fn delete(

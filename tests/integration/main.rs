@@ -28,5 +28,6 @@ mod session_state;
 mod session_search;
 mod sessions;
 mod support;
+mod system_prompt;
 mod systemd_unit;
 mod users;

@@ -29,6 +29,26 @@ use crate::{
 };
 
 pub const TITLE_MAX_CHARS: usize = 200;
+/// The longest system prompt, in characters: it goes upstream with every turn.
+pub const SYSTEM_PROMPT_MAX_CHARS: usize = 16_000;
+/// The title of a session created without one, until an automatic title replaces it.
+pub const DEFAULT_TITLE: &str = "New Chat";
+
+/// A new session: both fields optional.
+#[derive(Clone, Debug, Default)]
+pub struct NewSession {
+    /// `None`: the default title, which an automatic title replaces after the first answer.
+    pub title: Option<String>,
+    pub system_prompt: Option<String>,
+}
+
+/// A change to a session: `None` leaves a field as it is; `system_prompt: Some(None)` removes
+/// the system prompt.
+#[derive(Clone, Debug, Default)]
+pub struct SessionChange {
+    pub title: Option<String>,
+    pub system_prompt: Option<Option<String>>,
+}
 
 /// A request to answer `prompt` in a session.
 pub struct StartChat {
@@ -50,7 +70,7 @@ pub enum SessionMsg {
         reply: RpcReplyPort<CoreResult<SessionPage>>,
     },
     Create {
-        title: String,
+        new: NewSession,
         reply: RpcReplyPort<CoreResult<SessionView>>,
     },
     Get {
@@ -58,9 +78,9 @@ pub enum SessionMsg {
         page: MessagePageRequest,
         reply: RpcReplyPort<CoreResult<SessionDetail>>,
     },
-    Rename {
+    Update {
         session_id: Uuid,
-        title: String,
+        change: SessionChange,
         reply: RpcReplyPort<CoreResult<SessionView>>,
     },
     Delete {
@@ -191,20 +211,20 @@ impl Actor for SessionActor {
         }
         match msg {
             SessionMsg::List { request, reply } => state.on_list(request, reply),
-            SessionMsg::Create { title, reply } => {
-                let _ = reply.send(state.on_create(title).await);
+            SessionMsg::Create { new, reply } => {
+                let _ = reply.send(state.on_create(new).await);
             }
             SessionMsg::Get {
                 session_id,
                 page,
                 reply,
             } => state.on_get(session_id, page, reply),
-            SessionMsg::Rename {
+            SessionMsg::Update {
                 session_id,
-                title,
+                change,
                 reply,
             } => {
-                let _ = reply.send(state.on_rename(session_id, title).await);
+                let _ = reply.send(state.on_update(session_id, change).await);
             }
             SessionMsg::Delete { session_id, reply } => {
                 let _ = reply.send(state.on_delete(session_id).await);
@@ -293,6 +313,18 @@ fn valid_title(raw: String) -> CoreResult<String> {
     Ok(title.to_owned())
 }
 
+/// A system prompt as stored: trimmed, bounded; empty means none.
+fn valid_system_prompt(raw: String) -> CoreResult<Option<String>> {
+    let raw = storable(raw);
+    let prompt = raw.trim();
+    if prompt.chars().count() > SYSTEM_PROMPT_MAX_CHARS {
+        return Err(CoreError::Invalid(format!(
+            "system_prompt must be at most {SYSTEM_PROMPT_MAX_CHARS} characters"
+        )));
+    }
+    Ok((!prompt.is_empty()).then(|| prompt.to_owned()))
+}
+
 impl SessionState {
     /// Reads run in their own task: they need no ordering beyond what the store gives, and a
     /// user with many tabs open should not queue them behind each other.
@@ -336,8 +368,10 @@ impl SessionState {
         });
     }
 
-    async fn on_create(&mut self, title: String) -> CoreResult<SessionView> {
-        let title = valid_title(title)?;
+    async fn on_create(&mut self, new: NewSession) -> CoreResult<SessionView> {
+        let title_is_default = new.title.is_none();
+        let title = valid_title(new.title.unwrap_or_else(|| DEFAULT_TITLE.to_owned()))?;
+        let system_prompt = new.system_prompt.map(valid_system_prompt).transpose()?.flatten();
         if self.store.count_sessions(self.user_id).await? >= self.limits.max_sessions_per_user {
             return Err(CoreError::Conflict(format!(
                 "Session limit reached ({}); delete a session first",
@@ -346,18 +380,30 @@ impl SessionState {
         }
         let session = self
             .store
-            .insert_session(self.user_id, &title, false, None)
+            .insert_session(self.user_id, &title, title_is_default, system_prompt)
             .await?;
         // A new session has nothing to load: its first prompt needs no read at all.
         self.cache.insert_created(&session);
         Ok(session.into())
     }
 
-    async fn on_rename(&mut self, session_id: Uuid, title: String) -> CoreResult<SessionView> {
-        let title = valid_title(title)?;
+    /// A client's change goes through the writer like a turn, bumping the version, so other
+    /// nodes holding the session reload it (and its system prompt) before their next turn.
+    async fn on_update(&mut self, session_id: Uuid, change: SessionChange) -> CoreResult<SessionView> {
+        let title = change.title.map(valid_title).transpose()?;
+        let system_prompt = match change.system_prompt {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(raw)) => Some(valid_system_prompt(raw)?),
+        };
+        if title.is_none() && system_prompt.is_none() {
+            return Err(CoreError::Invalid(
+                "give a title, a system_prompt, or both".into(),
+            ));
+        }
         if !self
             .store
-            .rename_session(self.user_id, session_id, &title)
+            .update_session(self.user_id, session_id, title.clone(), system_prompt.clone())
             .await?
         {
             self.cache.forget(session_id);
@@ -365,7 +411,13 @@ impl SessionState {
         }
         if let Some(held) = self.cache.get_mut(session_id) {
             held.version += 1;
-            held.title.clone_from(&title);
+            if let Some(title) = title {
+                held.title = title;
+                held.title_is_default = false;
+            }
+            if let Some(prompt) = system_prompt {
+                held.system_prompt = prompt.map(Into::into);
+            }
         }
         self.store
             .owned_session(self.user_id, session_id)

@@ -40,6 +40,10 @@ pub struct CachedSession {
     /// The `sessions.version` this node's last write left; its next write expects it.
     pub version: i64,
     pub title: String,
+    /// The title is still the default, which an automatic title may replace.
+    pub title_is_default: bool,
+    /// Sent upstream before the history, as a system message.
+    pub system_prompt: Option<MessageText>,
     /// Every message the session holds, not only the window.
     pub message_count: u64,
     /// The newest finished messages, oldest first, at most the window's length.
@@ -53,6 +57,8 @@ impl CachedSession {
         CachedSession {
             version: session.version,
             title: session.title.clone(),
+            title_is_default: session.title_is_default,
+            system_prompt: session.system_prompt.as_deref().map(MessageText::from),
             message_count,
             history: VecDeque::new(),
             window,
@@ -72,9 +78,16 @@ impl CachedSession {
         self.history.push_back(message);
     }
 
-    /// What goes upstream for `prompt`: the history window, then the prompt.
+    /// What goes upstream for `prompt`: the system prompt, the history window, then the prompt.
+    /// Each provider's adapter puts the system prompt where its wire format wants it.
     pub fn upstream_messages(&self, prompt: &MessageText) -> Vec<ChatMessage> {
-        let mut messages = Vec::with_capacity(self.history.len() + 1);
+        let mut messages = Vec::with_capacity(self.history.len() + 2);
+        if let Some(system) = &self.system_prompt {
+            messages.push(ChatMessage {
+                role: Role::System,
+                content: system.clone(),
+            });
+        }
         messages.extend(self.history.iter().map(|m| ChatMessage {
             role: m.role,
             content: m.content.clone(),

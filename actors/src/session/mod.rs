@@ -7,7 +7,10 @@ mod pages;
 mod registry;
 mod views;
 
-pub use actor::{ChatStart, EndedTurn, SessionActor, SessionArgs, SessionMsg, StartChat};
+pub use actor::{
+    ChatStart, EndedTurn, NewSession, SessionActor, SessionArgs, SessionChange, SessionMsg,
+    StartChat, DEFAULT_TITLE, SYSTEM_PROMPT_MAX_CHARS,
+};
 pub use cache::{estimate_tokens, HistoryMessage};
 pub use pages::{
     ListSessions, ListedSession, MessagePageRequest, SessionPage, MAX_PAGE, MAX_QUERY_CHARS,

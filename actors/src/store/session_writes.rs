@@ -38,11 +38,20 @@ pub struct BeginAnswer {
 #[derive(Clone, Debug)]
 pub enum Write {
     CreateSession(sessions::Model),
-    Rename {
+    /// A client's change: a new title (never replaced by an automatic one afterwards), a new
+    /// system prompt (`Some(None)` removes it), or both.
+    Update {
+        user_id: Uuid,
+        session_id: Uuid,
+        title: Option<String>,
+        system_prompt: Option<Option<String>>,
+        at: DateTime<Utc>,
+    },
+    /// An automatic title, written only while the title is still the default.
+    AutoTitle {
         user_id: Uuid,
         session_id: Uuid,
         title: String,
-        at: DateTime<Utc>,
     },
     Delete {
         user_id: Uuid,
@@ -89,15 +98,40 @@ pub(super) async fn apply<C: ConnectionTrait>(db: &C, write: &Write) -> Result<W
                 .await?;
             Ok(Written::Done)
         }
-        Write::Rename {
+        Write::Update {
             user_id,
             session_id,
             title,
+            system_prompt,
             at,
         } => {
-            let result = bump(*session_id, *at)
+            let mut update = bump(*session_id, *at).filter(sessions::Column::UserId.eq(*user_id));
+            if let Some(title) = title {
+                update = update
+                    .col_expr(sessions::Column::Title, title.clone().into())
+                    .col_expr(sessions::Column::TitleIsDefault, false.into());
+            }
+            if let Some(prompt) = system_prompt {
+                update = update.col_expr(sessions::Column::SystemPrompt, prompt.clone().into());
+            }
+            Ok(found(update.exec(db).await?.rows_affected))
+        }
+        Write::AutoTitle {
+            user_id,
+            session_id,
+            title,
+        } => {
+            // Not activity: the session keeps its place in the list.
+            let result = sessions::Entity::update_many()
+                .col_expr(
+                    sessions::Column::Version,
+                    Expr::col(sessions::Column::Version).add(1),
+                )
                 .col_expr(sessions::Column::Title, title.clone().into())
+                .col_expr(sessions::Column::TitleIsDefault, false.into())
+                .filter(sessions::Column::Id.eq(*session_id))
                 .filter(sessions::Column::UserId.eq(*user_id))
+                .filter(sessions::Column::TitleIsDefault.eq(true))
                 .exec(db)
                 .await?;
             Ok(found(result.rows_affected))

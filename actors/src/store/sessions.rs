@@ -88,18 +88,37 @@ impl Store {
             .await
     }
 
-    /// Renames an owned session; `false` when there is no such session of this user.
-    pub async fn rename_session(
+    /// Changes an owned session's title and/or system prompt (`Some(None)` removes it);
+    /// `false` when there is no such session of this user.
+    pub async fn update_session(
         &self,
         user_id: Uuid,
         session_id: Uuid,
-        title: &str,
+        title: Option<String>,
+        system_prompt: Option<Option<String>>,
     ) -> Result<bool, WriteError> {
-        let write = Write::Rename {
+        let write = Write::Update {
             user_id,
             session_id,
-            title: title.to_owned(),
+            title,
+            system_prompt,
             at: Utc::now(),
+        };
+        Ok(self.writes().write(session_id, write).await? == Written::Done)
+    }
+
+    /// Gives a session an automatic title if its title is still the default; `false` when it
+    /// is not (a client named it meanwhile) or the session is gone.
+    pub async fn auto_title_session(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        title: String,
+    ) -> Result<bool, WriteError> {
+        let write = Write::AutoTitle {
+            user_id,
+            session_id,
+            title,
         };
         Ok(self.writes().write(session_id, write).await? == Written::Done)
     }
