@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::http::{client_ip::TrustedProxies, cors::CorsPolicy};
 use omnichat_actors::{
     auth::{ScryptSettings, ThrottleSettings},
-    providers::ProviderSettings,
+    providers::{ProviderKind, ProviderSettings},
     CoreConfig, DisconnectPolicy, Limits,
 };
 
@@ -177,6 +177,14 @@ pub struct ServeArgs {
     /// Pause between the words of the offline `echo` provider, in milliseconds.
     #[arg(long, env = "OMNICHAT_ECHO_DELAY_MS", default_value_t = 20)]
     pub echo_delay_ms: u64,
+    /// Provider that writes automatic session titles (`echo`, `openai`, `gemini`, `anthropic`,
+    /// `ollama`); unset: the provider of the session's first answer.
+    #[arg(long, env = "OMNICHAT_TITLE_PROVIDER", value_parser = provider_kind)]
+    pub title_provider: Option<ProviderKind>,
+    /// Model for automatic titles; unset: the first answer's model (or the title provider's
+    /// default).
+    #[arg(long, env = "OMNICHAT_TITLE_MODEL")]
+    pub title_model: Option<String>,
     /// Seconds to open a connection to a provider.
     #[arg(
         long,
@@ -305,6 +313,8 @@ impl ServeArgs {
             anthropic_base_url: self.anthropic_base_url.clone(),
             ollama_host: self.ollama_host.clone(),
             echo_delay: Duration::from_millis(self.echo_delay_ms),
+            title_provider: self.title_provider,
+            title_model: self.title_model.clone().filter(|m| !m.trim().is_empty()),
             connect_timeout: Duration::from_secs(self.upstream_connect_timeout_secs),
             first_byte_timeout: Duration::from_secs(self.upstream_first_byte_timeout_secs),
             idle_timeout: Duration::from_secs(self.upstream_idle_timeout_secs),
@@ -395,4 +405,12 @@ fn default_node_id(bound: SocketAddr) -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_owned());
     format!("{host}:{bound}")
+}
+
+/// A provider's name as a setting's value.
+fn provider_kind(name: &str) -> Result<ProviderKind, String> {
+    ProviderKind::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.name()).collect();
+        format!("not a provider; one of {}", names.join(", "))
+    })
 }

@@ -304,6 +304,18 @@ impl Providers {
         }
     }
 
+    /// Who writes the title of a session whose answer came from `kind` and `model`: the
+    /// configured title provider and model where set, else the answer's own.
+    pub fn title_writer(&self, kind: ProviderKind, model: &str) -> (ProviderKind, String) {
+        let provider = self.settings.title_provider.unwrap_or(kind);
+        let model = match &self.settings.title_model {
+            Some(model) => model.clone(),
+            None if provider == kind => model.to_owned(),
+            None => Self::default_model(provider).to_owned(),
+        };
+        (provider, model)
+    }
+
     /// `Err(NotConfigured)` naming the setting to set when the provider has no key.
     pub fn check_configured(&self, kind: ProviderKind) -> Result<(), ProviderError> {
         let (key, setting) = match kind {

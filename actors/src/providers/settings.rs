@@ -45,6 +45,12 @@ pub struct ProviderSettings {
     pub gemini_models: Vec<String>,
     pub anthropic_models: Vec<String>,
     pub ollama_models: Vec<String>,
+    /// `OMNICHAT_TITLE_PROVIDER`: who writes automatic session titles; `None`: the provider
+    /// of the answer that ended.
+    pub title_provider: Option<super::ProviderKind>,
+    /// `OMNICHAT_TITLE_MODEL`: the model for titles; `None`: the answer's model, or the title
+    /// provider's default when that differs from the answer's.
+    pub title_model: Option<String>,
 }
 
 impl Default for ProviderSettings {
@@ -70,6 +76,8 @@ impl Default for ProviderSettings {
             gemini_models: Vec::new(),
             anthropic_models: Vec::new(),
             ollama_models: Vec::new(),
+            title_provider: None,
+            title_model: None,
         }
     }
 }
@@ -105,6 +113,8 @@ impl fmt::Debug for ProviderSettings {
             .field("gemini_models", &self.gemini_models)
             .field("anthropic_models", &self.anthropic_models)
             .field("ollama_models", &self.ollama_models)
+            .field("title_provider", &self.title_provider)
+            .field("title_model", &self.title_model)
             .finish()
     }
 }

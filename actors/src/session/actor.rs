@@ -3,7 +3,7 @@
 //! generations, which it supervises.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{atomic::AtomicUsize, Arc},
     time::{Duration, Instant},
 };
@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::{
     cache::{HistoryMessage, SessionCache},
     pages::{self, ListSessions, MessagePageRequest, SessionPage},
+    titles::make_title,
     views::{SessionDetail, SessionView},
 };
 use crate::{
@@ -116,6 +117,11 @@ pub enum SessionMsg {
         ended: EndedTurn,
     },
     IdleCheck,
+    /// An automatic title was made (or not, `None`) for a session.
+    TitleMade {
+        session_id: Uuid,
+        title: Option<String>,
+    },
 }
 
 /// How a turn ended, as far as the session's history is concerned.
@@ -141,6 +147,9 @@ pub struct SessionArgs {
 pub(super) struct Generation {
     pub(super) session_id: Uuid,
     pub(super) actor: ActorRef<ChatMsg>,
+    /// Who answers: an automatic title is asked of the same provider and model by default.
+    pub(super) provider: ProviderKind,
+    pub(super) model: String,
 }
 
 pub struct SessionState {
@@ -158,6 +167,8 @@ pub struct SessionState {
     pub(super) lingering: HashMap<Uuid, ActorRef<ChatMsg>>,
     /// The sessions in use, with their history.
     pub(super) cache: SessionCache,
+    /// Sessions whose automatic title is being made.
+    titling: HashSet<Uuid>,
     last_active: Instant,
     idle_timer: JoinHandle<()>,
 }
@@ -192,6 +203,7 @@ impl Actor for SessionActor {
             generations: HashMap::new(),
             lingering: HashMap::new(),
             cache,
+            titling: HashSet::new(),
             last_active: Instant::now(),
             idle_timer,
         })
@@ -250,8 +262,11 @@ impl Actor for SessionActor {
             SessionMsg::GenerationEnded {
                 generation_id,
                 ended,
-            } => state.on_generation_ended(generation_id, ended),
+            } => state.on_generation_ended(&myself, generation_id, ended),
             SessionMsg::IdleCheck => state.on_idle_check(&myself),
+            SessionMsg::TitleMade { session_id, title } => {
+                state.on_title_made(session_id, title).await;
+            }
         }
         Ok(())
     }
@@ -458,20 +473,75 @@ impl SessionState {
     }
 
     /// A turn ended: the session is free again, and its history gains the answer.
-    fn on_generation_ended(&mut self, generation_id: Uuid, ended: EndedTurn) {
+    fn on_generation_ended(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        generation_id: Uuid,
+        ended: EndedTurn,
+    ) {
         let Some(generation) = self.end_generation(generation_id) else {
             return;
         };
+        let session_id = generation.session_id;
         self.lingering.insert(generation_id, generation.actor);
-        match self.cache.get_mut(generation.session_id) {
+        match self.cache.get_mut(session_id) {
             Some(held) if ended.stored => {
                 held.version += 1;
+                let answered = ended.answer.is_some();
                 if let Some(answer) = ended.answer {
                     held.push(answer);
                 }
+                let exchange = held
+                    .last_exchange()
+                    .map(|(prompt, answer)| (prompt.to_string(), answer.to_string()));
+                if let Some((prompt, answer)) = exchange.filter(|_| answered && held.title_is_default)
+                {
+                    if self.titling.insert(session_id) {
+                        let (provider, model) = self
+                            .providers
+                            .title_writer(generation.provider, &generation.model);
+                        let (providers, myself) = (self.providers.clone(), myself.clone());
+                        // Its own task: the answer's stream ends without waiting for it.
+                        tokio::spawn(async move {
+                            let title =
+                                make_title(&providers, provider, model, &prompt, &answer).await;
+                            let _ = myself.cast(SessionMsg::TitleMade { session_id, title });
+                        });
+                    }
+                }
             }
             // Whether the database holds the answer is unknown: read it afresh next time.
-            _ => self.cache.forget(generation.session_id),
+            _ => self.cache.forget(session_id),
+        }
+    }
+
+    /// Stores an automatic title unless a client named the session meanwhile (the write checks
+    /// the stored flag, so a rename on another node wins too). Through the writer like a
+    /// rename: the version moves, and other nodes reload the session.
+    async fn on_title_made(&mut self, session_id: Uuid, title: Option<String>) {
+        self.titling.remove(&session_id);
+        let Some(title) = title else {
+            // The next answer tries again.
+            return;
+        };
+        let written = self
+            .store
+            .auto_title_session(self.user_id, session_id, title.clone())
+            .await;
+        match (written, self.cache.get_mut(session_id)) {
+            (Ok(true), Some(held)) => {
+                held.version += 1;
+                held.title = title;
+                held.title_is_default = false;
+            }
+            (Ok(true), None) => {}
+            // Named by a client, or gone: what is held is no longer the truth either way.
+            (Ok(false), _) => self.cache.forget(session_id),
+            (Err(err), _) => {
+                tracing::warn!(%session_id, %err, "storing an automatic title");
+                // Whether it landed is unknown.
+                self.cache.forget(session_id);
+            }
         }
     }
 

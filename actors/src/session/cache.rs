@@ -78,6 +78,14 @@ impl CachedSession {
         self.history.push_back(message);
     }
 
+    /// The newest prompt and the answer after it, if the history ends with such a pair.
+    pub fn last_exchange(&self) -> Option<(&MessageText, &MessageText)> {
+        let mut newest = self.history.iter().rev();
+        let answer = newest.next().filter(|m| m.role == Role::Assistant)?;
+        let prompt = newest.next().filter(|m| m.role == Role::User)?;
+        Some((&prompt.content, &answer.content))
+    }
+
     /// What goes upstream for `prompt`: the system prompt, the history window, then the prompt.
     /// Each provider's adapter puts the system prompt where its wire format wants it.
     pub fn upstream_messages(&self, prompt: &MessageText) -> Vec<ChatMessage> {

@@ -86,6 +86,8 @@ impl SessionState {
             Generation {
                 session_id: answer.session_id,
                 actor,
+                provider: request.provider,
+                model,
             },
         );
         Ok(ChatStart {

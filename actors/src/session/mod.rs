@@ -5,6 +5,7 @@ mod cache;
 mod generations;
 mod pages;
 mod registry;
+mod titles;
 mod views;
 
 pub use actor::{
