@@ -3,8 +3,9 @@
 //! SQLite: FTS5 external-content tables (`sessions_fts`, `messages_fts`) that store no text of
 //! their own, kept by triggers on insert, on an update of the indexed column (an answer's text is
 //! written by an update when it ends, a title by a rename) and on delete (a session's messages go
-//! by cascade, which fires the triggers too). Empty text (an answer still streaming) is never
-//! indexed, so the hot insert of a turn's `streaming` row costs the index nothing.
+//! by cascade, which fires the triggers too). Every row is indexed, even the empty text of an
+//! answer still streaming (a row of sizes, no terms): an index that skipped rows would fail
+//! FTS5's own `integrity-check` and clash with its `rebuild`.
 //! They key on `rowid`: `VACUUM` may renumber the rowids of these tables (their keys are uuids),
 //! after which the index must be rebuilt (`INSERT INTO messages_fts(messages_fts) VALUES
 //! ('rebuild')`, likewise `sessions_fts`); OmniChat itself never vacuums.
@@ -23,16 +24,14 @@ pub struct Migration;
 const SQLITE_UP: &str = "
 CREATE VIRTUAL TABLE messages_fts USING fts5(
     content, content='messages', content_rowid='rowid', tokenize='unicode61 remove_diacritics 2');
-CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.content <> '' BEGIN
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
     INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content);
 END;
-CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.content <> '' BEGIN
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
     INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.rowid, old.content);
 END;
-CREATE TRIGGER messages_fts_unindex AFTER UPDATE OF content ON messages WHEN old.content <> '' BEGIN
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
     INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.rowid, old.content);
-END;
-CREATE TRIGGER messages_fts_reindex AFTER UPDATE OF content ON messages WHEN new.content <> '' BEGIN
     INSERT INTO messages_fts(rowid, content) VALUES (new.rowid, new.content);
 END;
 INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
@@ -55,8 +54,7 @@ INSERT INTO sessions_fts(sessions_fts) VALUES ('rebuild');
 const SQLITE_DOWN: &str = "
 DROP TRIGGER IF EXISTS messages_fts_insert;
 DROP TRIGGER IF EXISTS messages_fts_delete;
-DROP TRIGGER IF EXISTS messages_fts_unindex;
-DROP TRIGGER IF EXISTS messages_fts_reindex;
+DROP TRIGGER IF EXISTS messages_fts_update;
 DROP TABLE IF EXISTS messages_fts;
 DROP TRIGGER IF EXISTS sessions_fts_insert;
 DROP TRIGGER IF EXISTS sessions_fts_delete;

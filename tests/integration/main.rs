@@ -25,6 +25,7 @@ mod provider_adapters;
 mod providers_http;
 mod providers_reachable;
 mod restart;
+mod search_latency;
 mod session_state;
 mod session_search;
 mod sessions;

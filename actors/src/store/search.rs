@@ -25,15 +25,18 @@ pub struct SearchHit {
     pub snippet: String,
 }
 
+/// `CROSS JOIN` makes SQLite run the full-text match once and join outward from its hits; left
+/// to itself it may walk the user's sessions and run the match once per session instead
+/// (seconds with 10,000 sessions).
 const SQLITE_RANK: &str = "\
 WITH hits AS ( \
   SELECT m.session_id AS sid, bm25(messages_fts) AS score, m.id AS mid \
-  FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid \
-  JOIN sessions s ON s.id = m.session_id \
+  FROM messages_fts CROSS JOIN messages m ON m.rowid = messages_fts.rowid \
+  CROSS JOIN sessions s ON s.id = m.session_id \
   WHERE messages_fts MATCH ? AND s.user_id = ? \
   UNION ALL \
   SELECT s.id, bm25(sessions_fts) * ?, NULL \
-  FROM sessions_fts JOIN sessions s ON s.rowid = sessions_fts.rowid \
+  FROM sessions_fts CROSS JOIN sessions s ON s.rowid = sessions_fts.rowid \
   WHERE sessions_fts MATCH ? AND s.user_id = ? \
 ) \
 SELECT sid, min(score) AS score, mid FROM hits GROUP BY sid \
@@ -201,7 +204,93 @@ fn shorten(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::{sync::Arc, time::Duration};
+
     use super::*;
+    use crate::store::{AssistantOutcome, BeginAnswer, NewAssistantMessage, Write};
+
+    /// FTS5 checks its index against the tables, row by row (`rank` 1: the content too).
+    async fn index_is_consistent(store: &Store) {
+        store
+            .conn()
+            .execute_unprepared(
+                "INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 1); \
+                 INSERT INTO sessions_fts(sessions_fts, rank) VALUES ('integrity-check', 1);",
+            )
+            .await
+            .expect("the FTS5 index matches the tables");
+    }
+
+    #[tokio::test]
+    async fn the_sqlite_index_follows_turns_renames_and_deletes() {
+        let store = Store::connect("sqlite::memory:", 1, Duration::from_secs(3))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let user = store
+            .insert_user("ada", "ada@example.com", "x".into())
+            .await
+            .unwrap();
+        let session = store
+            .insert_session(user.id, "New Chat", true, None)
+            .await
+            .unwrap();
+        let answer = NewAssistantMessage {
+            id: Uuid::now_v7(),
+            session_id: session.id,
+            provider: "echo".into(),
+            model: "echo-1".into(),
+            generation_id: Uuid::now_v7(),
+        };
+        let begin = Write::BeginAnswer(Box::new(BeginAnswer {
+            user_id: user.id,
+            expected_version: 0,
+            prompt_id: Uuid::now_v7(),
+            prompt: "where do quokkas live".into(),
+            answer: answer.clone(),
+            node: "n".into(),
+            at: chrono::Utc::now(),
+        }));
+        store.writes().write(session.id, begin).await.unwrap();
+        index_is_consistent(&store).await;
+        let finish = Write::FinishAnswer {
+            message_id: answer.id,
+            session_id: session.id,
+            outcome: Arc::new(AssistantOutcome {
+                content: "on Rottnest island".into(),
+                status: "complete",
+                finish_reason: None,
+                usage: Default::default(),
+            }),
+        };
+        store.writes().write(session.id, finish).await.unwrap();
+        index_is_consistent(&store).await;
+        let terms = |t: &str| vec![t.to_owned()];
+        let found = store.search_sessions(user.id, &terms("rottnest"), 10, 0).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].snippet, "on Rottnest island");
+
+        store
+            .update_session(user.id, session.id, Some("Island trip".into()), None)
+            .await
+            .unwrap();
+        index_is_consistent(&store).await;
+        let found = store.search_sessions(user.id, &terms("island"), 10, 0).await.unwrap();
+        assert_eq!(found.len(), 1, "the title and the answer: one session");
+        assert!(store
+            .search_sessions(user.id, &terms("chat"), 10, 0)
+            .await
+            .unwrap()
+            .is_empty());
+
+        store.delete_session(user.id, session.id).await.unwrap();
+        index_is_consistent(&store).await;
+        assert!(store
+            .search_sessions(user.id, &terms("quokkas"), 10, 0)
+            .await
+            .unwrap()
+            .is_empty());
+    }
 
     #[test]
     fn fts5_syntax_in_a_query_is_only_words() {
