@@ -36,6 +36,15 @@ pub enum Command {
     MockUpstream(crate::mock_upstream::cli::MockUpstreamArgs),
     /// Load-test a running OmniChat (or an upstream directly) with streamed chat turns.
     Loadtest(crate::loadtest::LoadtestArgs),
+    /// Print the API's OpenAPI 3.1 document (the one `GET /openapi.json` serves).
+    Openapi(OpenapiArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OpenapiArgs {
+    /// Write the document to this file instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

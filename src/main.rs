@@ -1,5 +1,6 @@
 //! The `omnichat` binary: `serve` (the default) runs the server, `migrate` applies migrations,
-//! `mock-upstream` and `loadtest` are the load-testing tools.
+//! `mock-upstream` and `loadtest` are the load-testing tools, `openapi` prints the API's
+//! OpenAPI document.
 
 use std::process::ExitCode;
 
@@ -22,6 +23,7 @@ async fn main() -> ExitCode {
         Some(Command::Migrate(args)) => migrate(&args).await,
         Some(Command::MockUpstream(args)) => mock_upstream(&args).await,
         Some(Command::Loadtest(args)) => omnichat::loadtest::run_cli(&args).await,
+        Some(Command::Openapi(args)) => write_openapi(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -45,6 +47,22 @@ async fn serve(args: &omnichat::config::ServeArgs) -> Result<(), String> {
     tracing::info!("signal received; shutting down");
     server.shutdown().await;
     Ok(())
+}
+
+/// `omnichat openapi`: the document `GET /openapi.json` serves, to stdout or `--output`.
+fn write_openapi(args: &omnichat::config::OpenapiArgs) -> Result<(), String> {
+    let mut json = omnichat::openapi::document_json().to_owned();
+    json.push('\n');
+    match &args.output {
+        Some(path) => std::fs::write(path, json)
+            .map_err(|err| format!("writing {}: {err}", path.display())),
+        None => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(json.as_bytes())
+                .map_err(|err| format!("writing to standard output: {err}"))
+        }
+    }
 }
 
 async fn mock_upstream(

@@ -17,10 +17,13 @@ use crate::{
 };
 
 /// What the API shows of a user.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct UserProfile {
     pub id: Uuid,
+    #[schema(example = "testuser")]
     pub username: String,
+    /// Lowercased as it was stored.
+    #[schema(example = "test@example.com")]
     pub email: String,
 }
 
@@ -35,9 +38,12 @@ impl From<users::Model> for UserProfile {
 }
 
 /// A freshly signed access token.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct IssuedToken {
+    /// A JWT (HS256) to send as `Authorization: Bearer <access_token>`.
     pub access_token: String,
+    /// Always `bearer`.
+    #[schema(value_type = String, pattern = "^bearer$", example = "bearer")]
     pub token_type: &'static str,
     /// Seconds until the token expires (RFC 6749 §5.1).
     pub expires_in: u64,
