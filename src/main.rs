@@ -54,8 +54,9 @@ fn write_openapi(args: &omnichat::config::OpenapiArgs) -> Result<(), String> {
     let mut json = omnichat::openapi::document_json().to_owned();
     json.push('\n');
     match &args.output {
-        Some(path) => std::fs::write(path, json)
-            .map_err(|err| format!("writing {}: {err}", path.display())),
+        Some(path) => {
+            std::fs::write(path, json).map_err(|err| format!("writing {}: {err}", path.display()))
+        }
         None => {
             use std::io::Write;
             std::io::stdout()

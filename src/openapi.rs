@@ -88,8 +88,30 @@ pub fn document_json() -> &'static str {
         // Serialising the document's own types cannot fail; an empty object is the fallback.
         let mut json = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
         spell_links_as_openapi_does(&mut json);
+        describe_event_streams(&mut json);
         serde_json::to_string_pretty(&json).unwrap_or_else(|_| "{}".into())
     })
+}
+
+/// Every `text/event-stream` answer gets the schema of one event (`sse::event_schema`), as a
+/// component: utoipa has no way to say "each event" of a stream, nor `contentSchema`.
+fn describe_event_streams(json: &mut serde_json::Value) {
+    let reference = serde_json::json!({ "$ref": "#/components/schemas/StreamEvent" });
+    if let Some(paths) = json.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        let streams = paths
+            .values_mut()
+            .filter_map(|item| item.as_object_mut())
+            .flat_map(|item| item.values_mut())
+            .filter_map(|operation| operation.get_mut("responses")?.as_object_mut())
+            .flat_map(|responses| responses.values_mut())
+            .filter_map(|response| response.get_mut("content")?.get_mut("text/event-stream"));
+        for stream in streams {
+            stream["schema"] = reference.clone();
+        }
+    }
+    if let Some(schemas) = json.pointer_mut("/components/schemas") {
+        schemas["StreamEvent"] = sse::event_schema();
+    }
 }
 
 /// utoipa 5 writes a Link Object's fields in snake case (`operation_id`, `request_body`); the
@@ -169,13 +191,13 @@ impl Modify for CommonErrors {
                         "The body is malformed (not JSON, or not a form)",
                         None,
                     );
+                    add_error(operation, 408, "The body took too long to arrive", None);
                     add_error(
                         operation,
-                        408,
-                        "The body took too long to arrive",
+                        413,
+                        "The body is larger than the server takes",
                         None,
                     );
-                    add_error(operation, 413, "The body is larger than the server takes", None);
                     add_error(
                         operation,
                         415,
@@ -321,9 +343,15 @@ mod tests {
             for operation in item.as_object().unwrap().values() {
                 operation_ids.insert(operation["operationId"].as_str().unwrap().to_owned());
                 for response in operation["responses"].as_object().unwrap().values() {
-                    for link in response["links"].as_object().into_iter().flat_map(|l| l.values())
+                    for link in response["links"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|l| l.values())
                     {
-                        assert!(link.get("operation_id").is_none() && link.get("request_body").is_none());
+                        assert!(
+                            link.get("operation_id").is_none()
+                                && link.get("request_body").is_none()
+                        );
                         targets.push(link["operationId"].as_str().unwrap().to_owned());
                     }
                 }
@@ -338,6 +366,29 @@ mod tests {
     }
 
     #[test]
+    fn both_streams_are_described_event_by_event() {
+        let json: serde_json::Value = serde_json::from_str(document_json()).unwrap();
+        for (path, method) in [
+            ("/chat/stream", "post"),
+            ("/chat/stream/{generation_id}", "get"),
+        ] {
+            let content = &json["paths"][path][method]["responses"]["200"]["content"];
+            assert_eq!(
+                content["text/event-stream"]["schema"]["$ref"], "#/components/schemas/StreamEvent",
+                "{method} {path}"
+            );
+        }
+        let event = &json["components"]["schemas"]["StreamEvent"];
+        assert_eq!(event["anyOf"].as_array().unwrap().len(), 3);
+        for schema in ["StreamDelta", "StreamError", "StreamErrorDetail"] {
+            assert!(
+                json["components"]["schemas"][schema].is_object(),
+                "{schema}"
+            );
+        }
+    }
+
+    #[test]
     fn every_error_answer_is_the_detail_body_and_every_protected_operation_names_bearer() {
         let json: serde_json::Value = serde_json::from_str(document_json()).unwrap();
         assert_eq!(json["openapi"], "3.1.0");
@@ -347,7 +398,9 @@ mod tests {
         );
         for (path, item) in json["paths"].as_object().unwrap() {
             for (method, operation) in item.as_object().unwrap() {
-                let protected = operation["security"].as_array().is_some_and(|s| !s.is_empty());
+                let protected = operation["security"]
+                    .as_array()
+                    .is_some_and(|s| !s.is_empty());
                 let responses = operation["responses"].as_object().unwrap();
                 if protected {
                     assert_eq!(operation["security"][0]["bearer"], serde_json::json!([]));

@@ -50,7 +50,11 @@ pub struct ChatBody {
     /// The provider's default when absent or blank; at most 200 characters, no control
     /// characters; 422 when the server's allow-list for the provider leaves it out.
     #[serde(default)]
-    #[schema(max_length = 200, example = "gemini-pro")]
+    #[schema(
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        example = "gemini-pro"
+    )]
     model: Option<String>,
 }
 
@@ -79,9 +83,10 @@ pub struct GenerationPath {
 #[into_params(parameter_in = Header)]
 pub struct ResumeHeaders {
     /// The id of the last event received: the answer's length in bytes so far. Absent or
-    /// empty: from the start. One that is not a position in this answer is 400.
+    /// empty: from the start. Not a whole number: 400; no position in this answer: 409.
     #[param(rename = "Last-Event-ID", required = false)]
-    #[allow(dead_code)] // read from the headers by `last_event_id`; this type only documents it
+    #[allow(dead_code)]
+    // read from the headers by `last_event_id`; this type only documents it
     last_event_id: u64,
 }
 
@@ -240,7 +245,9 @@ fn last_event_id(headers: &HeaderMap) -> Result<u64, HttpError> {
                 ("Cache-Control" = String, description = "`no-cache`"),
                 ("X-Accel-Buffering" = String, description = "`no`"),
             )),
-        (status = 400, description = "`Last-Event-ID` is not a position in this answer", body = ErrorBody),
+        (status = 400, description = "`Last-Event-ID` is not a whole number", body = ErrorBody),
+        (status = 409, description = "`Last-Event-ID` is no position in this answer (past its \
+                                      end, or inside a character)", body = ErrorBody),
         (status = 404, description = "No such answer of the caller's", body = ErrorBody),
     )
 )]

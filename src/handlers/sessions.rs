@@ -19,8 +19,14 @@ use crate::{
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TitleBody {
-    /// 1–200 characters once trimmed, no control characters.
-    #[schema(min_length = 1, max_length = 200, example = "Updated Title")]
+    /// At most 200 characters, not all white space (trimmed off when stored), no control
+    /// characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0001-\\u001f\\u007f-\\u009f]*[^\\u0001-\\u001f\\u007f-\\u009f \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0001-\\u001f\\u007f-\\u009f]*$",
+        example = "Updated Title"
+    )]
     title: String,
 }
 
@@ -28,9 +34,15 @@ pub struct TitleBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
-    /// 1–200 characters once trimmed, no control characters; `New Chat` when absent.
+    /// At most 200 characters, not all white space (trimmed off when stored), no control
+    /// characters; `New Chat` when absent.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 200, example = "New Chat Session")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0001-\\u001f\\u007f-\\u009f]*[^\\u0001-\\u001f\\u007f-\\u009f \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0001-\\u001f\\u007f-\\u009f]*$",
+        example = "New Chat Session"
+    )]
     title: Option<String>,
 }
 

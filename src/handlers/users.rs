@@ -19,15 +19,25 @@ use crate::{
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignUp {
-    /// 1–64 characters once trimmed, no control characters.
-    #[schema(min_length = 1, max_length = 64, example = "testuser")]
+    /// At most 64 characters, not all white space (trimmed off when stored), no control
+    /// characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0001-\\u001f\\u007f-\\u009f]*[^\\u0001-\\u001f\\u007f-\\u009f \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0001-\\u001f\\u007f-\\u009f]*$",
+        example = "testuser"
+    )]
     username: String,
     /// A valid address; compared and stored lowercased, so it signs up once whatever the case.
     #[schema(format = Email, max_length = 320, example = "test@example.com")]
     email: String,
-    /// 8–1024 bytes, not one of ~8,000 commonly breached passwords, nor the email or the
+    /// 8–1024 characters, not one of ~8,000 commonly breached passwords, nor the email or the
     /// username, whatever the case.
-    #[schema(min_length = 8, max_length = 1024, example = "correct horse battery staple")]
+    #[schema(
+        min_length = 8,
+        max_length = 1024,
+        example = "correct horse battery staple"
+    )]
     password: String,
 }
 
@@ -35,8 +45,14 @@ pub struct SignUp {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMe {
-    /// 1–64 characters once trimmed, no control characters.
-    #[schema(min_length = 1, max_length = 64, example = "new_username")]
+    /// At most 64 characters, not all white space (trimmed off when stored), no control
+    /// characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0001-\\u001f\\u007f-\\u009f]*[^\\u0001-\\u001f\\u007f-\\u009f \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0001-\\u001f\\u007f-\\u009f]*$",
+        example = "new_username"
+    )]
     username: String,
 }
 
@@ -45,7 +61,8 @@ pub struct UpdateMe {
 #[serde(deny_unknown_fields)]
 pub struct ChangePassword {
     current_password: String,
-    /// Follows the sign-up rules.
+    /// Follows the sign-up rules: 8–1024 characters, not a commonly breached password, nor
+    /// the email or the username.
     #[schema(min_length = 8, max_length = 1024)]
     new_password: String,
 }

@@ -41,6 +41,46 @@ pub struct StreamErrorDetail {
     pub code: String,
 }
 
+/// The JSON Schema of one event of an answer's stream, as an SSE parser hands it over (`data`,
+/// `id`, `event` as strings): a token chunk, the error event, or `[DONE]`. The OpenAPI document
+/// gives it as the schema of every `text/event-stream` answer, read as OpenAPI 3.2 reads an event
+/// stream's schema: it describes each event, the JSON in `data` by `contentSchema`.
+pub fn event_schema() -> serde_json::Value {
+    let json_data = |schema: &str, starts: &str| {
+        serde_json::json!({
+            "type": "string",
+            "pattern": starts,
+            "contentMediaType": "application/json",
+            "contentSchema": { "$ref": format!("#/components/schemas/{schema}") },
+        })
+    };
+    serde_json::json!({
+        "description": "One event of an answer's stream: a token chunk (with its id), the \
+                        error event, or the final `[DONE]`.",
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "id": { "type": "string", "pattern": "^[0-9]+$" },
+            "data": { "type": "string" },
+        },
+        "anyOf": [
+            {
+                "title": "token chunk",
+                "required": ["id"],
+                "properties": { "data": json_data("StreamDelta", "^\\{\"delta\":") },
+            },
+            {
+                "title": "error",
+                "properties": { "data": json_data("StreamError", "^\\{\"error\":") },
+            },
+            {
+                "title": "end",
+                "properties": { "data": { "const": "[DONE]" } },
+            },
+        ],
+    })
+}
+
 /// How an answer's stream reads, for the OpenAPI document of the two endpoints that send one.
 pub const STREAM_DESCRIPTION: &str = "The answer as Server-Sent Events (`text/event-stream`), \
 in this order:
@@ -199,6 +239,29 @@ fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_event_schema_tells_the_frames_apart_by_how_their_data_starts() {
+        let schema = event_schema();
+        let delta = delta_frame(3, "abc");
+        let error = error_frame("it broke", "upstream_closed");
+        let patterns: Vec<&str> = schema["anyOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|branch| branch["properties"]["data"]["pattern"].as_str())
+            .collect();
+        assert_eq!(patterns, [r#"^\{"delta":"#, r#"^\{"error":"#]);
+        assert!(std::str::from_utf8(&delta)
+            .unwrap()
+            .contains("\ndata: {\"delta\":"));
+        assert!(std::str::from_utf8(&error)
+            .unwrap()
+            .starts_with("data: {\"error\":"));
+        let done = frame(&StreamEvent::Done);
+        assert_eq!(schema["anyOf"][2]["properties"]["data"]["const"], "[DONE]");
+        assert_eq!(&done[..], b"data: [DONE]\n\n");
+    }
 
     #[test]
     fn a_delta_frame_is_the_json_a_client_parses() {

@@ -13,6 +13,7 @@ mod edges_logs;
 mod fake_upstream;
 mod generations;
 mod load_tools;
+mod openapi;
 mod provider_adapters;
 mod providers_http;
 mod providers_reachable;

@@ -270,7 +270,7 @@ impl AuthState {
         };
         *account = user.as_ref().map(|u| u.email.clone());
         let stored = user.as_ref().map(|u| u.password_hash.clone());
-        if password.len() > validate::PASSWORD_MAX_BYTES {
+        if validate::too_long_to_check(&password) {
             return Err(CoreError::BadCredentials);
         }
         let valid = self.hasher.verify(password.clone(), stored).await?;
