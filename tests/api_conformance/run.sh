@@ -87,7 +87,8 @@ log_in() {
 st() {
   local token
   token="$(log_in)"
-  PYTHONPATH="$here" SCHEMATHESIS_HOOKS=hooks \
+  # From the temporary directory: schemathesis keeps its cache of failures in the current one.
+  (cd "$work" && PYTHONPATH="$here" SCHEMATHESIS_HOOKS=hooks \
     ST_LOGIN_EMAIL=conformance@example.com ST_LOGIN_PASSWORD="$password" \
     "$venv/bin/st" --config-file "$here/schemathesis.toml" run "$base/openapi.json" \
     --checks all \
@@ -95,7 +96,7 @@ st() {
     --max-examples "${ST_MAX_EXAMPLES:-100}" \
     --workers 1 \
     --request-timeout 30 \
-    "$@"
+    "$@")
 }
 
 status=0
