@@ -5,9 +5,11 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::http::cors::CorsPolicy;
+use crate::http::{client_ip::TrustedProxies, cors::CorsPolicy};
 use omnichat_actors::{
-    auth::ScryptSettings, providers::ProviderSettings, CoreConfig, DisconnectPolicy, Limits,
+    auth::{ScryptSettings, ThrottleSettings},
+    providers::ProviderSettings,
+    CoreConfig, DisconnectPolicy, Limits,
 };
 
 #[derive(Debug, Parser)]
@@ -47,6 +49,15 @@ pub struct OpenapiArgs {
     pub output: Option<std::path::PathBuf>,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line, with the fields of the request's span (`request_id`, …).
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum OnDisconnect {
     Continue,
@@ -61,6 +72,13 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "OMNICHAT_ADDR", default_value = "127.0.0.1:8000")]
     pub addr: SocketAddr,
+    /// Serve `GET /metrics` only on this address (not on the public one). Unset: on the public
+    /// address.
+    #[arg(long, env = "OMNICHAT_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Log line format.
+    #[arg(long, env = "OMNICHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// sqlite://… or postgres://…
     #[arg(
         long,
@@ -68,6 +86,7 @@ pub struct ServeArgs {
         default_value = "sqlite://omnichat.db?mode=rwc"
     )]
     pub database_url: String,
+    /// Database connections at most (reads; SQLite writes go through one more of their own).
     #[arg(long, env = "OMNICHAT_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
     /// The longest a request waits on the database (a connection, a lock, a statement) before it
@@ -89,72 +108,114 @@ pub struct ServeArgs {
     /// Hashes allowed to wait per running one before logins get 503 with Retry-After.
     #[arg(long, env = "OMNICHAT_HASH_QUEUE", default_value_t = 32)]
     pub hash_queue: usize,
+    /// Proxies (comma-separated IPs or CIDRs) whose `X-Forwarded-For` names the client; empty:
+    /// none, the TCP peer is the client.
+    #[arg(long, env = "OMNICHAT_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<TrustedProxies>,
+    /// Failed logins of an account from one address (or of the account from anywhere) before
+    /// each further attempt is slowed.
+    #[arg(long, env = "OMNICHAT_LOGIN_SLOW_AFTER", default_value_t = 5)]
+    pub login_slow_after: u32,
+    /// Failed logins of an account from one address before that pair is blocked (429).
+    #[arg(long, env = "OMNICHAT_LOGIN_BLOCK_AFTER", default_value_t = 10)]
+    pub login_block_after: u32,
+    /// Failed logins from one address, over all accounts, before it is slowed.
+    #[arg(long, env = "OMNICHAT_LOGIN_ADDRESS_SLOW_AFTER", default_value_t = 20)]
+    pub login_address_slow_after: u32,
+    /// Failed logins from one address, over all accounts, before it is blocked (429).
+    #[arg(long, env = "OMNICHAT_LOGIN_ADDRESS_BLOCK_AFTER", default_value_t = 50)]
+    pub login_address_block_after: u32,
+    /// The longest a login is slowed, in milliseconds: all an attacker can cost the owner.
+    #[arg(long, env = "OMNICHAT_LOGIN_MAX_DELAY_MS", default_value_t = 2_000)]
+    pub login_max_delay_ms: u64,
+    /// The first block, in seconds; each further failure doubles it.
+    #[arg(long, env = "OMNICHAT_LOGIN_BLOCK_SECS", default_value_t = 60)]
+    pub login_block_secs: u64,
+    /// The longest block, in seconds.
+    #[arg(long, env = "OMNICHAT_LOGIN_MAX_BLOCK_SECS", default_value_t = 900)]
+    pub login_max_block_secs: u64,
+    /// Failed logins are forgotten this many seconds after the latest one.
+    #[arg(long, env = "OMNICHAT_LOGIN_FORGET_SECS", default_value_t = 3_600)]
+    pub login_forget_secs: u64,
 
+    /// OpenAI (or OpenAI-compatible server) API key; unset: the provider is not offered.
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub openai_api_key: Option<String>,
+    /// Base URL of the OpenAI-compatible API (up to and including `/v1`).
     #[arg(
         long,
         env = "OPENAI_BASE_URL",
         default_value = "https://api.openai.com/v1"
     )]
     pub openai_base_url: String,
+    /// Gemini API key; unset: the provider is not offered.
     #[arg(long, env = "GEMINI_API_KEY", hide_env_values = true)]
     pub gemini_api_key: Option<String>,
+    /// Base URL of the Gemini API.
     #[arg(
         long,
         env = "GEMINI_BASE_URL",
         default_value = "https://generativelanguage.googleapis.com"
     )]
     pub gemini_base_url: String,
+    /// Anthropic API key; unset: the provider is not offered.
     #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
     pub anthropic_api_key: Option<String>,
+    /// Base URL of the Anthropic API.
     #[arg(
         long,
         env = "ANTHROPIC_BASE_URL",
         default_value = "https://api.anthropic.com"
     )]
     pub anthropic_base_url: String,
+    /// The Ollama daemon (keyless).
     #[arg(long, env = "OLLAMA_HOST", default_value = "http://127.0.0.1:11434")]
     pub ollama_host: String,
     /// Models clients may ask OpenAI for (comma-separated); empty: any.
-    #[arg(long, env = "OMNICHAT_OPENAI_MODELS", default_value = "")]
-    pub openai_models: String,
+    #[arg(long, env = "OMNICHAT_OPENAI_MODELS")]
+    pub openai_models: Option<String>,
     /// Models clients may ask Gemini for (comma-separated); empty: any.
-    #[arg(long, env = "OMNICHAT_GEMINI_MODELS", default_value = "")]
-    pub gemini_models: String,
+    #[arg(long, env = "OMNICHAT_GEMINI_MODELS")]
+    pub gemini_models: Option<String>,
     /// Models clients may ask Anthropic for (comma-separated); empty: any.
-    #[arg(long, env = "OMNICHAT_ANTHROPIC_MODELS", default_value = "")]
-    pub anthropic_models: String,
+    #[arg(long, env = "OMNICHAT_ANTHROPIC_MODELS")]
+    pub anthropic_models: Option<String>,
     /// Models clients may ask Ollama for (comma-separated); empty: any.
-    #[arg(long, env = "OMNICHAT_OLLAMA_MODELS", default_value = "")]
-    pub ollama_models: String,
+    #[arg(long, env = "OMNICHAT_OLLAMA_MODELS")]
+    pub ollama_models: Option<String>,
     /// Pause between the words of the offline `echo` provider, in milliseconds.
     #[arg(long, env = "OMNICHAT_ECHO_DELAY_MS", default_value_t = 20)]
     pub echo_delay_ms: u64,
+    /// Seconds to open a connection to a provider.
     #[arg(
         long,
         env = "OMNICHAT_UPSTREAM_CONNECT_TIMEOUT_SECS",
         default_value_t = 10
     )]
     pub upstream_connect_timeout_secs: u64,
+    /// Seconds a provider may take to start answering.
     #[arg(
         long,
         env = "OMNICHAT_UPSTREAM_FIRST_BYTE_TIMEOUT_SECS",
         default_value_t = 60
     )]
     pub upstream_first_byte_timeout_secs: u64,
+    /// Seconds of silence in a provider's stream before it is given up.
     #[arg(
         long,
         env = "OMNICHAT_UPSTREAM_IDLE_TIMEOUT_SECS",
         default_value_t = 60
     )]
     pub upstream_idle_timeout_secs: u64,
+    /// Seconds one answer may take in all.
     #[arg(
         long,
         env = "OMNICHAT_UPSTREAM_TOTAL_TIMEOUT_SECS",
         default_value_t = 600
     )]
     pub upstream_total_timeout_secs: u64,
+    /// Retries of a provider request before its first token (connect errors, 429, 5xx; never
+    /// an exhausted quota).
     #[arg(long, env = "OMNICHAT_UPSTREAM_MAX_RETRIES", default_value_t = 2)]
     pub upstream_max_retries: u32,
     /// Base of the capped exponential backoff between retries, in milliseconds.
@@ -192,8 +253,8 @@ pub struct ServeArgs {
     #[arg(long, env = "OMNICHAT_FIRST_EVENT_WAIT_MS", default_value_t = 3_000)]
     pub first_event_wait_ms: u64,
     /// Origins (comma-separated, or `*`) whose web pages may call the API; empty: none.
-    #[arg(long, env = "OMNICHAT_CORS_ORIGINS", default_value = "")]
-    pub cors_origins: String,
+    #[arg(long, env = "OMNICHAT_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "OMNICHAT_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
@@ -207,13 +268,30 @@ impl ServeArgs {
     pub fn server_config(&self) -> ServerConfig {
         ServerConfig {
             addr: self.addr,
-            cors: CorsPolicy::parse(&self.cors_origins),
+            metrics_addr: self.metrics_addr,
+            db_timeout: Duration::from_millis(self.db_timeout_ms.max(1)),
+            cors: CorsPolicy::parse(self.cors_origins.as_deref().unwrap_or_default()),
             max_body_bytes: self.max_body_bytes,
             header_read_timeout: Duration::from_secs(10),
             keep_alive_every: Duration::from_secs(self.sse_keep_alive_secs.max(1)),
             first_event_wait: Duration::from_millis(self.first_event_wait_ms),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             max_connections: self.max_connections.max(1),
+            trusted_proxies: self.trusted_proxies.clone().unwrap_or_default(),
+        }
+    }
+
+    fn login_throttle(&self) -> ThrottleSettings {
+        let block = Duration::from_secs(self.login_block_secs.max(1));
+        ThrottleSettings {
+            slow_after: self.login_slow_after,
+            block_after: self.login_block_after.max(1),
+            address_slow_after: self.login_address_slow_after,
+            address_block_after: self.login_address_block_after.max(1),
+            max_delay: Duration::from_millis(self.login_max_delay_ms),
+            block,
+            max_block: Duration::from_secs(self.login_max_block_secs).max(block),
+            forget_after: Duration::from_secs(self.login_forget_secs.max(1)),
         }
     }
 
@@ -270,6 +348,7 @@ impl ServeArgs {
                     .unwrap_or(1)
             }),
             hash_queue_per_slot: self.hash_queue,
+            login_throttle: self.login_throttle(),
             providers,
             limits,
         }
@@ -280,6 +359,10 @@ impl ServeArgs {
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served instead of `addr`, if set.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The bound on database waits (the readiness check stays within it).
+    pub db_timeout: Duration,
     pub cors: CorsPolicy,
     pub max_body_bytes: usize,
     pub header_read_timeout: Duration,
@@ -287,11 +370,15 @@ pub struct ServerConfig {
     pub first_event_wait: Duration,
     pub shutdown_grace: Duration,
     pub max_connections: usize,
+    /// Proxies whose `X-Forwarded-For` names the client of a login.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// A comma-separated list of model names, blanks dropped.
-fn model_list(raw: &str) -> Vec<String> {
-    raw.split(',')
+fn model_list(raw: &Option<String>) -> Vec<String> {
+    raw.as_deref()
+        .unwrap_or_default()
+        .split(',')
         .map(str::trim)
         .filter(|model| !model.is_empty())
         .map(str::to_owned)

@@ -5,18 +5,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use omnichat::config::{Cli, Command};
+use omnichat::config::{Cli, Command, LogFormat};
 use omnichat_actors::store::Store;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    init_logging(&cli);
     let result = match cli.command {
         None => serve(&cli.serve).await,
         Some(Command::Serve(args)) => serve(&args).await,
@@ -32,6 +28,28 @@ async fn main() -> ExitCode {
             eprintln!("omnichat: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Log lines to stdout, filtered by `RUST_LOG` (default `info`), as text or JSON.
+fn init_logging(cli: &Cli) {
+    let format = match &cli.command {
+        None => cli.serve.log_format,
+        Some(Command::Serve(args) | Command::Migrate(args)) => args.log_format,
+        Some(Command::MockUpstream(_) | Command::Loadtest(_) | Command::Openapi(_)) => {
+            LogFormat::Text
+        }
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        // One object per line; the request's span (with its `request_id`) comes with each.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
     }
 }
 

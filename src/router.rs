@@ -5,7 +5,7 @@ use hyper::{body::Incoming, Method, Request, Response, StatusCode};
 
 use crate::{
     app::App,
-    handlers::{chat, health, openapi, providers, sessions, token, users, web},
+    handlers::{chat, health, metrics, openapi, providers, sessions, token, users, web},
     http::{body::Body, error::HttpError},
 };
 
@@ -19,6 +19,8 @@ pub const ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/"),
     (Method::GET, "/assets/{name}"),
     (Method::GET, "/healthz"),
+    (Method::GET, "/readyz"),
+    (Method::GET, "/metrics"),
     (Method::GET, "/openapi.json"),
     (Method::POST, "/token"),
     (Method::POST, "/logout"),
@@ -51,6 +53,8 @@ pub async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
             web::asset(app, req.headers(), req.uri().query(), name).await
         }
         (["healthz"], &Method::GET) => health::healthz(app).await,
+        (["readyz"], &Method::GET) => health::readyz(app).await,
+        (["metrics"], &Method::GET) => metrics::serve(app).await,
         (["openapi.json"], &Method::GET) => openapi::document(app).await,
 
         (["token"], &Method::POST) => token::login(app, req).await,
@@ -98,6 +102,18 @@ fn matches(template: &str, segments: &[&str]) -> bool {
             .all(|(part, segment)| part.starts_with('{') || part == segment)
 }
 
+/// The route template of `path` (from [`ROUTES`]), as the metrics label requests: ids stay
+/// `{session_id}` and the like, so the label's values are a fixed set whatever clients send.
+/// Unknown paths are `unmatched`.
+pub fn template(path: &str) -> &'static str {
+    let segments = segments(path);
+    ROUTES
+        .iter()
+        .map(|(_, template)| *template)
+        .find(|template| matches(template, &segments))
+        .unwrap_or("unmatched")
+}
+
 /// `Ok` when [`ROUTES`] has this method and path; else 404 for a path no route has, or 405 with
 /// `Allow` naming the methods the path takes.
 fn listed(method: &Method, segments: &[&str]) -> Result<(), HttpError> {
@@ -138,6 +154,23 @@ mod tests {
         assert_eq!(err.allow.as_deref(), Some("GET, PUT, DELETE"));
         let err = listed(&Method::GET, &segments("/chat/stream/abc/stop")).unwrap_err();
         assert_eq!(err.allow.as_deref(), Some("POST"));
+    }
+
+    #[test]
+    fn ids_never_reach_the_label() {
+        assert_eq!(
+            template("/sessions/0190a5d2-1111-7000-8000-000000000000"),
+            "/sessions/{session_id}"
+        );
+        assert_eq!(template("/sessions/"), "/sessions");
+        assert_eq!(
+            template("/chat/stream/abc/stop"),
+            "/chat/stream/{generation_id}/stop"
+        );
+        assert_eq!(template("/users/me"), "/users/me/");
+        assert_eq!(template("/no/such/0190a5d2"), "unmatched");
+        assert_eq!(template("/"), "/");
+        assert_eq!(template("/metrics"), "/metrics");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Cross-node signals over PostgreSQL `LISTEN/NOTIFY` (DESIGN §6): a stop asked on one node
 //! reaches the node that runs the generation, and a token revocation reaches every node's
-//! memory of token generations. On SQLite there is one node and nothing to do.
+//! memory of token generations, a single token's logout every node's denylist. On SQLite there
+//! is one node and nothing to do.
 
 use std::time::Duration;
 
@@ -8,12 +9,19 @@ use sea_orm::{sqlx::postgres::PgListener, ConnectionTrait, DbBackend, DbErr, Sta
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::{auth::Generations, root::ChildrenSlot, session::RegistryMsg, store::Store};
+use crate::{
+    auth::{Generations, RevokedTokens},
+    root::ChildrenSlot,
+    session::RegistryMsg,
+    store::Store,
+};
 
 /// The channel stop requests travel on; the payload is `<user id>:<generation id>`.
 const STOP_CHANNEL: &str = "omnichat_stop";
 /// The channel token revocations travel on; the payload is `<user id>:<new token generation>`.
 const TOKEN_CHANNEL: &str = "omnichat_token_generation";
+/// The channel single-token logouts travel on; the payload is `<token id>:<expiry, Unix secs>`.
+const TOKEN_REVOKED_CHANNEL: &str = "omnichat_token_revoked";
 /// The channel account deletions stop a user's answers on; the payload is `<user id>`.
 const USER_STOP_CHANNEL: &str = "omnichat_stop_user";
 
@@ -50,6 +58,21 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Tells every node that token `token_id` is refused until `expires_at`.
+    pub async fn signal_token_revoked(&self, token_id: Uuid, expires_at: i64) -> Result<(), DbErr> {
+        self.writer()
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [
+                    TOKEN_REVOKED_CHANNEL.into(),
+                    format!("{token_id}:{expires_at}").into(),
+                ],
+            ))
+            .await
+            .map(|_| ())
+    }
+
     /// Tells every node that `user_id`'s token generation is now `generation`.
     pub async fn signal_generation(&self, user_id: Uuid, generation: i64) -> Result<(), DbErr> {
         self.writer()
@@ -67,19 +90,20 @@ impl Store {
 }
 
 /// Listens for stop signals and hands each to the local SessionRegistry, which acts only on
-/// generations this node runs, and for token revocations, which raise `generations`. `None` on
-/// SQLite.
+/// generations this node runs, for token revocations, which raise `generations`, and for single
+/// token logouts, which go on `revoked`. `None` on SQLite.
 pub(crate) fn spawn_stop_listener(
     store: Store,
     children: ChildrenSlot,
     generations: Generations,
+    revoked: RevokedTokens,
 ) -> Option<JoinHandle<()>> {
     if !store.is_shared() {
         return None;
     }
     Some(tokio::spawn(async move {
         loop {
-            if let Err(err) = listen(&store, &children, &generations).await {
+            if let Err(err) = listen(&store, &children, &generations, &revoked).await {
                 tracing::warn!(%err, "stop-signal listener failed; reconnecting");
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -91,17 +115,44 @@ async fn listen(
     store: &Store,
     children: &ChildrenSlot,
     generations: &Generations,
+    revoked: &RevokedTokens,
 ) -> Result<(), sea_orm::sqlx::Error> {
     let mut listener =
         PgListener::connect_with(store.conn().get_postgres_connection_pool()).await?;
     listener
-        .listen_all([STOP_CHANNEL, TOKEN_CHANNEL, USER_STOP_CHANNEL])
+        .listen_all([
+            STOP_CHANNEL,
+            TOKEN_CHANNEL,
+            USER_STOP_CHANNEL,
+            TOKEN_REVOKED_CHANNEL,
+        ])
         .await?;
     // Revocations sent while no listener was connected were missed: from now on each is
-    // heard, and what came before is read from the database on each user's next request.
+    // heard, and what came before is read from the database (generations on each user's next
+    // request, single logouts all at once here).
     generations.forget_all();
+    let now = chrono::Utc::now().timestamp();
+    match store.live_revoked_tokens(now).await {
+        Ok(entries) => revoked.extend(entries),
+        Err(err) => {
+            // Without the list this node could accept a logged-out token: listen again.
+            return Err(sea_orm::sqlx::Error::Protocol(format!(
+                "reloading revoked tokens: {err}"
+            )));
+        }
+    }
     loop {
         let notification = listener.recv().await?;
+        if notification.channel() == TOKEN_REVOKED_CHANNEL {
+            match parse_generation(notification.payload()) {
+                Some((token_id, expires_at)) => revoked.insert(token_id, expires_at),
+                None => tracing::warn!(
+                    payload = notification.payload(),
+                    "ignoring a malformed token logout"
+                ),
+            }
+            continue;
+        }
         if notification.channel() == TOKEN_CHANNEL {
             match parse_generation(notification.payload()) {
                 Some((user_id, generation)) => generations.raise(user_id, generation),
@@ -158,6 +209,7 @@ fn parse(payload: &str) -> Option<(Uuid, Uuid)> {
     ))
 }
 
+/// `<uuid>:<integer>`: a user and a generation, or a token and its expiry.
 fn parse_generation(payload: &str) -> Option<(Uuid, i64)> {
     let (user, generation) = payload.split_once(':')?;
     Some((Uuid::parse_str(user).ok()?, generation.parse().ok()?))

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use crate::{auth::ScryptSettings, providers::ProviderSettings};
+use crate::{
+    auth::{ScryptSettings, ThrottleSettings},
+    providers::ProviderSettings,
+};
 
 /// What happens to a generation when its last SSE connection goes away.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,6 +73,8 @@ pub struct CoreConfig {
     pub hash_parallelism: usize,
     /// Hashes allowed to wait per running one; past that, sign-ups and logins get 503.
     pub hash_queue_per_slot: usize,
+    /// How failed logins are slowed down and blocked.
+    pub login_throttle: ThrottleSettings,
     pub providers: ProviderSettings,
     pub limits: Limits,
 }

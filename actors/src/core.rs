@@ -1,7 +1,6 @@
 //! The Core handle: starts the store and the actor tree, and is the one door the front end uses.
 
 use std::{
-    net::SocketAddr,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, RwLock,
@@ -17,11 +16,12 @@ use uuid::Uuid;
 use crate::{
     ask::ask,
     auth::{
-        AuthMsg, Generations, IssuedToken, JwtKeys, PasswordHasher, UserProfile,
-        TOKEN_SECRET_MIN_BYTES,
+        AuthMsg, Generations, IssuedToken, JwtKeys, LoginClient, LoginThrottle, PasswordHasher,
+        RevokedTokens, TokenSubject, UserProfile, TOKEN_SECRET_MIN_BYTES,
     },
     config::CoreConfig,
     error::{CoreError, CoreResult},
+    metrics::Metrics,
     providers::Providers,
     root::{Children, ChildrenSlot, Root, RootArgs},
     session::{ChatStart, RegistryMsg, SessionDetail, SessionMsg, SessionView, StartChat},
@@ -44,10 +44,13 @@ pub struct Core {
     keys: Arc<JwtKeys>,
     /// Each user's current token generation, as far as this node knows (see `auth::revocation`).
     generations: Generations,
+    /// Single tokens logged out before they expire (see `auth::revoked`).
+    revoked: RevokedTokens,
     providers: Providers,
     store: Store,
     children: ChildrenSlot,
     live: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
     root: ActorRef<()>,
     root_task: std::sync::Mutex<Option<JoinHandle<()>>>,
     heartbeat: JoinHandle<()>,
@@ -88,41 +91,61 @@ impl Core {
             }
         };
         let keys = Arc::new(JwtKeys::new(secret.as_bytes(), config.token_ttl));
-        let hasher = PasswordHasher::new(
-            config.scrypt,
-            config.hash_parallelism,
-            config.hash_queue_per_slot,
-        )
-        .map_err(StartError::Config)?;
+        let throttle = LoginThrottle::new(config.login_throttle.clone(), secret.as_bytes());
+        // Tokens logged out before this start are refused from the first request on.
+        let revoked = RevokedTokens::default();
+        revoked.extend(
+            store
+                .live_revoked_tokens(chrono::Utc::now().timestamp())
+                .await?,
+        );
+        let metrics = Arc::new(Metrics::new(store.writes().metrics()));
+        let hasher = Arc::new(
+            PasswordHasher::new(
+                config.scrypt,
+                config.hash_parallelism,
+                config.hash_queue_per_slot,
+            )
+            .map_err(StartError::Config)?
+            .count_refusals_in(metrics.hash_refused()),
+        );
         let providers = Providers::new(config.providers.clone())
-            .map_err(|err| StartError::Config(err.to_string()))?;
+            .map_err(|err| StartError::Config(err.to_string()))?
+            .with_metrics(metrics.clone());
         let children: ChildrenSlot = Arc::new(RwLock::new(None));
         let live = Arc::new(AtomicUsize::new(0));
+        metrics.sample_from(live.clone(), hasher.clone());
         let generations = Generations::default();
         let args = RootArgs {
             store: store.clone(),
-            hasher: Arc::new(hasher),
+            hasher,
             keys: keys.clone(),
             generations: generations.clone(),
+            revoked: revoked.clone(),
+            throttle: throttle.clone(),
             providers: providers.clone(),
             limits: Arc::new(config.limits.clone()),
             live: live.clone(),
+            metrics: metrics.clone(),
             slot: children.clone(),
         };
         let (root, root_task) = Actor::spawn(None, Root, args)
             .await
             .map_err(|err| StartError::Actors(err.to_string()))?;
-        let heartbeat = tokio::spawn(heartbeat_loop(store.clone()));
+        let heartbeat = tokio::spawn(heartbeat_loop(store.clone(), revoked.clone(), throttle));
         let stop_listener = crate::cluster::spawn_stop_listener(
             store.clone(),
             children.clone(),
             generations.clone(),
+            revoked.clone(),
         );
         Ok(Core {
+            metrics,
             heartbeat,
             stop_listener,
             keys,
             generations,
+            revoked,
             providers,
             store,
             children,
@@ -130,6 +153,16 @@ impl Core {
             root,
             root_task: std::sync::Mutex::new(Some(root_task)),
         })
+    }
+
+    /// This server's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// True when the database answers a trivial query within `timeout`.
+    pub async fn database_answers(&self, timeout: Duration) -> bool {
+        self.store.ping(timeout).await
     }
 
     /// Generations running right now, across all users.
@@ -205,11 +238,29 @@ impl Core {
     }
 
     /// The user a bearer token speaks for. The signature and claims, then the token generation
-    /// against memory: no actor, and no database except the first time this node sees a user.
+    /// and the denylist of logged-out tokens against memory: no actor, and no database except
+    /// the first time this node sees a user.
     pub async fn verify_token(&self, token: &str) -> CoreResult<Uuid> {
+        Ok(self.token_subject(token).await?.user_id)
+    }
+
+    /// Like [`Core::verify_token`], with everything the token says of itself.
+    pub async fn token_subject(&self, token: &str) -> CoreResult<TokenSubject> {
         let subject = self.keys.verify(token)?;
         self.generations.check(subject, &self.store).await?;
-        Ok(subject.user_id)
+        if subject
+            .token_id
+            .is_some_and(|token_id| self.revoked.contains(token_id))
+        {
+            return Err(CoreError::Unauthenticated("Token has been revoked"));
+        }
+        Ok(subject)
+    }
+
+    /// Refuses this one token until it expires, on every node (`POST /logout`).
+    pub async fn revoke_token(&self, subject: TokenSubject) -> CoreResult<()> {
+        let auth = self.children()?.auth;
+        ask(&auth, |reply| AuthMsg::RevokeToken { subject, reply }).await
     }
 
     /// Refuses every token of the user issued so far, on every node.
@@ -274,13 +325,13 @@ impl Core {
         .await
     }
 
-    /// Checks the credentials for a token; `client` (the caller's address) goes to the log
-    /// line every attempt leaves.
+    /// Checks the credentials for a token; `client` (the caller's address) is what failed
+    /// logins are throttled by, and goes to the log line every attempt leaves.
     pub async fn login(
         &self,
         email: String,
         password: String,
-        client: Option<SocketAddr>,
+        client: LoginClient,
     ) -> CoreResult<IssuedToken> {
         let auth = self.children()?.auth;
         ask(&auth, |reply| AuthMsg::Login {
@@ -371,6 +422,22 @@ impl Core {
     }
 }
 
+/// Heartbeats between two prunings of expired logouts and forgotten login failures (a minute).
+const PRUNE_EVERY_TICKS: u64 = 6;
+
+/// Drops logged-out tokens that have expired (from memory and the database) and login-failure
+/// counters that no longer slow anyone down. Failures are logged: the next round tries again.
+async fn prune_expired(store: &Store, revoked: &RevokedTokens, throttle: &LoginThrottle) {
+    let now = chrono::Utc::now().timestamp();
+    revoked.prune(now);
+    if let Err(err) = store.prune_revoked_tokens(now).await {
+        tracing::warn!(%err, "pruning expired token logouts failed");
+    }
+    if let Err(err) = throttle.prune(store).await {
+        tracing::warn!(%err, "pruning old login failures failed");
+    }
+}
+
 /// 32 random bytes, hex encoded: the HS256 secret of a server configured without one.
 fn generate_secret() -> String {
     let mut bytes = [0u8; 32];
@@ -378,12 +445,18 @@ fn generate_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Keeps this node's heartbeat fresh and cleans up after peers that died.
-async fn heartbeat_loop(store: Store) {
+/// Keeps this node's heartbeat fresh and cleans up after peers that died; now and then also
+/// drops expired logouts and forgotten login failures.
+async fn heartbeat_loop(store: Store, revoked: RevokedTokens, throttle: LoginThrottle) {
     let mut tick = tokio::time::interval(crate::store::HEARTBEAT_EVERY);
     tick.tick().await;
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
+        ticks += 1;
+        if ticks.is_multiple_of(PRUNE_EVERY_TICKS) {
+            prune_expired(&store, &revoked, &throttle).await;
+        }
         if let Err(err) = store.heartbeat().await {
             tracing::warn!(%err, "node heartbeat failed");
             continue;

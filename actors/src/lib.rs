@@ -10,6 +10,7 @@ mod core;
 pub mod error;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
+pub mod metrics;
 pub mod providers;
 mod root;
 pub mod session;

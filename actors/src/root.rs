@@ -6,8 +6,12 @@ use std::sync::{atomic::AtomicUsize, Arc, RwLock};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use crate::{
-    auth::{AuthActor, AuthArgs, AuthMsg, Generations, JwtKeys, PasswordHasher},
+    auth::{
+        AuthActor, AuthArgs, AuthMsg, Generations, JwtKeys, LoginThrottle, PasswordHasher,
+        RevokedTokens,
+    },
     config::Limits,
+    metrics::Metrics,
     providers::Providers,
     session::{RegistryArgs, RegistryMsg, SessionRegistry},
     store::Store,
@@ -28,9 +32,12 @@ pub struct RootArgs {
     pub hasher: Arc<PasswordHasher>,
     pub keys: Arc<JwtKeys>,
     pub generations: Generations,
+    pub revoked: RevokedTokens,
+    pub throttle: LoginThrottle,
     pub providers: Providers,
     pub limits: Arc<Limits>,
     pub live: Arc<AtomicUsize>,
+    pub metrics: Arc<Metrics>,
     pub slot: ChildrenSlot,
 }
 
@@ -105,6 +112,8 @@ async fn spawn_auth(
         hasher: args.hasher.clone(),
         keys: args.keys.clone(),
         generations: args.generations.clone(),
+        revoked: args.revoked.clone(),
+        throttle: args.throttle.clone(),
     };
     let (auth, _) = Actor::spawn_linked(None, AuthActor, auth_args, supervisor).await?;
     Ok(auth)
@@ -119,6 +128,7 @@ async fn spawn_registry(
         providers: args.providers.clone(),
         limits: args.limits.clone(),
         live: args.live.clone(),
+        metrics: args.metrics.clone(),
     };
     let (registry, _) =
         Actor::spawn_linked(None, SessionRegistry, registry_args, supervisor).await?;

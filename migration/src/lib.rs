@@ -9,6 +9,8 @@ mod m20261124_000004_create_settings;
 mod m20261124_000005_create_nodes;
 mod m20261125_000006_add_session_version;
 mod m20261125_000007_add_token_generation;
+mod m20261125_000008_create_login_failures;
+mod m20261125_000009_create_revoked_tokens;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -23,6 +25,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000005_create_nodes::Migration),
             Box::new(m20261125_000006_add_session_version::Migration),
             Box::new(m20261125_000007_add_token_generation::Migration),
+            Box::new(m20261125_000008_create_login_failures::Migration),
+            Box::new(m20261125_000009_create_revoked_tokens::Migration),
         ]
     }
 }

@@ -177,6 +177,14 @@ pub async fn stream(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
         .core
         .providers()
         .choose_model(request.provider, request.model.take())?;
+    if app.is_draining() {
+        // An answer started now would be cut off by the shutdown: send the client elsewhere.
+        return Err(CoreError::Overloaded {
+            message: "The server is shutting down; send the prompt again".into(),
+            retry_after: std::time::Duration::from_secs(1),
+        }
+        .into());
+    }
     let mut start = app.core.start_chat(user_id, request).await?;
     // Wait a little for the first event, so a provider that fails at once still gets a proper
     // status; past that, open the stream so clients and proxies see it is alive.

@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod health;
+pub mod metrics;
 pub mod openapi;
 pub mod providers;
 pub mod sessions;

@@ -1,18 +1,18 @@
 //! `POST /token`: the OAuth2 password form (username is the email) for a bearer token. Only the
 //! password grant exists; another `grant_type` is refused as RFC 6749 §5.2 says.
-//! `POST /logout` and `POST /logout/all`: both refuse every token of the user, on every node.
+//! `POST /logout` refuses the token it is called with; `POST /logout/all` every token of the
+//! user; either on every node.
 
 use hyper::{body::Incoming, header, Request, Response};
+use omnichat_actors::auth::{IssuedToken, LoginClient};
 use serde::Deserialize;
-
-use omnichat_actors::auth::IssuedToken;
 
 use crate::{
     app::App,
     http::{
         body::Body,
         error::{ErrorBody, HttpError},
-        request::{client_addr, read_form},
+        request::{bearer_token, client_addr, read_form},
         response::{json, no_content},
     },
 };
@@ -32,6 +32,30 @@ pub struct LoginForm {
     grant_type: Option<String>,
 }
 
+/// Who is logging in: the address throttling counts (through a trusted proxy, the client it
+/// names) and how the log line shows it.
+fn login_client<B>(app: &App, req: &Request<B>) -> LoginClient {
+    let Some(peer) = client_addr(req) else {
+        return LoginClient {
+            ip: None,
+            shown: "unknown".to_owned(),
+        };
+    };
+    let ip = app
+        .config
+        .trusted_proxies
+        .client_ip(peer.ip(), req.headers());
+    let shown = if ip == peer.ip().to_canonical() {
+        peer.to_string()
+    } else {
+        format!("{ip} via {peer}")
+    };
+    LoginClient {
+        ip: Some(ip),
+        shown,
+    }
+}
+
 #[utoipa::path(
     post,
     path = "/token",
@@ -39,7 +63,9 @@ pub struct LoginForm {
     tag = "auth",
     summary = "Log in: an email and password for a bearer token",
     description = "Every attempt is logged at INFO with the account's email (or `unknown`), the \
-                   outcome and the client address.",
+                   outcome and the client address. Failed logins are counted per account and \
+                   address, and per address: past a few, each attempt is slowed, then refused \
+                   for a while (429).",
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "A token; no cache may keep it", body = IssuedToken,
@@ -48,10 +74,13 @@ pub struct LoginForm {
             body = ErrorBody),
         (status = 401, description = "Incorrect username or password", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "Too many failed logins of this account from this address, \
+                                      or from this address: try again after `Retry-After` seconds",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 pub async fn login(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
-    let client = client_addr(&req);
+    let client = login_client(app, &req);
     let form: LoginForm = read_form(req, app.config.max_body_bytes).await?;
     if form
         .grant_type
@@ -59,10 +88,9 @@ pub async fn login(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
         .is_some_and(|grant| grant != "password")
     {
         // Still a login attempt worth a line; the account is not looked up for it.
-        let client = client.map_or_else(|| "unknown".to_owned(), |addr| addr.to_string());
         tracing::info!(
             account = "not checked",
-            %client,
+            client = %client.shown,
             outcome = "unsupported grant type",
             "login"
         );
@@ -80,25 +108,24 @@ pub async fn login(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
     Ok(response)
 }
 
-/// Revokes the caller's tokens: all of them, as tokens carry no id of their own, so `/logout`
-/// logs out every device just as `/logout/all` does (README says so).
+/// Revokes the token the request carries, and only it: the user's other devices stay in.
 #[utoipa::path(
     post,
     path = "/logout",
     operation_id = "logout",
     tag = "auth",
-    summary = "Log out: every token of the account is refused from now on, on every node",
-    description = "Tokens carry no id of their own, so this also logs out the account's other \
-                   devices, exactly as `POST /logout/all` does.",
+    summary = "Log out this token: it is refused from now on, on every node",
+    description = "The account's other tokens (other devices) stay valid.",
     security(("bearer" = [])),
-    responses((status = 204, description = "Every token of the account is revoked"))
+    responses((status = 204, description = "This token is revoked"))
 )]
 pub async fn logout(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
-    let user_id = app.authenticate(req.headers()).await?;
-    app.core.revoke_tokens(user_id).await?;
+    let subject = app.core.token_subject(bearer_token(req.headers())?).await?;
+    app.core.revoke_token(subject).await?;
     Ok(no_content())
 }
 
+/// Revokes every token of the caller's account, this one included.
 #[utoipa::path(
     post,
     path = "/logout/all",
@@ -109,5 +136,7 @@ pub async fn logout(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
     responses((status = 204, description = "Every token of the account is revoked"))
 )]
 pub async fn logout_all(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
-    logout(app, req).await
+    let user_id = app.authenticate(req.headers()).await?;
+    app.core.revoke_tokens(user_id).await?;
+    Ok(no_content())
 }

@@ -51,9 +51,9 @@ impl HttpError {
         Self::new(StatusCode::NOT_FOUND, detail)
     }
 
-    pub fn method_not_allowed(allow: String) -> Self {
+    pub fn method_not_allowed(allow: impl Into<String>) -> Self {
         HttpError {
-            allow: Some(allow),
+            allow: Some(allow.into()),
             ..Self::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
         }
     }

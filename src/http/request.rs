@@ -16,7 +16,7 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub SocketAddr);
 
-/// The address the request came from (the direct peer; a proxy in front is not looked through).
+/// The TCP peer the request came from (`client_ip` looks through trusted proxies).
 pub fn client_addr<B>(req: &Request<B>) -> Option<SocketAddr> {
     req.extensions().get::<ClientAddr>().map(|addr| addr.0)
 }

@@ -54,13 +54,17 @@ port="$(free_port)"
 base="http://127.0.0.1:$port"
 mock="http://127.0.0.1:$mock_port"
 # A cheap scrypt cost (the run signs up many users), no pause between echo words, and room for
-# every generation the run starts.
+# every generation the run starts. Login throttling stays on per account (its 429 is documented
+# and met), with short delays so the run stays quick; not per address, since every request of
+# the run, the script's own logins included, comes from 127.0.0.1.
 RUST_LOG=warn "$OMNICHAT_BIN" serve \
   --addr "127.0.0.1:$port" \
   --database-url "sqlite://$work/omnichat.db?mode=rwc" \
   --scrypt-log-n 4 \
   --echo-delay-ms 0 \
   --max-generations-per-user 1000 \
+  --login-max-delay-ms 100 \
+  --login-address-slow-after 1000000 --login-address-block-after 1000000 \
   --openai-api-key test --openai-base-url "$mock/v1" \
   --gemini-api-key test --gemini-base-url "$mock" \
   --anthropic-api-key test --anthropic-base-url "$mock" \

@@ -1,5 +1,5 @@
-//! The end of a token's and an account's life, over HTTP: logging out refuses old tokens (on
-//! every node and after a restart), a password change needs the current password and refuses
+//! The end of a token's and an account's life, over HTTP: logging out refuses that token, and
+//! logging out everywhere every old token (on every node and after a restart), a password change needs the current password and refuses
 //! every old token, and a deleted account stops its answers, leaves no rows and frees its email.
 
 use std::time::{Duration, Instant};
@@ -33,7 +33,7 @@ async fn me_status(server: &TestServer, user: &TestUser) -> StatusCode {
 }
 
 #[tokio::test]
-async fn logout_all_refuses_every_old_token_and_a_new_login_works() {
+async fn logout_refuses_that_token_and_logout_all_every_one() {
     let server = TestServer::start().await;
     let user = server.user().await;
     let other_device = relogin(&server, &user, &user.password).await;
@@ -53,12 +53,22 @@ async fn logout_all_refuses_every_old_token_and_a_new_login_works() {
     let fresh = relogin(&server, &user, &user.password).await;
     assert_eq!(me_status(&server, &fresh).await, StatusCode::OK);
 
-    // `/logout` is documented to log out every device too.
+    // `/logout` logs out the token it is called with, and only it: another login of the same
+    // account (another device) stays in, until `/logout/all`.
     let second = relogin(&server, &user, &user.password).await;
     let out = server.post(&fresh, "/logout").send().await.unwrap();
     assert_eq!(out.status(), StatusCode::NO_CONTENT);
-    assert_eq!(me_status(&server, &fresh).await, StatusCode::UNAUTHORIZED);
+    let refused = server.get(&fresh, "/users/me").send().await.unwrap();
+    let detail = expect_error(refused, StatusCode::UNAUTHORIZED).await;
+    assert!(detail.contains("revoked"), "{detail}");
+    assert_eq!(me_status(&server, &second).await, StatusCode::OK);
+    let again = server.post(&fresh, "/logout").send().await.unwrap();
+    expect_error(again, StatusCode::UNAUTHORIZED).await;
+    let third = relogin(&server, &user, &user.password).await;
+    let out = server.post(&second, "/logout/all").send().await.unwrap();
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
     assert_eq!(me_status(&server, &second).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(me_status(&server, &third).await, StatusCode::UNAUTHORIZED);
     let wrong_method = server.get(&user, "/logout/all").send().await.unwrap();
     expect_error(wrong_method, StatusCode::METHOD_NOT_ALLOWED).await;
 }
@@ -70,11 +80,17 @@ async fn a_revocation_outlives_a_restart() {
     let out = server.post(&user, "/logout/all").send().await.unwrap();
     assert_eq!(out.status(), StatusCode::NO_CONTENT);
     let fresh = relogin(&server, &user, &user.password).await;
+    // One token logged out alone, beside one that was not.
+    let single = relogin(&server, &user, &user.password).await;
+    let out = server.post(&single, "/logout").send().await.unwrap();
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
     let db = server.stop().await;
 
-    // The new process has nothing in memory: it must read the generation from the database.
+    // The new process has nothing in memory: it must read the generation and the logged-out
+    // tokens from the database.
     let server = TestServer::start_on(db, &[]).await;
     assert_eq!(me_status(&server, &user).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(me_status(&server, &single).await, StatusCode::UNAUTHORIZED);
     assert_eq!(me_status(&server, &fresh).await, StatusCode::OK);
 }
 
@@ -91,6 +107,7 @@ async fn logout_on_one_node_is_refused_on_the_other_at_once() {
     let user = a.user().await;
     // Node B has now seen the user and holds its generation in memory.
     assert_eq!(me_status(&b, &user).await, StatusCode::OK);
+    let other_device = relogin(&b, &user, &user.password).await;
 
     let out = a.post(&user, "/logout").send().await.unwrap();
     assert_eq!(out.status(), StatusCode::NO_CONTENT);
@@ -105,8 +122,16 @@ async fn logout_on_one_node_is_refused_on_the_other_at_once() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Only that token: the user's other login works on both nodes.
+    assert_eq!(me_status(&b, &other_device).await, StatusCode::OK);
+    assert_eq!(me_status(&a, &other_device).await, StatusCode::OK);
     let fresh = relogin(&b, &user, &user.password).await;
     assert_eq!(me_status(&a, &fresh).await, StatusCode::OK);
+
+    // A node that starts now reads the logged-out token from the database.
+    let c = TestServer::start_on(TestDb::at(a.db.url.clone()), &[]).await;
+    assert_eq!(me_status(&c, &user).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(me_status(&c, &other_device).await, StatusCode::OK);
 }
 
 async fn change_password(

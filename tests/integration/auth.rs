@@ -41,7 +41,10 @@ async fn wrong_password_and_unknown_email_look_the_same() {
     let wrong = server.login(&user.email, "not the password").await;
     assert_eq!(wrong.headers()["www-authenticate"], "Bearer");
     let wrong_detail = expect_error(wrong, StatusCode::UNAUTHORIZED).await;
-    let unknown = server.login("nobody@example.com", "not the password").await;
+    // A fresh unknown email each run: on the shared PostgreSQL database a fixed one would pile
+    // up failures across runs and be throttled.
+    let nobody = format!("nobody-{}@example.com", uuid::Uuid::new_v4().simple());
+    let unknown = server.login(&nobody, "not the password").await;
     let unknown_detail = expect_error(unknown, StatusCode::UNAUTHORIZED).await;
     assert_eq!(wrong_detail, "Incorrect username or password");
     assert_eq!(unknown_detail, wrong_detail);
@@ -202,9 +205,15 @@ async fn a_login_burst_past_the_hash_queue_gets_503_and_others_are_served() {
         "15",
     ])
     .await;
-    let user = server.user().await;
-    let logins = (0..6).map(|_| server.login(&user.email, &user.password));
-    let me = server.get(&user, "/users/me").send();
+    // Six accounts: logins of one account from one address take turns (login throttling), so
+    // only different accounts make a burst the hasher sees at once.
+    let mut users = Vec::new();
+    for _ in 0..6 {
+        users.push(server.user().await);
+    }
+    let user = &users[0];
+    let logins = users.iter().map(|u| server.login(&u.email, &u.password));
+    let me = server.get(user, "/users/me").send();
     let (responses, me) = tokio::join!(futures_util::future::join_all(logins), me);
     let ok = responses
         .iter()

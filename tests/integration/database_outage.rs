@@ -259,4 +259,99 @@ async fn sqlite_locked_by_another_writer_fails_writes_fast_and_heals() {
         .chat(&user, json!({ "session_id": session, "prompt": "back" }))
         .await;
     assert_eq!(again.status(), StatusCode::OK);
+
+    // The metrics saw it: the final write tried again twice, then in the background until stored.
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let retries = |write: &str| -> f64 {
+        let prefix = format!("omnichat_store_retries_total{{write=\"{write}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .map_or(0.0, |v| v.parse().unwrap())
+    };
+    assert_eq!(retries("final_answer"), 2.0, "{metrics}");
+    assert!(retries("deferred_answer") >= 1.0, "{metrics}");
+}
+
+/// Polls `GET /readyz` until it answers `want` (the check is cached for about a second).
+async fn wait_for_readyz(server: &TestServer, want: StatusCode) -> Duration {
+    let started = Instant::now();
+    loop {
+        let response = server
+            .client
+            .get(server.url("/readyz"))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "/readyz stayed {} instead of {want}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn readyz_is_503_while_postgres_is_cut_off_and_200_once_it_is_back() {
+    let Some(url) = postgres_url() else {
+        return; // the pass-through needs PostgreSQL (a SQLite file cannot be cut off)
+    };
+    let parsed = reqwest::Url::parse(&url).unwrap();
+    let target: SocketAddr = format!(
+        "{}:{}",
+        parsed.host_str().unwrap(),
+        parsed.port().unwrap_or(5432)
+    )
+    .parse()
+    .unwrap();
+    let proxy = PassThrough::start(target).await;
+    let mut through = parsed.clone();
+    through.set_port(Some(proxy.port)).unwrap();
+    let bound = BOUND.as_millis().to_string();
+    let server = TestServer::start_on(
+        TestDb::at(through.to_string()),
+        &["--db-timeout-ms", &bound],
+    )
+    .await;
+    wait_for_readyz(&server, StatusCode::OK).await;
+
+    proxy.cut();
+    let took = wait_for_readyz(&server, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(took < Duration::from_secs(4), "noticed after {took:?}");
+    let body: Value = server
+        .client
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("database"),
+        "{body}"
+    );
+    // Liveness is another question: the process is fine.
+    let health = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+
+    proxy.restore().await;
+    wait_for_readyz(&server, StatusCode::OK).await;
 }

@@ -1,6 +1,7 @@
 //! What the real binary writes to its logs with `RUST_LOG=debug` while it signs up, logs in
 //! (right, wrong and unknown) and chats through providers that fail with leaky error bodies and
-//! are retried: every login attempt is there, and no provider key, JWT secret or password is.
+//! are retried: every login attempt is there (a throttled one too), and no provider key, JWT
+//! secret or password is.
 //! (The tracing subscriber is per process, hence a spawned binary rather than the in-process
 //! server.)
 
@@ -18,7 +19,7 @@ use uuid::Uuid;
 
 use crate::{
     fake_upstream::{FakeUpstream, Fault, Wire},
-    support::TestDb,
+    support::{TestDb, UNTHROTTLED_ADDRESS},
 };
 
 const OPENAI_KEY: &str = "sk-logs-openai-secret-4";
@@ -46,8 +47,15 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Starts the binary with its stdout and stderr (tracing writes to stdout) in `log`.
-async fn spawn(db: &TestDb, port: u16, fakes: &[(Wire, FakeUpstream)], log: &Path) -> Daemon {
+/// Starts the binary with its stdout and stderr (tracing writes to stdout) in `log`, the
+/// providers pointed at `fakes` (the others unconfigured) and `extra` flags.
+async fn spawn(
+    db: &TestDb,
+    port: u16,
+    fakes: &[(Wire, FakeUpstream)],
+    log: &Path,
+    extra: &[&str],
+) -> Daemon {
     let out = File::create(log).expect("log file");
     let err = out.try_clone().expect("log file handle");
     let base = |wire: Wire| {
@@ -55,7 +63,7 @@ async fn spawn(db: &TestDb, port: u16, fakes: &[(Wire, FakeUpstream)], log: &Pat
             .iter()
             .find(|(w, _)| *w == wire)
             .map(|(_, fake)| fake.base_url.clone())
-            .expect("a fake")
+            .unwrap_or_else(|| "http://127.0.0.1:9".to_owned())
     };
     let child = Command::new(env!("CARGO_BIN_EXE_omnichat"))
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
@@ -73,6 +81,8 @@ async fn spawn(db: &TestDb, port: u16, fakes: &[(Wire, FakeUpstream)], log: &Pat
         .env("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
         .env("ANTHROPIC_BASE_URL", base(Wire::Anthropic))
         .env("OMNICHAT_JWT_SECRET", JWT_SECRET)
+        .args(UNTHROTTLED_ADDRESS)
+        .args(extra)
         .env("RUST_LOG", "debug")
         .env("NO_COLOR", "1")
         .stdout(Stdio::from(out))
@@ -90,6 +100,21 @@ async fn spawn(db: &TestDb, port: u16, fakes: &[(Wire, FakeUpstream)], log: &Pat
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("omnichat did not become healthy");
+}
+
+/// Stops the daemon with SIGTERM (which flushes its log) and returns the log.
+async fn stop_and_read(daemon: &mut Daemon, log_path: &Path) -> String {
+    let stopped = Command::new("kill")
+        .args(["-TERM", &daemon.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while daemon.0.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "omnichat did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    plain(&std::fs::read_to_string(log_path).expect("read the log"))
 }
 
 /// The log without ANSI colour codes, in case the subscriber ignores `NO_COLOR`.
@@ -126,7 +151,7 @@ async fn a_debug_log_has_every_login_and_no_secret() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log_path = dir.path().join("omnichat.log");
     let port = free_port();
-    let mut daemon = spawn(&db, port, &fakes, &log_path).await;
+    let mut daemon = spawn(&db, port, &fakes, &log_path, &[]).await;
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
 
@@ -195,17 +220,7 @@ async fn a_debug_log_has_every_login_and_no_secret() {
     }
 
     // A clean stop flushes everything the server had to say.
-    let stopped = Command::new("kill")
-        .args(["-TERM", &daemon.0.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(stopped.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while daemon.0.try_wait().expect("wait").is_none() {
-        assert!(Instant::now() < deadline, "omnichat did not stop");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let log = plain(&std::fs::read_to_string(&log_path).expect("read the log"));
+    let log = stop_and_read(&mut daemon, &log_path).await;
 
     // The log is really at debug level and saw the retries and the logins.
     assert!(log.contains("DEBUG"), "debug lines: {log}");
@@ -250,6 +265,67 @@ async fn a_debug_log_has_every_login_and_no_secret() {
         WRONG_PASSWORD,
         GHOST_PASSWORD,
     ] {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(secret)).collect();
+        assert!(lines.is_empty(), "{secret} is in the log: {lines:#?}");
+    }
+}
+
+#[tokio::test]
+async fn a_throttled_login_is_logged_without_its_password() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log_path = dir.path().join("omnichat.log");
+    let port = free_port();
+    let flags = [
+        "--login-slow-after",
+        "1",
+        "--login-block-after",
+        "2",
+        "--login-max-delay-ms",
+        "10",
+    ];
+    let mut daemon = spawn(&db, port, &[], &log_path, &flags).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let tag = Uuid::new_v4().simple().to_string();
+    let email = format!("guessed-{}@example.com", &tag[..12]);
+    let signed_up = client
+        .post(format!("{base}/users/"))
+        .json(&json!({ "username": format!("guessed-{}", &tag[..12]), "email": email, "password": PASSWORD }))
+        .send()
+        .await
+        .expect("sign up");
+    assert_eq!(signed_up.status(), StatusCode::OK);
+    let login = |password: &str| {
+        client
+            .post(format!("{base}/token"))
+            .form(&[("username", email.as_str()), ("password", password)])
+            .send()
+    };
+    for _ in 0..2 {
+        let wrong = login(WRONG_PASSWORD).await.expect("login");
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Blocked: even the right password is refused, and that attempt is logged too.
+    let blocked = login(PASSWORD).await.expect("login");
+    assert_eq!(blocked.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(blocked.headers().contains_key("retry-after"));
+
+    let log = stop_and_read(&mut daemon, &log_path).await;
+    let throttled: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" login") && l.contains("outcome=\"throttled\""))
+        .collect();
+    assert_eq!(throttled.len(), 1, "{log}");
+    assert!(throttled[0].contains("INFO"), "{throttled:?}");
+    assert!(throttled[0].contains("client=127.0.0.1:"), "{throttled:?}");
+    assert!(throttled[0].contains("retry_after_secs="), "{throttled:?}");
+    let slowed = log
+        .lines()
+        .filter(|l| l.contains("wrong password") && l.contains("delay_ms=10"))
+        .count();
+    assert_eq!(slowed, 1, "the second failure was slowed: {log}");
+    for secret in [PASSWORD, WRONG_PASSWORD] {
         let lines: Vec<&str> = log.lines().filter(|l| l.contains(secret)).collect();
         assert!(lines.is_empty(), "{secret} is in the log: {lines:#?}");
     }

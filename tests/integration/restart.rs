@@ -10,7 +10,9 @@ use std::{
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::{parse_sse, read_sse, sign_up_and_log_in, streamed_text, TestDb};
+use crate::support::{
+    parse_sse, read_sse, sign_up_and_log_in, streamed_text, TestDb, UNTHROTTLED_ADDRESS,
+};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -41,6 +43,7 @@ impl Daemon {
                 &db.url,
             ])
             .args(["--scrypt-log-n", "4", "--echo-delay-ms", "1"])
+            .args(UNTHROTTLED_ADDRESS)
             .args(extra)
             .env_remove("OMNICHAT_JWT_SECRET")
             .env("RUST_LOG", "warn")
@@ -395,4 +398,78 @@ async fn sigkill_right_after_a_burst_keeps_every_answer_whose_client_saw_done() 
             .iter()
             .all(|m| m["status"] != "streaming"));
     }
+}
+
+/// `GET /readyz` as a load balancer's probe sends it: a fresh connection each time.
+async fn readyz(base: &str) -> Option<StatusCode> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status())
+}
+
+#[tokio::test]
+async fn readyz_turns_503_the_moment_sigterm_arrives_while_answers_drain() {
+    let db = TestDb::new();
+    let client = reqwest::Client::new();
+    let mut daemon = Daemon::spawn_with(
+        &db,
+        free_port(),
+        &["--echo-delay-ms", "50", "--shutdown-grace-secs", "20"],
+    )
+    .await;
+    assert_eq!(readyz(&daemon.base).await, Some(StatusCode::OK));
+    let (_, token) = sign_up_and_log_in(&client, &daemon.base).await;
+    let session = new_session(&client, &daemon.base, &token).await;
+    let other = new_session(&client, &daemon.base, &token).await;
+    // 60 words at 50 ms: about three seconds of answer left when the signal comes.
+    let stream = start_stream(&client, &daemon.base, &token, &session, &words(60)).await;
+
+    daemon.signal("TERM");
+    let signalled = Instant::now();
+    let mut status = readyz(&daemon.base).await;
+    while status == Some(StatusCode::OK) && signalled.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        status = readyz(&daemon.base).await;
+    }
+    assert_eq!(status, Some(StatusCode::SERVICE_UNAVAILABLE));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(1),
+        "503 within {:?}",
+        signalled.elapsed()
+    );
+    // Still alive, and still draining: the answer has not ended yet.
+    let health = reqwest::get(format!("{}/healthz", daemon.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let probe = reqwest::get(format!("{}/readyz", daemon.base))
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = probe.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("shutting down"));
+    // A new answer would be cut off by the shutdown: it is sent elsewhere.
+    let refused = client
+        .post(format!("{}/chat/stream", daemon.base))
+        .bearer_auth(&token)
+        .json(&json!({ "session_id": other, "prompt": "too late" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+
+    // The running answer finishes whole, and then the process exits cleanly.
+    let rest = stream.text().await.unwrap();
+    assert!(rest.ends_with("data: [DONE]\n\n"), "{rest}");
+    assert!(rest.contains("w60"), "the answer was not cut: {rest}");
+    let exit = daemon.wait(Duration::from_secs(20));
+    assert!(exit.success(), "exit status {exit:?}");
 }

@@ -77,12 +77,26 @@ pub fn base_args(db: &TestDb) -> Vec<String> {
         "5",
     ]
     .iter()
+    .chain(UNTHROTTLED_ADDRESS.iter())
     .map(|s| s.to_string())
     .collect()
 }
 
+/// Every test logs in from 127.0.0.1, and on PostgreSQL into one database shared by the whole
+/// suite and by earlier runs: per-address throttling would add failures up across tests until
+/// 127.0.0.1 is blocked for all. Servers (and spawned binaries) get these flags; the throttling
+/// tests set their own limits and stand behind addresses of their own.
+pub const UNTHROTTLED_ADDRESS: [&str; 4] = [
+    "--login-address-slow-after",
+    "1000000",
+    "--login-address-block-after",
+    "1000000",
+];
+
 pub struct TestServer {
     pub base: String,
+    /// `http://<metrics address>` when the server was started with `--metrics-addr`.
+    pub metrics_base: Option<String>,
     pub client: reqwest::Client,
     server: Option<RunningServer>,
     pub db: TestDb,
@@ -119,6 +133,7 @@ impl TestServer {
         .expect("server starts");
         TestServer {
             base: format!("http://{}", server.addr),
+            metrics_base: server.metrics_addr.map(|addr| format!("http://{addr}")),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()

@@ -1,16 +1,22 @@
 //! AuthActor: sign-up, login and profile. It owns the password hasher and the signing keys.
 //!
-//! Each request runs in a task of its own, so a login waiting for an scrypt slot never holds up
-//! a profile read behind it; the hasher's admission limit is what bounds the work.
+//! Each request runs in a task of its own, so a login waiting for an scrypt slot (or slowed by
+//! the throttle) never holds up a profile read behind it; the hasher's admission limit is what
+//! bounds the work.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::IpAddr, sync::Arc};
 
 use omnichat_entity::users;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
+use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{validate, Generations, JwtKeys, PasswordHasher};
+use super::{
+    in_flight::InFlight,
+    throttle::{Admission, LoginThrottle},
+    validate, Generations, JwtKeys, PasswordHasher, RevokedTokens, TokenSubject,
+};
 use crate::{
     error::{CoreError, CoreResult},
     store::Store,
@@ -37,6 +43,15 @@ impl From<users::Model> for UserProfile {
     }
 }
 
+/// Where a login comes from: the address it is throttled by and the text its log line shows.
+#[derive(Clone, Debug, Default)]
+pub struct LoginClient {
+    /// The client's address (the TCP peer, or what a trusted proxy says); `None` if unknown.
+    pub ip: Option<IpAddr>,
+    /// How the log line names the client, e.g. `203.0.113.7 via 127.0.0.1:50412`.
+    pub shown: String,
+}
+
 /// A freshly signed access token.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct IssuedToken {
@@ -59,8 +74,8 @@ pub enum AuthMsg {
     Login {
         email: String,
         password: String,
-        /// The client's address, for the log line every attempt leaves.
-        client: Option<SocketAddr>,
+        /// The client, for throttling and for the log line every attempt leaves.
+        client: LoginClient,
         reply: RpcReplyPort<CoreResult<IssuedToken>>,
     },
     Profile {
@@ -71,6 +86,11 @@ pub enum AuthMsg {
         user_id: Uuid,
         username: String,
         reply: RpcReplyPort<CoreResult<UserProfile>>,
+    },
+    /// Refuses this one token until it expires (`POST /logout`).
+    RevokeToken {
+        subject: TokenSubject,
+        reply: RpcReplyPort<CoreResult<()>>,
     },
     /// Refuses every token of the user issued so far (bumps the token generation).
     RevokeTokens {
@@ -102,6 +122,8 @@ pub struct AuthArgs {
     pub hasher: Arc<PasswordHasher>,
     pub keys: Arc<JwtKeys>,
     pub generations: Generations,
+    pub revoked: RevokedTokens,
+    pub throttle: LoginThrottle,
 }
 
 /// Everything a request needs, shared with the task that serves it.
@@ -111,6 +133,10 @@ pub struct AuthState {
     pub(super) hasher: Arc<PasswordHasher>,
     pub(super) keys: Arc<JwtKeys>,
     pub(super) generations: Generations,
+    pub(super) revoked: RevokedTokens,
+    pub(super) throttle: LoginThrottle,
+    /// Logins in progress per account and address, which take turns.
+    pub(super) in_flight: InFlight,
 }
 
 pub struct AuthActor;
@@ -130,6 +156,9 @@ impl Actor for AuthActor {
             hasher: args.hasher,
             keys: args.keys,
             generations: args.generations,
+            revoked: args.revoked,
+            throttle: args.throttle,
+            in_flight: InFlight::default(),
         })
     }
 
@@ -147,7 +176,7 @@ impl Actor for AuthActor {
                 password,
                 reply,
             } => {
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     let _ = reply.send(state.on_sign_up(username, email, password).await);
                 });
             }
@@ -157,12 +186,12 @@ impl Actor for AuthActor {
                 client,
                 reply,
             } => {
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     let _ = reply.send(state.on_login(email, password, client).await);
                 });
             }
             AuthMsg::Profile { user_id, reply } => {
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     let _ = reply.send(state.on_profile(user_id).await);
                 });
             }
@@ -171,12 +200,17 @@ impl Actor for AuthActor {
                 username,
                 reply,
             } => {
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     let _ = reply.send(state.on_rename(user_id, username).await);
                 });
             }
-            AuthMsg::RevokeTokens { user_id, reply } => {
+            AuthMsg::RevokeToken { subject, reply } => {
                 tokio::spawn(async move {
+                    let _ = reply.send(state.revoke_token(subject).await);
+                });
+            }
+            AuthMsg::RevokeTokens { user_id, reply } => {
+                spawn_in_span(async move {
                     let _ = reply.send(state.revoke_tokens(user_id).await);
                 });
             }
@@ -186,7 +220,7 @@ impl Actor for AuthActor {
                 new_password,
                 reply,
             } => {
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     let result = state
                         .on_change_password(user_id, current_password, new_password)
                         .await;
@@ -198,19 +232,25 @@ impl Actor for AuthActor {
                 password,
                 reply,
             } => {
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     let result = state.check_password(user_id, password).await.map(|_| ());
                     let _ = reply.send(result);
                 });
             }
             AuthMsg::DeleteAccount { user_id, reply } => {
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     let _ = reply.send(state.on_delete_account(user_id).await);
                 });
             }
         }
         Ok(())
     }
+}
+
+/// Runs a request's work off the actor's mailbox, in the span its message came with (the
+/// request's, so its log lines carry the request id).
+fn spawn_in_span(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    tokio::spawn(work.in_current_span());
 }
 
 impl AuthState {
@@ -229,29 +269,76 @@ impl AuthState {
         Ok(user.into())
     }
 
-    /// Checks the credentials and logs the attempt (INFO): the account's email when one
-    /// matched, the outcome and the client address. Never the password, and never what was
+    /// Throttles, checks the credentials and logs the attempt (INFO): the account's email when
+    /// one matched, the outcome and the client address. Never the password, and never what was
     /// typed as an email when no account has it (people type passwords into that field too).
     async fn on_login(
         &self,
         email: String,
         password: String,
-        client: Option<SocketAddr>,
+        client: LoginClient,
     ) -> CoreResult<IssuedToken> {
+        let keys = self.throttle.keys(&email, client.ip);
+        let client = client.shown;
+        // Held until the failure is counted, so the next guess is judged with it.
+        let _turn = self.in_flight.turn(keys.turn_key()).await;
+        let delay = match self.throttle.admit(&self.store, &keys).await {
+            Ok(Admission::After(delay)) => delay,
+            Ok(Admission::Blocked(retry_after)) => {
+                // Refused before the account is even looked up: no hash, no read, no oracle.
+                tracing::info!(
+                    account = "not checked",
+                    %client,
+                    outcome = "throttled",
+                    retry_after_secs = retry_after.as_secs(),
+                    "login"
+                );
+                return Err(CoreError::Limited {
+                    message: "Too many failed logins; try again later".into(),
+                    retry_after,
+                });
+            }
+            Err(err) => {
+                tracing::info!(
+                    account = "not checked",
+                    %client,
+                    outcome = "failed",
+                    %err,
+                    "login"
+                );
+                return Err(err);
+            }
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let mut account = None;
-        let result = self.check_login(&email, password, &mut account).await;
-        let client = client.map_or_else(|| "unknown".to_owned(), |addr| addr.to_string());
+        let mut result = self.check_login(&email, password, &mut account).await;
+        match &result {
+            Ok(_) => self.throttle.record_success(&self.store, &keys).await,
+            Err(CoreError::BadCredentials) => {
+                // A failure that cannot be counted is not answered as a plain miss: the next
+                // guess would come in uncounted.
+                if let Err(err) = self.throttle.record_failure(&self.store, &keys).await {
+                    result = Err(err);
+                }
+            }
+            Err(_) => {}
+        }
         let known = account.is_some();
         let account = account.as_deref().unwrap_or("unknown");
+        let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         match &result {
-            Ok(_) => tracing::info!(account, %client, outcome = "success", "login"),
+            Ok(_) => tracing::info!(account, %client, outcome = "success", delay_ms, "login"),
             Err(CoreError::BadCredentials) if known => {
-                tracing::info!(account, %client, outcome = "wrong password", "login")
+                tracing::info!(account, %client, outcome = "wrong password", delay_ms, "login")
             }
             Err(CoreError::BadCredentials) => {
-                tracing::info!(account, %client, outcome = "unknown account", "login")
+                tracing::info!(account, %client, outcome = "unknown account", delay_ms, "login")
             }
-            Err(err) => tracing::info!(account, %client, outcome = "failed", %err, "login"),
+            Err(err) => {
+                tracing::info!(account, %client, outcome = "failed", delay_ms, %err, "login")
+            }
         }
         result
     }

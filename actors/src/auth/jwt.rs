@@ -27,13 +27,21 @@ struct Claims {
     /// The user's token generation at issue; tokens from before this claim existed count as 0.
     #[serde(default)]
     gen: i64,
+    /// The token's own id, so `POST /logout` can refuse this token alone. Tokens from before
+    /// this claim existed have none (their logout refuses all the user's tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
 }
 
-/// Who a verified token speaks for, and the token generation it was issued at.
+/// Who a verified token speaks for, the token generation it was issued at, its id and expiry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TokenSubject {
     pub user_id: Uuid,
     pub generation: i64,
+    /// The `jti` claim; `None` for a token issued before tokens had one.
+    pub token_id: Option<Uuid>,
+    /// The `exp` claim, Unix seconds.
+    pub expires_at: i64,
 }
 
 /// The signing and verifying keys and the rules tokens must meet.
@@ -77,6 +85,7 @@ impl JwtKeys {
             iss: TOKEN_ISSUER.to_owned(),
             aud: TOKEN_AUDIENCE.to_owned(),
             gen: generation,
+            jti: Some(Uuid::new_v4().to_string()),
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|err| CoreError::Internal(format!("signing token: {err}")))
@@ -94,9 +103,19 @@ impl JwtKeys {
         }
         let user_id = Uuid::parse_str(&data.claims.sub)
             .map_err(|_| CoreError::Unauthenticated("Could not validate credentials"))?;
+        // A `jti` that is not one of ours cannot be on the denylist; refuse rather than guess.
+        let token_id = match data.claims.jti.as_deref() {
+            None => None,
+            Some(jti) => Some(
+                Uuid::parse_str(jti)
+                    .map_err(|_| CoreError::Unauthenticated("Could not validate credentials"))?,
+            ),
+        };
         Ok(TokenSubject {
             user_id,
             generation: data.claims.gen,
+            token_id,
+            expires_at: data.claims.exp,
         })
     }
 }
@@ -114,6 +133,12 @@ mod tests {
         let token = keys.issue(user, 3).unwrap();
         let subject = keys.verify(&token).unwrap();
         assert_eq!((subject.user_id, subject.generation), (user, 3));
+        let again = keys.verify(&keys.issue(user, 3).unwrap()).unwrap();
+        assert!(subject.token_id.is_some());
+        assert_ne!(
+            subject.token_id, again.token_id,
+            "each token has its own id"
+        );
     }
 
     #[test]

@@ -1,13 +1,39 @@
-//! The end of a token's or an account's life: revoking every token, changing the password and
-//! deleting the account. Each revokes by bumping the user's token generation.
+//! The end of a token's or an account's life: revoking one token, revoking every token,
+//! changing the password and deleting the account. One token goes on the denylist of revoked
+//! token ids; the others revoke by bumping the user's token generation.
 
 use omnichat_entity::users;
 use uuid::Uuid;
 
-use super::{actor::AuthState, validate, DELETED};
+use super::{actor::AuthState, validate, TokenSubject, DELETED};
 use crate::error::{CoreError, CoreResult};
 
 impl AuthState {
+    /// Refuses this one token until it expires: recorded in the database (for restarts and
+    /// nodes whose listener reconnects), in memory here, and sent to the other nodes. A token
+    /// from before tokens had ids cannot be named alone, so its logout revokes them all.
+    pub(super) async fn revoke_token(&self, subject: TokenSubject) -> CoreResult<()> {
+        let Some(token_id) = subject.token_id else {
+            return self.revoke_tokens(subject.user_id).await;
+        };
+        let user_id = subject.user_id;
+        self.store
+            .insert_revoked_token(token_id, user_id, subject.expires_at)
+            .await?;
+        self.revoked.insert(token_id, subject.expires_at);
+        if self.store.is_shared() {
+            if let Err(err) = self
+                .store
+                .signal_token_revoked(token_id, subject.expires_at)
+                .await
+            {
+                tracing::warn!(%user_id, %err, "sending a token logout to other nodes");
+            }
+        }
+        tracing::info!(%user_id, %token_id, "token revoked");
+        Ok(())
+    }
+
     /// Bumps the user's token generation, raises it here at once and tells the other nodes.
     pub(super) async fn revoke_tokens(&self, user_id: Uuid) -> CoreResult<()> {
         let generation = match self.store.bump_token_generation(user_id).await {

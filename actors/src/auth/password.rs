@@ -13,6 +13,7 @@ use std::{
     time::Duration,
 };
 
+use prometheus_client::metrics::counter::Counter;
 use rand::RngCore;
 use scrypt::{
     password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString},
@@ -43,9 +44,12 @@ impl Default for ScryptSettings {
 /// Hashes and verifies passwords without stalling the async workers.
 pub struct PasswordHasher {
     params: Params,
+    parallelism: usize,
     running: Arc<Semaphore>,
     admitted: Arc<AtomicUsize>,
     max_admitted: usize,
+    /// Counts the callers turned away with `Overloaded` (a metric).
+    refusals: Counter,
     /// Verified against when the email is unknown, so both cases cost the same time.
     dummy_hash: String,
 }
@@ -79,6 +83,8 @@ impl PasswordHasher {
         let dummy_hash = hash_blocking(&params, &random)?;
         Ok(PasswordHasher {
             params,
+            parallelism,
+            refusals: Counter::default(),
             running: Arc::new(Semaphore::new(parallelism)),
             admitted: Arc::new(AtomicUsize::new(0)),
             max_admitted: parallelism * (1 + queue_per_slot),
@@ -90,12 +96,30 @@ impl PasswordHasher {
         let before = self.admitted.fetch_add(1, Ordering::AcqRel);
         let admission = Admission(self.admitted.clone());
         if before >= self.max_admitted {
+            self.refusals.inc();
             return Err(CoreError::Overloaded {
                 message: "Too many logins and sign-ups in progress; try again shortly".into(),
                 retry_after: Duration::from_secs(1),
             });
         }
         Ok(admission)
+    }
+
+    /// Counts refusals into `counter` from now on.
+    pub(crate) fn count_refusals_in(mut self, counter: Counter) -> Self {
+        self.refusals = counter;
+        self
+    }
+
+    /// Hashes running now.
+    pub(crate) fn running(&self) -> usize {
+        self.parallelism
+            .saturating_sub(self.running.available_permits())
+    }
+
+    /// Hashes running or waiting for a slot (refused callers are counted out at once).
+    pub(crate) fn admitted(&self) -> usize {
+        self.admitted.load(Ordering::Acquire)
     }
 
     /// Runs `work` on the blocking pool once a hashing slot is free.

@@ -10,7 +10,7 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use futures_util::StreamExt;
@@ -19,6 +19,7 @@ use tokio::{
     sync::{mpsc, oneshot},
     task::JoinHandle,
 };
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
@@ -28,6 +29,7 @@ use super::{
 use crate::{
     config::DisconnectPolicy,
     error::CoreResult,
+    metrics::GenerationMetrics,
     providers::{
         ChatRequest, ProviderError, ProviderEvent, ProviderKind, Providers, Role, TokenUsage,
     },
@@ -89,6 +91,10 @@ pub struct ChatArgs {
     pub on_disconnect: DisconnectPolicy,
     /// The server-wide count of running generations.
     pub live: Arc<AtomicUsize>,
+    /// This generation's instruments, their labels resolved.
+    pub metrics: GenerationMetrics,
+    /// The span of the request that started it: the generation's log lines carry its request id.
+    pub parent_span: tracing::Span,
 }
 
 /// Counts a generation as running from start until it ends. A guard, so that even a panic,
@@ -131,6 +137,10 @@ pub struct ChatState {
     pub(super) begin_failed: bool,
     /// Held while running; dropped when the answer ends (lingering is not running).
     running: Option<Running>,
+    pub(super) metrics: GenerationMetrics,
+    started: Instant,
+    /// Every log line of the generation is made inside it (see `handle`).
+    pub(super) span: tracing::Span,
 }
 
 pub struct ChatStreamActor;
@@ -145,13 +155,20 @@ impl Actor for ChatStreamActor {
         myself: ActorRef<ChatMsg>,
         args: ChatArgs,
     ) -> Result<ChatState, ActorProcessingErr> {
-        let reader = spawn_reader(
+        let span = tracing::info_span!(
+            parent: &args.parent_span,
+            "generation",
+            generation_id = %args.generation_id,
+            provider = args.provider.name(),
+        );
+        let reader = read_upstream(
             myself.clone(),
             args.providers.clone(),
             args.provider,
             args.request,
             args.begin,
         );
+        let reader = tokio::spawn(reader.instrument(span.clone()));
         let ticker = (args.on_disconnect == DisconnectPolicy::Cancel)
             .then(|| myself.send_interval(SUBSCRIBER_CHECK, || ChatMsg::CheckSubscribers));
         Ok(ChatState {
@@ -173,6 +190,9 @@ impl Actor for ChatStreamActor {
             ended: None,
             begin_failed: false,
             running: Some(Running::start(args.live)),
+            metrics: args.metrics,
+            started: Instant::now(),
+            span,
         })
     }
 
@@ -182,6 +202,28 @@ impl Actor for ChatStreamActor {
         msg: ChatMsg,
         state: &mut ChatState,
     ) -> Result<(), ActorProcessingErr> {
+        // Messages from the reader task come in the generation's span already; the others (a
+        // stop, a subscriber, a timer) are handled in it too, under whatever span sent them.
+        let span = state.span.clone();
+        Self::dispatch(myself, msg, state).instrument(span).await;
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<ChatMsg>,
+        state: &mut ChatState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.reader.abort();
+        if let Some(ticker) = state.ticker.take() {
+            ticker.abort();
+        }
+        Ok(())
+    }
+}
+
+impl ChatStreamActor {
+    async fn dispatch(myself: ActorRef<ChatMsg>, msg: ChatMsg, state: &mut ChatState) {
         match msg {
             ChatMsg::Subscribe { after, reply } => {
                 let _ = reply.send(state.subscribe(after));
@@ -203,67 +245,52 @@ impl Actor for ChatStreamActor {
             ChatMsg::UpstreamEnded => state.finish(&myself, "complete", None).await,
             ChatMsg::CheckSubscribers => state.on_check_subscribers(&myself).await,
         }
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _: ActorRef<ChatMsg>,
-        state: &mut ChatState,
-    ) -> Result<(), ActorProcessingErr> {
-        state.reader.abort();
-        if let Some(ticker) = state.ticker.take() {
-            ticker.abort();
-        }
-        Ok(())
     }
 }
 
 /// Opens the upstream stream while the prompt's write commits, then forwards every item to the
 /// actor, stopping at the first error. Nothing is read from upstream before the write is known
 /// to be committed, so no client ever sees a token of a prompt that is not stored.
-fn spawn_reader(
+async fn read_upstream(
     myself: ActorRef<ChatMsg>,
     providers: Providers,
     provider: ProviderKind,
     request: ChatRequest,
     begin: BeginOutcome,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let open = providers.open(provider, request);
-        let stored = begin_stored(begin);
-        tokio::pin!(open, stored);
-        let mut opened = None;
-        let stored = tokio::select! {
-            stored = &mut stored => stored,
-            result = &mut open => {
-                opened = Some(result);
-                (&mut stored).await
-            }
-        };
-        if let Err(failure) = stored {
-            let _ = myself.cast(ChatMsg::BeginFailed(failure));
+) {
+    let open = providers.open(provider, request);
+    let stored = begin_stored(begin);
+    tokio::pin!(open, stored);
+    let mut opened = None;
+    let stored = tokio::select! {
+        stored = &mut stored => stored,
+        result = &mut open => {
+            opened = Some(result);
+            (&mut stored).await
+        }
+    };
+    if let Err(failure) = stored {
+        let _ = myself.cast(ChatMsg::BeginFailed(failure));
+        return;
+    }
+    let opened = match opened {
+        Some(result) => result,
+        None => open.await,
+    };
+    let mut stream = match opened {
+        Ok(stream) => stream,
+        Err(error) => {
+            let _ = myself.cast(ChatMsg::Upstream(Err(error)));
             return;
         }
-        let opened = match opened {
-            Some(result) => result,
-            None => open.await,
-        };
-        let mut stream = match opened {
-            Ok(stream) => stream,
-            Err(error) => {
-                let _ = myself.cast(ChatMsg::Upstream(Err(error)));
-                return;
-            }
-        };
-        while let Some(item) = stream.next().await {
-            let failed = item.is_err();
-            if myself.cast(ChatMsg::Upstream(item)).is_err() || failed {
-                return;
-            }
+    };
+    while let Some(item) = stream.next().await {
+        let failed = item.is_err();
+        if myself.cast(ChatMsg::Upstream(item)).is_err() || failed {
+            return;
         }
-        let _ = myself.cast(ChatMsg::UpstreamEnded);
-    })
+    }
+    let _ = myself.cast(ChatMsg::UpstreamEnded);
 }
 
 /// Waits for the prompt's write; why it failed, as the client will be told.
@@ -303,6 +330,9 @@ impl ChatState {
                     self.finish(myself, "error", Some(failure)).await;
                     return;
                 }
+                if self.text.is_empty() {
+                    self.metrics.first_token(self.started.elapsed());
+                }
                 self.text.push_str(&text);
                 let event = StreamEvent::Delta {
                     id: self.text.len() as u64,
@@ -316,6 +346,7 @@ impl ChatState {
     }
 
     async fn on_upstream_error(&mut self, myself: &ActorRef<ChatMsg>, error: ProviderError) {
+        self.metrics.upstream_error(&error);
         let failure = StreamFailure {
             code: error.code().to_owned(),
             message: error.to_string(),
@@ -467,6 +498,11 @@ impl ChatState {
         }
         self.publish(StreamEvent::Done);
         self.subscribers.clear();
+        self.metrics.ended(
+            self.ended.as_ref().map_or(status, |(status, _)| *status),
+            self.usage,
+            self.started.elapsed(),
+        );
         self.running = None;
         myself.send_after(LINGER, || ChatMsg::Expire);
     }

@@ -4,6 +4,8 @@
 
 use std::{sync::Arc, time::Duration};
 
+use tracing::Instrument;
+
 use super::actor::ChatState;
 use crate::store::{AssistantOutcome, Write};
 
@@ -41,6 +43,7 @@ impl ChatState {
                 Err(err) => {
                     tracing::error!(%err, attempt, generation_id = %self.generation_id, "could not store the answer");
                     if attempt < FINAL_WRITE_TRIES {
+                        self.metrics.shared().store_retry("final_answer");
                         tokio::time::sleep(backoff).await;
                         backoff *= 2;
                     }
@@ -57,7 +60,8 @@ impl ChatState {
     pub(super) fn store_later(&self, outcome: Arc<AssistantOutcome>) {
         let (store, generation_id) = (self.store.clone(), self.generation_id);
         let (message_id, session_id) = (self.message_id, self.session_id);
-        tokio::spawn(async move {
+        let metrics = self.metrics.shared().clone();
+        let task = async move {
             let deadline = tokio::time::Instant::now() + DEFERRED_FOR;
             while tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(DEFERRED_EVERY).await;
@@ -66,13 +70,15 @@ impl ChatState {
                     session_id,
                     outcome: outcome.clone(),
                 };
+                metrics.store_retry("deferred_answer");
                 if store.writes().write(session_id, write).await.is_ok() {
                     tracing::info!(%generation_id, "stored an answer once the database was back");
                     return;
                 }
             }
             tracing::error!(%generation_id, "gave up storing an answer; it is marked interrupted at the next start");
-        });
+        };
+        tokio::spawn(task.instrument(self.span.clone()));
     }
 }
 

@@ -20,6 +20,7 @@ use super::{
     redact::Redactor,
     ProviderError, ProviderSettings,
 };
+use crate::metrics::Metrics;
 
 /// The response body as the decoders see it; transport failures and timeouts are already
 /// [`ProviderError`]s, and an `Err` is the last item.
@@ -37,6 +38,7 @@ pub(crate) struct Upstream<'a> {
     provider: &'static str,
     settings: &'a ProviderSettings,
     redactor: &'a Redactor,
+    metrics: Option<&'a Metrics>,
 }
 
 /// A failed attempt and whether another one may succeed.
@@ -51,11 +53,13 @@ impl<'a> Upstream<'a> {
         provider: &'static str,
         settings: &'a ProviderSettings,
         redactor: &'a Redactor,
+        metrics: Option<&'a Metrics>,
     ) -> Self {
         Self {
             provider,
             settings,
             redactor,
+            metrics,
         }
     }
 
@@ -93,6 +97,9 @@ impl<'a> Upstream<'a> {
                 return Err(failure.error);
             }
             attempt += 1;
+            if let Some(metrics) = self.metrics {
+                metrics.upstream_retry(self.provider);
+            }
             tracing::warn!(
                 provider = self.provider,
                 attempt,
@@ -345,7 +352,7 @@ mod tests {
             ..ProviderSettings::default()
         };
         let redactor = Redactor::default();
-        let upstream = Upstream::new("test", &settings, &redactor);
+        let upstream = Upstream::new("test", &settings, &redactor, None);
         for attempt in 0..40 {
             let cap = Duration::from_millis((100u64 << attempt.min(20)).min(300));
             assert!(upstream.backoff(attempt) <= cap);

@@ -9,6 +9,8 @@ use std::{pin::Pin, sync::Arc, time::Duration};
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 
+use crate::metrics::Metrics;
+
 mod anthropic;
 mod echo;
 mod error_body;
@@ -241,6 +243,8 @@ pub struct Providers {
     redactor: redact::Redactor,
     /// The last reachability probe of each provider, shared by every clone.
     reachability: Arc<reachability::Reachability>,
+    /// Where upstream retries are counted, once the core has set it.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Providers {
@@ -277,7 +281,16 @@ impl Providers {
             settings: Arc::new(settings),
             client,
             reachability: Arc::default(),
+            metrics: None,
         })
+    }
+
+    /// Counts upstream retries in `metrics`.
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics: Some(metrics),
+            ..self
+        }
     }
 
     /// The model used when a request names none.
@@ -347,7 +360,8 @@ impl Providers {
         let settings = &*self.settings;
         let client = &self.client;
         let provider = kind.name();
-        let upstream = http::Upstream::new(provider, settings, &self.redactor);
+        let upstream =
+            http::Upstream::new(provider, settings, &self.redactor, self.metrics.as_deref());
         let stream = match kind {
             ProviderKind::Echo => echo::stream(&request, settings.echo_delay),
             ProviderKind::OpenAi => {

@@ -21,6 +21,7 @@ use crate::{
     chat::{ChatMsg, StreamEvent},
     config::Limits,
     error::{CoreError, CoreResult},
+    metrics::{Alive, Metrics},
     providers::{ProviderKind, Providers},
     store::Store,
     text::storable,
@@ -110,6 +111,7 @@ pub struct SessionArgs {
     pub limits: Arc<Limits>,
     /// Live generations across the whole server, for shutdown to wait on.
     pub live: Arc<AtomicUsize>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// A live generation of this user.
@@ -124,6 +126,9 @@ pub struct SessionState {
     pub(super) providers: Providers,
     pub(super) limits: Arc<Limits>,
     pub(super) live: Arc<AtomicUsize>,
+    pub(super) metrics: Arc<Metrics>,
+    /// Counted in the `session_actors` gauge while this state exists.
+    _alive: Alive,
     /// Running generations.
     pub(super) generations: HashMap<Uuid, Generation>,
     /// Ended generations still in memory for late subscribers.
@@ -159,6 +164,8 @@ impl Actor for SessionActor {
             providers: args.providers,
             limits: args.limits,
             live: args.live,
+            _alive: Alive::new(args.metrics.session_actor_gauge()),
+            metrics: args.metrics,
             generations: HashMap::new(),
             lingering: HashMap::new(),
             cache,

@@ -60,7 +60,10 @@ impl SessionState {
             session_id: answer.session_id,
             message_id: answer.id,
             provider: request.provider,
-            request: ChatRequest { model, messages },
+            request: ChatRequest {
+                model: model.clone(),
+                messages,
+            },
             begin,
             providers: self.providers.clone(),
             store: self.store.clone(),
@@ -70,6 +73,10 @@ impl SessionState {
             max_answer_bytes: self.limits.max_answer_bytes,
             on_disconnect: self.limits.on_disconnect,
             live: self.live.clone(),
+            metrics: self.metrics.generation(request.provider, &model),
+            // The request that started the turn (carried here with its message): the
+            // generation's log lines name it.
+            parent_span: tracing::Span::current(),
         };
         let (actor, _) = Actor::spawn_linked(None, ChatStreamActor, args, myself.get_cell())
             .await

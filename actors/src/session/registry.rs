@@ -16,6 +16,7 @@ use super::actor::{SessionActor, SessionArgs, SessionMsg};
 use crate::{
     config::Limits,
     error::{CoreError, CoreResult},
+    metrics::Metrics,
     providers::Providers,
     store::Store,
 };
@@ -46,6 +47,7 @@ pub struct RegistryArgs {
     pub providers: Providers,
     pub limits: Arc<Limits>,
     pub live: Arc<AtomicUsize>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub struct RegistryState {
@@ -53,6 +55,7 @@ pub struct RegistryState {
     providers: Providers,
     limits: Arc<Limits>,
     live: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
     by_user: HashMap<Uuid, ActorRef<SessionMsg>>,
     by_actor: HashMap<ActorId, Uuid>,
     failures: HashMap<Uuid, Vec<Instant>>,
@@ -75,6 +78,7 @@ impl Actor for SessionRegistry {
             providers: args.providers,
             limits: args.limits,
             live: args.live,
+            metrics: args.metrics,
             by_user: HashMap::new(),
             by_actor: HashMap::new(),
             failures: HashMap::new(),
@@ -200,6 +204,7 @@ impl RegistryState {
             providers: self.providers.clone(),
             limits: self.limits.clone(),
             live: self.live.clone(),
+            metrics: self.metrics.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, SessionActor, args, myself.get_cell())
             .await

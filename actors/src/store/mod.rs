@@ -1,10 +1,13 @@
 //! The store: every sea-orm call OmniChat makes, over SQLite (default) or PostgreSQL.
 
+mod login_failures;
 mod messages;
 mod nodes;
+mod revoked_tokens;
 mod session_writes;
 mod sessions;
 mod settings;
+mod sqlite_writes;
 mod users;
 mod writer;
 
@@ -62,6 +65,11 @@ impl Store {
             .min_connections(1)
             .connect_timeout(timeout)
             .acquire_timeout(timeout)
+            // sqlx pings a pooled connection on every checkout by default: a round trip per
+            // statement (to SQLite's worker thread, or over the network to PostgreSQL). Only a
+            // connection idle long enough to have been dropped is worth that check; a dead one
+            // that slips through fails its statement, which the callers handle as any error.
+            .test_before_acquire_if_idle_for(Duration::from_secs(10))
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(move |opts| {
                 opts.journal_mode(SqliteJournalMode::Wal)
@@ -137,6 +145,14 @@ impl Store {
     /// The group-commit writer.
     pub fn writes(&self) -> &WriteQueue {
         &self.writes
+    }
+
+    /// True when the database answers `SELECT 1` within `timeout` (the readiness probe).
+    pub async fn ping(&self, timeout: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(timeout, self.db.execute_unprepared("SELECT 1")).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Closes the pools, waiting for queries in flight.

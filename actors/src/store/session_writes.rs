@@ -10,11 +10,14 @@ use chrono::{DateTime, Utc};
 use omnichat_entity::{messages, sessions};
 use sea_orm::{
     sea_query::{Expr, ExprTrait},
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Set,
 };
 use uuid::Uuid;
 
-use super::messages::{AssistantOutcome, NewAssistantMessage};
+use super::{
+    messages::{AssistantOutcome, NewAssistantMessage},
+    sqlite_writes,
+};
 
 /// A prompt and the `streaming` row of its answer, written only if the session is still at the
 /// version the writer last saw (so a change made by another node is noticed here, not missed).
@@ -67,6 +70,8 @@ pub enum Written {
 
 /// Applies `write` on `db` (the batch's transaction).
 pub(super) async fn apply<C: ConnectionTrait>(db: &C, write: &Write) -> Result<Written, DbErr> {
+    // The hot writes of a turn take one round trip on SQLite (see `sqlite_writes`).
+    let sqlite = db.get_database_backend() == DbBackend::Sqlite;
     match write {
         Write::CreateSession(row) => {
             let row = sessions::ActiveModel {
@@ -106,7 +111,16 @@ pub(super) async fn apply<C: ConnectionTrait>(db: &C, write: &Write) -> Result<W
                 .await?;
             Ok(found(result.rows_affected))
         }
+        Write::BeginAnswer(begin) if sqlite => sqlite_writes::begin_answer(db, begin).await,
         Write::BeginAnswer(begin) => begin_answer(db, begin).await,
+        Write::FinishAnswer {
+            message_id,
+            session_id,
+            outcome,
+        } if sqlite => {
+            sqlite_writes::finish_answer(db, *session_id, *message_id, outcome).await?;
+            Ok(Written::Done)
+        }
         Write::FinishAnswer {
             message_id,
             session_id,

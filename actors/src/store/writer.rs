@@ -6,13 +6,17 @@
 //! Writes are sharded by session, and each shard is one task, so the writes of one session are
 //! applied in the order they were queued: a rename queued after a prompt never overtakes it.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::session_writes::{apply, Write, Written};
+use crate::metrics::WriterMetrics;
 
 /// The most writes one transaction takes: enough to amortise a commit, few enough that one
 /// failing batch (retried write by write) stays cheap.
@@ -47,6 +51,7 @@ struct Job {
 #[derive(Clone, Debug)]
 pub struct WriteQueue {
     shards: Arc<[mpsc::Sender<Job>]>,
+    metrics: WriterMetrics,
 }
 
 impl std::fmt::Debug for Job {
@@ -58,16 +63,23 @@ impl std::fmt::Debug for Job {
 impl WriteQueue {
     /// Starts `shards` writer tasks over `conn`; each transaction gets at most `timeout`.
     pub(super) fn spawn(conn: DatabaseConnection, shards: usize, timeout: Duration) -> Self {
+        let metrics = WriterMetrics::default();
         let senders: Vec<mpsc::Sender<Job>> = (0..shards.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-                tokio::spawn(drain(conn.clone(), rx, timeout));
+                tokio::spawn(drain(conn.clone(), rx, timeout, metrics.clone()));
                 tx
             })
             .collect();
         WriteQueue {
             shards: senders.into(),
+            metrics,
         }
+    }
+
+    /// The batch commit time and size histograms.
+    pub fn metrics(&self) -> &WriterMetrics {
+        &self.metrics
     }
 
     /// Queues `write` (ordered with the other writes of session `key`); the receiver resolves
@@ -98,7 +110,12 @@ impl WriteQueue {
 }
 
 /// One shard's loop: take what is queued, commit it as one batch, answer every writer.
-async fn drain(conn: DatabaseConnection, mut jobs: mpsc::Receiver<Job>, timeout: Duration) {
+async fn drain(
+    conn: DatabaseConnection,
+    mut jobs: mpsc::Receiver<Job>,
+    timeout: Duration,
+    metrics: WriterMetrics,
+) {
     let mut batch = Vec::with_capacity(16);
     while let Some(job) = jobs.recv().await {
         batch.push(job);
@@ -108,7 +125,12 @@ async fn drain(conn: DatabaseConnection, mut jobs: mpsc::Receiver<Job>, timeout:
                 Err(_) => break,
             }
         }
+        metrics.batch_size.observe(batch.len() as f64);
+        let started = Instant::now();
         commit(&conn, &mut batch, timeout).await;
+        metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
     }
 }
 

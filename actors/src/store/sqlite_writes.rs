@@ -1,0 +1,230 @@
+//! A turn's two writes on SQLite, each in one round trip to SQLite's worker thread.
+//!
+//! sqlx runs SQLite on a worker thread, and every statement is a hop to it and back: on the path
+//! to the first token those hops, not SQLite's own work, are most of what a write costs. SQLite
+//! (unlike PostgreSQL's extended protocol) takes several statements in one query with their
+//! parameters bound in order, so each write here is one query. The statements keep the order of
+//! the portable versions in `session_writes` (the version is bumped first), and the insert of a
+//! begin is guarded by `changes()`, so a stale session gets nothing written.
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+
+use super::{
+    messages::AssistantOutcome,
+    session_writes::{BeginAnswer, Written},
+};
+
+/// Bumps the session if it is still at the expected version, then inserts the prompt and the
+/// `streaming` answer row only if that bump changed a row. `changes()` is the row count of the
+/// last completed statement on this connection: the update just before.
+const BEGIN_ANSWER: &str = "\
+UPDATE sessions SET version = version + 1, updated_at = ? \
+WHERE id = ? AND user_id = ? AND version = ?; \
+INSERT INTO messages (id, session_id, role, content, status, provider, model, generation_id, \
+finish_reason, prompt_tokens, completion_tokens, created_at, node) \
+SELECT * FROM (VALUES \
+(?, ?, 'user', ?, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ?, NULL), \
+(?, ?, 'assistant', '', 'streaming', ?, ?, ?, NULL, NULL, NULL, ?, ?)) \
+WHERE changes() = 1";
+
+/// Marks the session active (bumping its version), then stores the answer's final state.
+const FINISH_ANSWER: &str = "\
+UPDATE sessions SET version = version + 1, updated_at = ? WHERE id = ?; \
+UPDATE messages SET content = ?, status = ?, finish_reason = ?, prompt_tokens = ?, \
+completion_tokens = ? WHERE id = ?";
+
+pub(super) async fn begin_answer<C: ConnectionTrait>(
+    db: &C,
+    begin: &BeginAnswer,
+) -> Result<Written, DbErr> {
+    let answer = &begin.answer;
+    let values: Vec<Value> = vec![
+        begin.at.into(),
+        answer.session_id.into(),
+        begin.user_id.into(),
+        begin.expected_version.into(),
+        // The prompt.
+        begin.prompt_id.into(),
+        answer.session_id.into(),
+        begin.prompt.as_str().into(),
+        begin.at.into(),
+        // The answer.
+        answer.id.into(),
+        answer.session_id.into(),
+        answer.provider.as_str().into(),
+        answer.model.as_str().into(),
+        answer.generation_id.into(),
+        begin.at.into(),
+        begin.node.as_str().into(),
+    ];
+    let result = db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            BEGIN_ANSWER,
+            values,
+        ))
+        .await?;
+    // One session bumped and two messages inserted, or nothing at all.
+    Ok(if result.rows_affected() == 0 {
+        Written::Stale
+    } else {
+        Written::Done
+    })
+}
+
+pub(super) async fn finish_answer<C: ConnectionTrait>(
+    db: &C,
+    session_id: uuid::Uuid,
+    message_id: uuid::Uuid,
+    outcome: &AssistantOutcome,
+) -> Result<(), DbErr> {
+    let to_i32 = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+    let values: Vec<Value> = vec![
+        chrono::Utc::now().into(),
+        session_id.into(),
+        outcome.content.as_str().into(),
+        outcome.status.into(),
+        outcome.finish_reason.clone().into(),
+        to_i32(outcome.usage.prompt_tokens).into(),
+        to_i32(outcome.usage.completion_tokens).into(),
+        message_id.into(),
+    ];
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        FINISH_ANSWER,
+        values,
+    ))
+    .await
+    .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    use crate::store::{AssistantOutcome, BeginAnswer, NewAssistantMessage, Store, Write, Written};
+
+    async fn store_with_session() -> (Store, Uuid, Uuid) {
+        let store = Store::connect("sqlite::memory:", 1, Duration::from_secs(3))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let user = store
+            .insert_user("ada", "ada@example.com", "x".into())
+            .await
+            .unwrap();
+        let session = store.insert_session(user.id, "New chat").await.unwrap();
+        (store, user.id, session.id)
+    }
+
+    fn begin(user_id: Uuid, session_id: Uuid, expected_version: i64) -> Write {
+        Write::BeginAnswer(Box::new(BeginAnswer {
+            user_id,
+            expected_version,
+            prompt_id: Uuid::now_v7(),
+            prompt: "it's a 'quoted' prompt; DROP TABLE messages; --".into(),
+            answer: NewAssistantMessage {
+                id: Uuid::now_v7(),
+                session_id,
+                provider: "echo".into(),
+                model: "echo-1".into(),
+                generation_id: Uuid::now_v7(),
+            },
+            node: "node-a".into(),
+            at: Utc::now(),
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_begin_at_the_expected_version_writes_both_rows_and_a_stale_one_writes_none() {
+        let (store, user, session) = store_with_session().await;
+
+        let stale = store.writes().write(session, begin(user, session, 7)).await;
+        assert!(matches!(stale, Ok(Written::Stale)), "{stale:?}");
+        assert_eq!(store.count_messages(session).await.unwrap(), 0);
+
+        let other_user = store
+            .writes()
+            .write(session, begin(Uuid::now_v7(), session, 0))
+            .await;
+        assert!(matches!(other_user, Ok(Written::Stale)), "{other_user:?}");
+        assert_eq!(store.count_messages(session).await.unwrap(), 0);
+
+        let done = store.writes().write(session, begin(user, session, 0)).await;
+        assert!(matches!(done, Ok(Written::Done)), "{done:?}");
+        let loaded = store
+            .load_session(user, session, 10)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(loaded.session.version, 1);
+        assert_eq!(loaded.message_count, 2);
+        let roles: Vec<_> = loaded.recent.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["user", "assistant"]);
+        assert_eq!(
+            loaded.recent[0].content,
+            "it's a 'quoted' prompt; DROP TABLE messages; --"
+        );
+        assert_eq!(loaded.recent[1].status.as_deref(), Some("streaming"));
+        assert_eq!(loaded.recent[1].node.as_deref(), Some("node-a"));
+
+        // The same version again is stale now: the first begin moved it on.
+        let again = store.writes().write(session, begin(user, session, 0)).await;
+        assert!(matches!(again, Ok(Written::Stale)), "{again:?}");
+        assert_eq!(store.count_messages(session).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_finish_stores_the_answer_and_bumps_the_session() {
+        let (store, user, session) = store_with_session().await;
+        store
+            .writes()
+            .write(session, begin(user, session, 0))
+            .await
+            .unwrap();
+        let answer_id = store
+            .load_session(user, session, 10)
+            .await
+            .unwrap()
+            .unwrap()
+            .recent[1]
+            .id;
+
+        let outcome = AssistantOutcome {
+            content: "done \u{fffd} here".into(),
+            status: "complete",
+            finish_reason: Some("stop".into()),
+            usage: crate::providers::TokenUsage {
+                prompt_tokens: Some(3),
+                completion_tokens: Some(u32::MAX),
+            },
+        };
+        let finished = store
+            .writes()
+            .write(
+                session,
+                Write::FinishAnswer {
+                    message_id: answer_id,
+                    session_id: session,
+                    outcome: Arc::new(outcome),
+                },
+            )
+            .await;
+        assert!(matches!(finished, Ok(Written::Done)), "{finished:?}");
+        let loaded = store
+            .load_session(user, session, 10)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(loaded.session.version, 2);
+        let answer = &loaded.recent[1];
+        assert_eq!(answer.content, "done \u{fffd} here");
+        assert_eq!(answer.status.as_deref(), Some("complete"));
+        assert_eq!(answer.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(answer.prompt_tokens, Some(3));
+        assert_eq!(answer.completion_tokens, Some(i32::MAX));
+    }
+}
