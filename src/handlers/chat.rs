@@ -110,8 +110,9 @@ fn validate(body: ChatBody) -> Result<StartChat, HttpError> {
             known.join(", ")
         ))
     })?;
+    // The rules first, then "blank means the default": a model of tabs breaks the rule the API
+    // document states (no control characters) and is refused, not taken for blank.
     let model = match body.model {
-        Some(model) if model.trim().is_empty() => None,
         Some(model)
             if model.chars().count() > MAX_MODEL_CHARS || model.chars().any(char::is_control) =>
         {
@@ -119,6 +120,7 @@ fn validate(body: ChatBody) -> Result<StartChat, HttpError> {
                 "model must be at most {MAX_MODEL_CHARS} characters without control characters"
             )));
         }
+        Some(model) if model.trim().is_empty() => None,
         other => other,
     };
     Ok(StartChat {

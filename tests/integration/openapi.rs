@@ -148,3 +148,67 @@ async fn every_route_is_served_with_and_without_a_trailing_slash_and_other_metho
         }
     }
 }
+
+/// Where the document states a rule JSON Schema can check, the server checks exactly that rule
+/// (schemathesis found each of these apart): lengths as sent and in characters, control
+/// characters anywhere, blank only after the rules.
+#[tokio::test]
+async fn the_server_checks_exactly_the_rules_the_document_states() {
+    let server = TestServer::start().await;
+    let user = server.user().await;
+    let sign_up = |username: String, password: &'static str| {
+        let email = format!("{}@example.com", Uuid::new_v4().simple());
+        let server = &server;
+        async move { server.sign_up(&username, &email, password).await.status() }
+    };
+    // 64 characters as sent, the white space around the name included.
+    let long_name = format!(" {}", "a".repeat(64));
+    assert_eq!(
+        sign_up(long_name, "correct horse battery").await,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        sign_up("\tann".into(), "correct horse battery").await,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    // Passwords are counted in characters: four two-byte ones are too few, eight are enough.
+    assert_eq!(
+        sign_up("ann".into(), "éééé").await,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(sign_up("ann".into(), "éàüöçñøå").await, StatusCode::OK);
+
+    let session = server.session(&user, "Rules").await;
+    let id = session["id"].as_str().expect("id");
+    for title in [format!(" {} ", "t".repeat(199)), "\tTitle".to_owned()] {
+        let renamed = server
+            .put(&user, &format!("/sessions/{id}"))
+            .json(&serde_json::json!({ "title": title }))
+            .send()
+            .await
+            .expect("rename");
+        assert_eq!(
+            renamed.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{title:?}"
+        );
+    }
+
+    // A model of tabs breaks "no control characters"; one of spaces is blank: the default.
+    let tabs = server
+        .chat(
+            &user,
+            serde_json::json!({ "session_id": id, "prompt": "hi", "model": "\t\t" }),
+        )
+        .await;
+    assert_eq!(tabs.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let spaces = server
+        .chat(
+            &user,
+            serde_json::json!({ "session_id": id, "prompt": "hi", "model": "  " }),
+        )
+        .await;
+    assert_eq!(spaces.status(), StatusCode::OK);
+    let events = crate::support::read_sse(spaces).await;
+    assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"));
+}
