@@ -1,5 +1,5 @@
 //! Command line and environment: every setting has a flag and an environment variable (the flag
-//! wins), named as the ecosystem names them (DESIGN §2).
+//! wins), named as the ecosystem names them.
 
 use std::{net::SocketAddr, time::Duration};
 

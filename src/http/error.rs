@@ -1,4 +1,4 @@
-//! HttpError and the single place where domain errors become HTTP statuses (DESIGN §2).
+//! HttpError and the single place where domain errors become HTTP statuses.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The shapes sessions and messages take in API answers (DESIGN §2).
+//! The shapes sessions and messages take in API answers.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use omnichat_entity::{messages, sessions};
