@@ -14,6 +14,8 @@ pub struct HttpError {
     pub detail: String,
     pub retry_after: Option<Duration>,
     pub allow: Option<&'static str>,
+    /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds) of a user's quota.
+    pub rate_limit: Option<(u64, u64, u64)>,
 }
 
 impl HttpError {
@@ -23,6 +25,7 @@ impl HttpError {
             detail: detail.into(),
             retry_after: None,
             allow: None,
+            rate_limit: None,
         }
     }
 
@@ -68,6 +71,11 @@ impl HttpError {
         if let Some(after) = self.retry_after {
             headers.insert(header::RETRY_AFTER, after.as_secs().into());
         }
+        if let Some((limit, remaining, reset)) = self.rate_limit {
+            headers.insert("ratelimit-limit", limit.into());
+            headers.insert("ratelimit-remaining", remaining.into());
+            headers.insert("ratelimit-reset", reset.into());
+        }
         if let Some(allow) = self.allow {
             headers.insert(header::ALLOW, header::HeaderValue::from_static(allow));
         }
@@ -89,6 +97,14 @@ impl From<CoreError> for HttpError {
                 message,
                 retry_after,
             } => Self::new(StatusCode::TOO_MANY_REQUESTS, message).with_retry_after(retry_after),
+            CoreError::QuotaExceeded(refusal) => {
+                let reset = refusal.reset.as_secs().max(1);
+                HttpError {
+                    rate_limit: Some((refusal.limit, refusal.remaining, reset)),
+                    ..Self::new(StatusCode::TOO_MANY_REQUESTS, refusal.message)
+                }
+                .with_retry_after(refusal.reset)
+            }
             CoreError::Overloaded {
                 message,
                 retry_after,

@@ -17,7 +17,9 @@ use uuid::Uuid;
 use super::{
     messages::{AssistantOutcome, NewAssistantMessage},
     sqlite_writes,
+    usage::{claim_prompt, statement, RECORD_USAGE},
 };
+use crate::budget::QuotaCheck;
 
 /// A prompt and the `streaming` row of its answer, written only if the session is still at the
 /// version the writer last saw (so a change made by another node is noticed here, not missed).
@@ -32,6 +34,10 @@ pub struct BeginAnswer {
     /// The node that runs the generation.
     pub node: String,
     pub at: DateTime<Utc>,
+    /// On a database other nodes share: the user's quotas, checked and counted before anything
+    /// is written (a refusal writes nothing). Alone on its database, a node checks them in
+    /// memory and counts the prompt with [`Write::CountPrompt`] instead.
+    pub quota: Option<QuotaCheck>,
 }
 
 /// One write the writer applies.
@@ -49,6 +55,8 @@ pub enum Write {
         session_id: Uuid,
     },
     BeginAnswer(Box<BeginAnswer>),
+    /// Counts a prompt in the user's minute (so the count survives a restart).
+    CountPrompt { user_id: Uuid, check: QuotaCheck },
     /// An answer's final text, status and usage (a session deleted meanwhile is no error).
     FinishAnswer {
         message_id: Uuid,
@@ -66,6 +74,8 @@ pub enum Written {
     Missing,
     /// The session is not at the expected version: it changed elsewhere, or is gone.
     Stale,
+    /// The user's quota refused the prompt: nothing was written.
+    Limited,
 }
 
 /// Applies `write` on `db` (the batch's transaction).
@@ -111,6 +121,10 @@ pub(super) async fn apply<C: ConnectionTrait>(db: &C, write: &Write) -> Result<W
                 .await?;
             Ok(found(result.rows_affected))
         }
+        Write::CountPrompt { user_id, check } => {
+            claim_prompt(db, *user_id, check).await?;
+            Ok(Written::Done)
+        }
         Write::BeginAnswer(begin) if sqlite => sqlite_writes::begin_answer(db, begin).await,
         Write::BeginAnswer(begin) => begin_answer(db, begin).await,
         Write::FinishAnswer {
@@ -153,6 +167,12 @@ fn bump(session_id: Uuid, at: DateTime<Utc>) -> sea_orm::UpdateMany<sessions::En
 }
 
 async fn begin_answer<C: ConnectionTrait>(db: &C, begin: &BeginAnswer) -> Result<Written, DbErr> {
+    // First, so a refused prompt leaves the session untouched.
+    if let Some(check) = &begin.quota {
+        if !claim_prompt(db, begin.user_id, check).await? {
+            return Ok(Written::Limited);
+        }
+    }
     let checked = bump(begin.answer.session_id, begin.at)
         .filter(sessions::Column::UserId.eq(begin.user_id))
         .filter(sessions::Column::Version.eq(begin.expected_version))
@@ -174,6 +194,8 @@ async fn begin_answer<C: ConnectionTrait>(db: &C, begin: &BeginAnswer) -> Result
         finish_reason: Set(None),
         prompt_tokens: Set(None),
         completion_tokens: Set(None),
+        usage_estimated: Set(None),
+        context_omitted: Set(None),
         created_at: Set(begin.at),
         node: Set(None),
     };
@@ -189,6 +211,8 @@ async fn begin_answer<C: ConnectionTrait>(db: &C, begin: &BeginAnswer) -> Result
         finish_reason: Set(None),
         prompt_tokens: Set(None),
         completion_tokens: Set(None),
+        usage_estimated: Set(None),
+        context_omitted: Set(None),
         created_at: Set(begin.at),
         node: Set(Some(begin.node.clone())),
     };
@@ -222,8 +246,21 @@ async fn finish_answer<C: ConnectionTrait>(
             messages::Column::CompletionTokens,
             to_i32(outcome.usage.completion_tokens).into(),
         )
+        .col_expr(
+            messages::Column::UsageEstimated,
+            Some(outcome.usage_estimated).into(),
+        )
+        .col_expr(
+            messages::Column::ContextOmitted,
+            Some(i32::try_from(outcome.context_omitted).unwrap_or(i32::MAX)).into(),
+        )
         .filter(messages::Column::Id.eq(message_id))
         .exec(db)
-        .await
-        .map(|_| ())
+        .await?;
+    if let Some(charge) = &outcome.charge {
+        let backend = db.get_database_backend();
+        db.execute_raw(statement(backend, RECORD_USAGE, charge.values(Utc::now())))
+            .await?;
+    }
+    Ok(())
 }
