@@ -343,6 +343,16 @@ impl Core {
         .await
     }
 
+    /// The user's token usage by day, provider and model (`YYYY-MM-DD` bounds, inclusive).
+    pub async fn usage(
+        &self,
+        user_id: Uuid,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> CoreResult<crate::budget::UsageReport> {
+        crate::budget::usage_report(&self.store, user_id, from, to).await
+    }
+
     pub async fn profile(&self, user_id: Uuid) -> CoreResult<UserProfile> {
         let auth = self.children()?.auth;
         ask(&auth, |reply| AuthMsg::Profile { user_id, reply }).await

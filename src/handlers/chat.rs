@@ -36,6 +36,9 @@ struct ChatBody {
     provider: Option<String>,
     #[serde(default)]
     model: Option<String>,
+    /// The longest answer wanted, in tokens (capped by configuration).
+    #[serde(default)]
+    max_tokens: Option<u32>,
 }
 
 /// Checks the fields and turns them into a request for the core.
@@ -74,6 +77,7 @@ fn validate(body: ChatBody) -> Result<StartChat, HttpError> {
         prompt: body.prompt,
         provider,
         model,
+        max_tokens: body.max_tokens,
     })
 }
 
@@ -95,6 +99,7 @@ pub async fn stream(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
         .into());
     }
     let mut start = app.core.start_chat(user_id, request).await?;
+    let omitted = start.context_omitted;
     // Wait a little for the first event, so a provider that fails at once still gets a proper
     // status; past that, open the stream so clients and proxies see it is alive.
     let first = match tokio::time::timeout(app.config.first_event_wait, start.events.recv()).await {
@@ -105,19 +110,34 @@ pub async fn stream(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
         Ok(Some(event)) => vec![event],
         Ok(None) => Vec::new(),
         Err(_still_waiting) => {
-            return Ok(sse_waiting_response(
-                start.generation_id,
-                start.events,
-                app.config.keep_alive_every,
+            return Ok(with_context_omitted(
+                sse_waiting_response(
+                    start.generation_id,
+                    start.events,
+                    app.config.keep_alive_every,
+                ),
+                omitted,
             ))
         }
     };
-    Ok(sse_response(
-        start.generation_id,
-        first,
-        start.events,
-        app.config.keep_alive_every,
+    Ok(with_context_omitted(
+        sse_response(
+            start.generation_id,
+            first,
+            start.events,
+            app.config.keep_alive_every,
+        ),
+        omitted,
     ))
+}
+
+/// Says how many earlier messages of the session did not go upstream (the stored answer says
+/// it too, as `context_omitted`).
+fn with_context_omitted(mut response: Response<Body>, omitted: u32) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert("x-context-omitted", omitted.into());
+    response
 }
 
 fn generation_id(raw: &str) -> Result<Uuid, HttpError> {

@@ -1,5 +1,5 @@
 //! `POST /users/`, `GET /users/me/`, `PUT /users/me/`, `DELETE /users/me/`,
-//! `PUT /users/me/password`.
+//! `PUT /users/me/password`, `GET /users/me/usage`.
 
 use hyper::{body::Incoming, Request, Response};
 use serde::Deserialize;
@@ -48,6 +48,32 @@ pub async fn sign_up(app: &App, req: Request<Incoming>) -> Result<Response<Body>
         .sign_up(body.username, body.email, body.password)
         .await?;
     Ok(json(&user))
+}
+
+/// `GET /users/me/usage?from=YYYY-MM-DD&to=YYYY-MM-DD`: both optional (the last 30 days).
+pub async fn usage(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
+    let user_id = app.authenticate(req.headers()).await?;
+    let (mut from, mut to) = (None, None);
+    // Dates need no percent-decoding: anything else is refused as not a date.
+    let query = req.uri().query().unwrap_or("");
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "from" => from = Some(value.to_owned()),
+            "to" => to = Some(value.to_owned()),
+            other => {
+                let other: String = other.chars().take(40).collect();
+                return Err(HttpError::unprocessable(format!(
+                    "unknown query parameter '{other}'; use from and to"
+                )));
+            }
+        }
+    }
+    let report = app
+        .core
+        .usage(user_id, from.as_deref(), to.as_deref())
+        .await?;
+    Ok(json(&report))
 }
 
 pub async fn me(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {

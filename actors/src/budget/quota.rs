@@ -21,8 +21,8 @@ impl Default for QuotaSettings {
     /// Generous: a person chatting never meets them; a runaway script does.
     fn default() -> Self {
         QuotaSettings {
-            tokens_per_day: Some(10_000_000),
-            prompts_per_minute: Some(600),
+            tokens_per_day: Some(100_000_000),
+            prompts_per_minute: Some(10_000),
         }
     }
 }

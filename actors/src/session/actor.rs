@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{
     cache::{HistoryMessage, SessionCache},
-    views::{MessageView, SessionDetail, SessionView},
+    views::{MessageView, SessionDetail, SessionUsage, SessionView},
 };
 use crate::{
     ask::ask,
@@ -327,10 +327,16 @@ impl SessionState {
                     .owned_session(user_id, session_id)
                     .await?
                     .ok_or(CoreError::NotFound("Session"))?;
-                let messages = store.list_messages(session_id, limit).await?;
+                let messages: Vec<MessageView> = store
+                    .list_messages(session_id, limit)
+                    .await?
+                    .into_iter()
+                    .map(MessageView::from)
+                    .collect();
                 Ok(SessionDetail {
                     session: session.into(),
-                    messages: messages.into_iter().map(MessageView::from).collect(),
+                    usage: SessionUsage::of(&messages),
+                    messages,
                 })
             }
             .await;

@@ -9,4 +9,4 @@ mod views;
 pub use actor::{ChatStart, EndedTurn, SessionActor, SessionArgs, SessionMsg, StartChat};
 pub use cache::HistoryMessage;
 pub use registry::{RegistryArgs, RegistryMsg, SessionRegistry};
-pub use views::{MessageView, SessionDetail, SessionView, UsageView};
+pub use views::{MessageView, SessionDetail, SessionUsage, SessionView, UsageView};
