@@ -3,6 +3,7 @@
 mod account_lifecycle;
 mod accounts;
 mod auth;
+mod budget;
 mod bench;
 mod bench_memory;
 mod chat;
