@@ -141,7 +141,7 @@ async fn a_prompt_too_long_for_the_window_is_422_and_nothing_goes_upstream() {
     .await;
     assert!(detail.contains("200 tokens"), "{detail}");
     // max_tokens past the cap, or too big for the window, is refused the same way.
-    for max_tokens in [0, 40_000, 190] {
+    for max_tokens in [0, 40_000, 199, 200] {
         let response = server
             .chat(
                 &user,
