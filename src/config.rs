@@ -8,8 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::http::{client_ip::TrustedProxies, cors::CorsPolicy};
 use omnichat_actors::{
     auth::{ScryptSettings, ThrottleSettings},
-    providers::ProviderSettings,
     budget::{ContextSettings, ContextWindows, QuotaSettings},
+    providers::ProviderSettings,
     CoreConfig, DisconnectPolicy, Limits,
 };
 

@@ -61,6 +61,11 @@ pub struct Core {
 impl Core {
     /// Connects to the database, applies migrations, settles the JWT secret and starts the actors.
     pub async fn start(config: CoreConfig) -> Result<Core, StartError> {
+        if config.providers.openai_api_key.is_some() {
+            // Parsing the BPE tables takes long (over a second in a debug build): done now, on
+            // the blocking pool, the first OpenAI prompt does not wait for it.
+            tokio::task::spawn_blocking(crate::budget::warm_up_tokenizers);
+        }
         let store = Store::connect(
             &config.database_url,
             config.database_max_connections,

@@ -70,12 +70,19 @@ async fn a_long_session_keeps_answering_with_the_oldest_turns_left_out() {
     let server = start(
         TestDb::new(),
         &flags,
-        &["--context-windows", "gpt-4o=200", "--answer-reserve-tokens", "50"],
+        &[
+            "--context-windows",
+            "gpt-4o=200",
+            "--answer-reserve-tokens",
+            "50",
+        ],
     )
     .await;
     let user = server.user().await;
     let session = new_session(&server, &user).await;
-    let prompts: Vec<String> = (0..6).map(|i| format!("turn{i} {}", words("w", 30))).collect();
+    let prompts: Vec<String> = (0..6)
+        .map(|i| format!("turn{i} {}", words("w", 30)))
+        .collect();
     let mut omitted_seen = Vec::new();
     for prompt in &prompts {
         let response = chat(&server, &user, &session, prompt).await;
@@ -100,16 +107,24 @@ async fn a_long_session_keeps_answering_with_the_oldest_turns_left_out() {
     let last = sent_contents(&requests[5].body);
     assert_eq!(last.last(), Some(&prompts[5]));
     assert!(!last.contains(&prompts[0]) && !last.contains(&prompts[1]));
-    assert!(last.contains(&prompts[4]), "the newest earlier turn still fits");
+    assert!(
+        last.contains(&prompts[4]),
+        "the newest earlier turn still fits"
+    );
     assert_eq!(
         last.len() as u32 + omitted_seen[5],
         11,
         "sent plus left out is every message before the answer"
     );
     let words_sent: usize = last.iter().map(|c| c.split_whitespace().count()).sum();
-    assert!(words_sent <= 150, "{words_sent} words do not fit 150 tokens");
+    assert!(
+        words_sent <= 150,
+        "{words_sent} words do not fit 150 tokens"
+    );
     // The stored answers say how many messages their turn left out.
-    let detail: Value = server.get_json(&user, &format!("/sessions/{session}")).await;
+    let detail: Value = server
+        .get_json(&user, &format!("/sessions/{session}"))
+        .await;
     let answers: Vec<&Value> = detail["messages"]
         .as_array()
         .unwrap()
@@ -129,7 +144,12 @@ async fn a_prompt_too_long_for_the_window_is_422_and_nothing_goes_upstream() {
     let server = start(
         TestDb::new(),
         &flags,
-        &["--context-windows", "gpt-4o=200", "--answer-reserve-tokens", "50"],
+        &[
+            "--context-windows",
+            "gpt-4o=200",
+            "--answer-reserve-tokens",
+            "50",
+        ],
     )
     .await;
     let user = server.user().await;
@@ -150,11 +170,20 @@ async fn a_prompt_too_long_for_the_window_is_422_and_nothing_goes_upstream() {
             )
             .await;
         let detail = expect_error(response, StatusCode::UNPROCESSABLE_ENTITY).await;
-        assert!(detail.contains("max_tokens") || detail.contains("at most"), "{detail}");
+        assert!(
+            detail.contains("max_tokens") || detail.contains("at most"),
+            "{detail}"
+        );
     }
     assert!(fake.requests().is_empty(), "the upstream saw nothing");
-    let detail: Value = server.get_json(&user, &format!("/sessions/{session}")).await;
-    assert_eq!(detail["messages"].as_array().unwrap().len(), 0, "nothing stored");
+    let detail: Value = server
+        .get_json(&user, &format!("/sessions/{session}"))
+        .await;
+    assert_eq!(
+        detail["messages"].as_array().unwrap().len(),
+        0,
+        "nothing stored"
+    );
 }
 
 #[tokio::test]
@@ -164,7 +193,11 @@ async fn max_tokens_reaches_each_provider_in_its_own_form() {
     for (wire, key_flag, url_flag) in [
         (Wire::OpenAi, Some("--openai-api-key"), "--openai-base-url"),
         (Wire::Gemini, Some("--gemini-api-key"), "--gemini-base-url"),
-        (Wire::Anthropic, Some("--anthropic-api-key"), "--anthropic-base-url"),
+        (
+            Wire::Anthropic,
+            Some("--anthropic-api-key"),
+            "--anthropic-base-url",
+        ),
         (Wire::Ollama, None, "--ollama-host"),
     ] {
         let fake = FakeUpstream::start(wire).await;
@@ -206,7 +239,9 @@ async fn usage_is_shown_per_answer_per_session_and_per_day() {
     fake.set_fault(Fault::MidStreamError);
     read_sse(chat(&server, &user, &session, "four five").await).await;
 
-    let detail: Value = server.get_json(&user, &format!("/sessions/{session}")).await;
+    let detail: Value = server
+        .get_json(&user, &format!("/sessions/{session}"))
+        .await;
     let answers: Vec<&Value> = detail["messages"]
         .as_array()
         .unwrap()
@@ -297,7 +332,11 @@ async fn past_the_daily_budget_a_user_gets_429_before_the_upstream_and_keeps_it_
 
     let theirs = new_session(&server, &other).await;
     let response = chat(&server, &other, &theirs, "hello").await;
-    assert_eq!(response.status(), StatusCode::OK, "another user is not limited");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "another user is not limited"
+    );
     read_sse(response).await;
     assert_eq!(fake.requests().len(), 2);
 

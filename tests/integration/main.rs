@@ -3,9 +3,9 @@
 mod account_lifecycle;
 mod accounts;
 mod auth;
-mod budget;
 mod bench;
 mod bench_memory;
+mod budget;
 mod chat;
 mod config_table;
 mod connection_cap;

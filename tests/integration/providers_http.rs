@@ -429,7 +429,10 @@ async fn upstream_rate_limit_is_a_429_with_retry_after() {
         );
         assert!(detail.contains(name(wire)), "{wire:?}: {detail}");
         // The provider's limit, told apart from the user's own quota.
-        assert!(detail.contains("provider is rate limiting"), "{wire:?}: {detail}");
+        assert!(
+            detail.contains("provider is rate limiting"),
+            "{wire:?}: {detail}"
+        );
         assert!(detail.contains("not your own quota"), "{wire:?}: {detail}");
         assert_eq!(fake.requests().len(), 1, "{wire:?}");
         rig.assert_healthy_after(&user, wire).await;

@@ -79,7 +79,11 @@ impl UserQuota {
     /// Ok when a prompt may go upstream at `now`.
     pub fn check(&self, settings: &QuotaSettings, now: DateTime<Utc>) -> Result<(), QuotaRefusal> {
         if let Some(limit) = settings.tokens_per_day {
-            let used = if self.day == utc_day(now) { self.day_tokens } else { 0 };
+            let used = if self.day == utc_day(now) {
+                self.day_tokens
+            } else {
+                0
+            };
             if used >= limit {
                 return Err(QuotaRefusal {
                     message: format!(
@@ -92,7 +96,11 @@ impl UserQuota {
             }
         }
         if let Some(limit) = settings.prompts_per_minute {
-            let sent = if self.minute == utc_minute(now) { self.minute_prompts } else { 0 };
+            let sent = if self.minute == utc_minute(now) {
+                self.minute_prompts
+            } else {
+                0
+            };
             if sent >= limit {
                 return Err(self.minute_refusal(limit, now));
             }
@@ -171,7 +179,9 @@ mod tests {
             tokens_per_day: Some(100),
             prompts_per_minute: Some(2),
         };
-        let now = DateTime::parse_from_rfc3339("2026-11-25T23:59:30Z").unwrap().to_utc();
+        let now = DateTime::parse_from_rfc3339("2026-11-25T23:59:30Z")
+            .unwrap()
+            .to_utc();
         let mut quota = UserQuota::default();
         quota.count_prompt(now);
         quota.count_prompt(now);
@@ -180,8 +190,13 @@ mod tests {
         let next_minute = now + chrono::Duration::seconds(40);
         assert!(quota.check(&settings, next_minute).is_ok());
         quota.add_tokens(&utc_day(now), 100);
-        let refused = quota.check(&settings, now + chrono::Duration::seconds(20)).unwrap_err();
-        assert_eq!((refused.limit, refused.reset), (100, Duration::from_secs(10)));
+        let refused = quota
+            .check(&settings, now + chrono::Duration::seconds(20))
+            .unwrap_err();
+        assert_eq!(
+            (refused.limit, refused.reset),
+            (100, Duration::from_secs(10))
+        );
         // A new day starts afresh.
         assert!(quota.check(&settings, next_minute).is_ok());
         let off = QuotaSettings {

@@ -36,9 +36,8 @@ pub struct UsageTotal {
 fn date(name: &str, raw: Option<&str>, default: NaiveDate) -> CoreResult<NaiveDate> {
     match raw {
         None => Ok(default),
-        Some(raw) => NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").map_err(|_| {
-            CoreError::Invalid(format!("{name} must be a date written YYYY-MM-DD"))
-        }),
+        Some(raw) => NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
+            .map_err(|_| CoreError::Invalid(format!("{name} must be a date written YYYY-MM-DD"))),
     }
 }
 
@@ -64,7 +63,10 @@ pub async fn usage_report(
             "a report covers at most {MAX_REPORT_DAYS} days"
         )));
     }
-    let (from, to) = (from.format("%Y-%m-%d").to_string(), to.format("%Y-%m-%d").to_string());
+    let (from, to) = (
+        from.format("%Y-%m-%d").to_string(),
+        to.format("%Y-%m-%d").to_string(),
+    );
     let days = store.usage_report(user_id, &from, &to).await?;
     let mut total = UsageTotal::default();
     for row in &days {

@@ -31,6 +31,12 @@ pub fn count_tokens(provider: ProviderKind, model: &str, text: &str) -> u32 {
     }
 }
 
+/// Builds the OpenAI BPE tables (each once per process).
+pub fn warm_up_tokenizers() {
+    let _ = tiktoken_rs::o200k_base_singleton();
+    let _ = tiktoken_rs::cl100k_base_singleton();
+}
+
 /// Exact counts with the model's own encoding: `o200k_base` for the GPT-4o generation and
 /// later, `cl100k_base` for GPT-4 and GPT-3.5. An OpenAI-compatible server's unknown model
 /// gets `o200k_base`. The tables are parsed once (tens of milliseconds) and then shared.
@@ -58,9 +64,18 @@ mod tests {
 
     #[test]
     fn openai_counts_are_exact() {
-        assert_eq!(count_tokens(ProviderKind::OpenAi, "gpt-4o", "hello world"), 2);
-        assert_eq!(count_tokens(ProviderKind::OpenAi, "gpt-4", "hello world"), 2);
-        assert_eq!(count_tokens(ProviderKind::Gemini, "gemini-pro", "hello world"), 3);
+        assert_eq!(
+            count_tokens(ProviderKind::OpenAi, "gpt-4o", "hello world"),
+            2
+        );
+        assert_eq!(
+            count_tokens(ProviderKind::OpenAi, "gpt-4", "hello world"),
+            2
+        );
+        assert_eq!(
+            count_tokens(ProviderKind::Gemini, "gemini-pro", "hello world"),
+            3
+        );
     }
 
     /// The cost of counting a turn, per 1,000 words of English text. Run with
@@ -77,12 +92,19 @@ mod tests {
             .map(|i| words[i % words.len()])
             .collect::<Vec<_>>()
             .join(" ");
-        let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+        let profile = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
         // The first call builds the tables: measured apart, it is paid once per process.
         let started = std::time::Instant::now();
         count_tokens(ProviderKind::OpenAi, "gpt-4o", "warm up");
         count_tokens(ProviderKind::OpenAi, "gpt-4", "warm up");
-        println!("building the BPE tables ({profile}): {:?}", started.elapsed());
+        println!(
+            "building the BPE tables ({profile}): {:?}",
+            started.elapsed()
+        );
         for (name, provider, model) in [
             ("tiktoken o200k_base", ProviderKind::OpenAi, "gpt-4o"),
             ("tiktoken cl100k_base", ProviderKind::OpenAi, "gpt-4"),

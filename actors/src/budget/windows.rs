@@ -73,7 +73,9 @@ impl ContextWindows {
             .filter(|p| !p.is_empty())
             .collect();
         if pairs.len() > MAX_OVERRIDES {
-            return Err(format!("at most {MAX_OVERRIDES} context windows may be set"));
+            return Err(format!(
+                "at most {MAX_OVERRIDES} context windows may be set"
+            ));
         }
         for pair in pairs {
             let (family, size) = pair
@@ -92,7 +94,7 @@ impl ContextWindows {
             families.retain(|(f, _)| f != family);
             families.push((family.to_owned(), size));
         }
-        families.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        families.sort_by_key(|(family, _)| std::cmp::Reverse(family.len()));
         Ok(ContextWindows { families })
     }
 

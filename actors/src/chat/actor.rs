@@ -494,18 +494,21 @@ impl ChatState {
             bytes = self.text.len(),
             "generation ended"
         );
-        let answer = stored.then(|| HistoryMessage {
-            role: Role::Assistant,
-            content: self.text.clone().into(),
-            // Counted once, here: the turns after this one read it from the history.
-            tokens: self.usage.completion_tokens.unwrap_or_else(|| {
-                count_tokens(self.provider, &self.account.model, &self.text)
-            }) + MESSAGE_OVERHEAD_TOKENS,
-        });
+        let answer =
+            stored.then(|| HistoryMessage {
+                role: Role::Assistant,
+                content: self.text.clone().into(),
+                // Counted once, here: the turns after this one read it from the history.
+                tokens: self.usage.completion_tokens.unwrap_or_else(|| {
+                    count_tokens(self.provider, &self.account.model, &self.text)
+                }) + MESSAGE_OVERHEAD_TOKENS,
+            });
         let spent = self
             .outcome(String::new(), status, None)
             .charge
-            .map_or(0, |c| u64::from(c.prompt_tokens) + u64::from(c.completion_tokens));
+            .map_or(0, |c| {
+                u64::from(c.prompt_tokens) + u64::from(c.completion_tokens)
+            });
         // Tell the SessionActor before the subscribers: a client that reacts to the end at once
         // must find the session free for its next prompt.
         let _ = self.session.cast(SessionMsg::GenerationEnded {

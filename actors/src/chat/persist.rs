@@ -34,7 +34,11 @@ impl ChatState {
         finish_reason: Option<String>,
     ) -> AssistantOutcome {
         let reported = self.usage;
-        let text = if content.is_empty() { &self.text } else { &content };
+        let text = if content.is_empty() {
+            &self.text
+        } else {
+            &content
+        };
         let spent_nothing = text.is_empty()
             && reported.prompt_tokens.is_none()
             && reported.completion_tokens.is_none();
@@ -43,9 +47,11 @@ impl ChatState {
         } else {
             let usage = TokenUsage {
                 prompt_tokens: Some(reported.prompt_tokens.unwrap_or(self.account.sent_tokens)),
-                completion_tokens: Some(reported.completion_tokens.unwrap_or_else(|| {
-                    count_tokens(self.provider, &self.account.model, text)
-                })),
+                completion_tokens: Some(
+                    reported
+                        .completion_tokens
+                        .unwrap_or_else(|| count_tokens(self.provider, &self.account.model, text)),
+                ),
             };
             let charge = UsageRecord {
                 user_id: self.account.user_id,

@@ -99,9 +99,9 @@ pub(crate) fn build_request(
                 text: system.join("\n\n"),
             }],
         }),
-        generation_config: request.max_tokens.map(|max_output_tokens| GenerationConfig {
-            max_output_tokens,
-        }),
+        generation_config: request
+            .max_tokens
+            .map(|max_output_tokens| GenerationConfig { max_output_tokens }),
     };
     // The model comes from the client: encoded, it can only ever name a model, not a path.
     let model = request

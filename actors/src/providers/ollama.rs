@@ -52,7 +52,9 @@ pub(crate) fn build_request(
         model: &request.model,
         messages,
         stream: true,
-        options: request.max_tokens.map(|num_predict| Options { num_predict }),
+        options: request
+            .max_tokens
+            .map(|num_predict| Options { num_predict }),
     };
     client
         .post(format!("{}/api/chat", base(&settings.ollama_host)))

@@ -304,7 +304,11 @@ mod tests {
         // Room for the prompt (1), the system message (1) and three one-token turns; "bbbbbbbb"
         // (2 tokens) does not fit, and an answer never opens the kept turns.
         let fitted = held.fit_upstream(&"e".into(), 1, 5);
-        let sent: Vec<String> = fitted.messages.iter().map(|m| m.content.to_string()).collect();
+        let sent: Vec<String> = fitted
+            .messages
+            .iter()
+            .map(|m| m.content.to_string())
+            .collect();
         assert_eq!(sent, ["sys", "cccc", "dddd", "e"]);
         assert_eq!((fitted.omitted, fitted.tokens), (2, 4));
         let alone = held.fit_upstream(&"e".into(), 1, 2);

@@ -53,8 +53,8 @@ impl SessionState {
             .model
             .unwrap_or_else(|| Providers::default_model(request.provider).to_owned());
         // Counted once: the history keeps the count for every later turn.
-        let prompt_tokens = count_tokens(request.provider, &model, &prompt)
-            .saturating_add(MESSAGE_OVERHEAD_TOKENS);
+        let prompt_tokens =
+            count_tokens(request.provider, &model, &prompt).saturating_add(MESSAGE_OVERHEAD_TOKENS);
         let room = self.context_room(&model, request.max_tokens, prompt_tokens)?;
         self.check_quota().await?;
         // v7 ids are monotonic: the prompt's, made first, sorts before its answer's.
@@ -200,7 +200,11 @@ impl SessionState {
                 let refusal = match stored.check(&self.limits.quota, now) {
                     Err(refusal) => refusal,
                     Ok(()) => {
-                        let tokens = self.store.tokens_today(self.user_id, now).await.unwrap_or(0);
+                        let tokens = self
+                            .store
+                            .tokens_today(self.user_id, now)
+                            .await
+                            .unwrap_or(0);
                         UserQuota::refusal_from_database(&self.limits.quota, tokens, now)
                     }
                 };

@@ -56,7 +56,10 @@ pub enum Write {
     },
     BeginAnswer(Box<BeginAnswer>),
     /// Counts a prompt in the user's minute (so the count survives a restart).
-    CountPrompt { user_id: Uuid, check: QuotaCheck },
+    CountPrompt {
+        user_id: Uuid,
+        check: QuotaCheck,
+    },
     /// An answer's final text, status and usage (a session deleted meanwhile is no error).
     FinishAnswer {
         message_id: Uuid,

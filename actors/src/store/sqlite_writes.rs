@@ -111,9 +111,13 @@ pub(super) async fn finish_answer<C: ConnectionTrait>(
         }
         None => FINISH_ANSWER.to_owned(),
     };
-    db.execute_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values))
-        .await
-        .map(|_| ())
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        sql,
+        values,
+    ))
+    .await
+    .map(|_| ())
 }
 
 #[cfg(test)]
@@ -259,7 +263,10 @@ mod tests {
         let today = crate::budget::utc_day(Utc::now());
         let report = store.usage_report(user, &today, &today).await.unwrap();
         assert_eq!(report.len(), 1);
-        assert_eq!((report[0].prompt_tokens, report[0].completion_tokens), (3, 4));
+        assert_eq!(
+            (report[0].prompt_tokens, report[0].completion_tokens),
+            (3, 4)
+        );
         assert_eq!(store.tokens_today(user, Utc::now()).await.unwrap(), 7);
     }
 }
