@@ -27,7 +27,7 @@ use super::{
     replay::replay,
 };
 use crate::{
-    budget::{count_tokens, MESSAGE_OVERHEAD_TOKENS},
+    budget::MESSAGE_OVERHEAD_TOKENS,
     config::DisconnectPolicy,
     error::CoreResult,
     metrics::GenerationMetrics,
@@ -156,6 +156,9 @@ pub struct ChatState {
     /// Every log line of the generation is made inside it (see `handle`).
     pub(super) span: tracing::Span,
     pub(super) account: TurnAccount,
+    /// The finished answer's tokens as counted here, once (its final write, its history entry
+    /// and the user's quota all read it).
+    pub(super) answer_tokens: std::sync::OnceLock<u32>,
 }
 
 pub struct ChatStreamActor;
@@ -209,6 +212,7 @@ impl Actor for ChatStreamActor {
             started: Instant::now(),
             span,
             account: args.account,
+            answer_tokens: std::sync::OnceLock::new(),
         })
     }
 
@@ -494,15 +498,16 @@ impl ChatState {
             bytes = self.text.len(),
             "generation ended"
         );
-        let answer =
-            stored.then(|| HistoryMessage {
-                role: Role::Assistant,
-                content: self.text.clone().into(),
-                // Counted once, here: the turns after this one read it from the history.
-                tokens: self.usage.completion_tokens.unwrap_or_else(|| {
-                    count_tokens(self.provider, &self.account.model, &self.text)
-                }) + MESSAGE_OVERHEAD_TOKENS,
-            });
+        let answer = stored.then(|| HistoryMessage {
+            role: Role::Assistant,
+            content: self.text.clone().into(),
+            // Counted once, here: the turns after this one read it from the history.
+            tokens: self
+                .usage
+                .completion_tokens
+                .unwrap_or_else(|| self.counted_answer())
+                .saturating_add(MESSAGE_OVERHEAD_TOKENS),
+        });
         let spent = self
             .outcome(String::new(), status, None)
             .charge

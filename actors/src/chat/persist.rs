@@ -47,11 +47,14 @@ impl ChatState {
         } else {
             let usage = TokenUsage {
                 prompt_tokens: Some(reported.prompt_tokens.unwrap_or(self.account.sent_tokens)),
-                completion_tokens: Some(
-                    reported
-                        .completion_tokens
-                        .unwrap_or_else(|| count_tokens(self.provider, &self.account.model, text)),
-                ),
+                completion_tokens: Some(reported.completion_tokens.unwrap_or_else(|| {
+                    // The answer as it ended is counted once (see `counted_answer`).
+                    if text == &self.text {
+                        self.counted_answer()
+                    } else {
+                        count_tokens(self.provider, &self.account.model, text)
+                    }
+                })),
             };
             let charge = UsageRecord {
                 user_id: self.account.user_id,
@@ -71,6 +74,13 @@ impl ChatState {
             context_omitted: self.account.context_omitted,
             charge,
         }
+    }
+
+    /// The answer's tokens, counted on first use only.
+    pub(super) fn counted_answer(&self) -> u32 {
+        *self
+            .answer_tokens
+            .get_or_init(|| count_tokens(self.provider, &self.account.model, &self.text))
     }
 
     /// Writes the answer's final state, trying again a few times if the database fails; true
