@@ -349,7 +349,8 @@ async fn two_turn_conversation_through_every_provider() {
             assert_eq!(answer["finish_reason"], finish_reason(wire), "{wire:?}");
             assert_eq!(
                 answer["usage"],
-                json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens }),
+                json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                        "estimated": false }),
                 "{wire:?}"
             );
         }
