@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{
     messages::{AssistantOutcome, NewAssistantMessage},
     sqlite_writes,
-    usage::{claim_prompt, statement, RECORD_USAGE},
+    usage::{begin_refused_by_quota, claim_prompt, claim_prompt_and_bump, statement, RECORD_USAGE},
 };
 use crate::budget::QuotaCheck;
 
@@ -170,18 +170,24 @@ fn bump(session_id: Uuid, at: DateTime<Utc>) -> sea_orm::UpdateMany<sessions::En
 }
 
 async fn begin_answer<C: ConnectionTrait>(db: &C, begin: &BeginAnswer) -> Result<Written, DbErr> {
-    // First, so a refused prompt leaves the session untouched.
-    if let Some(check) = &begin.quota {
-        if !claim_prompt(db, begin.user_id, check).await? {
+    // With quotas the prompt is counted in the bump's own statement, and a refused prompt
+    // leaves the session untouched.
+    let bumped = match &begin.quota {
+        Some(check) => claim_prompt_and_bump(db, begin, check).await?,
+        None => {
+            bump(begin.answer.session_id, begin.at)
+                .filter(sessions::Column::UserId.eq(begin.user_id))
+                .filter(sessions::Column::Version.eq(begin.expected_version))
+                .exec(db)
+                .await?
+                .rows_affected
+                > 0
+        }
+    };
+    if !bumped {
+        if begin.quota.is_some() && begin_refused_by_quota(db, begin).await? {
             return Ok(Written::Limited);
         }
-    }
-    let checked = bump(begin.answer.session_id, begin.at)
-        .filter(sessions::Column::UserId.eq(begin.user_id))
-        .filter(sessions::Column::Version.eq(begin.expected_version))
-        .exec(db)
-        .await?;
-    if checked.rows_affected == 0 {
         return Ok(Written::Stale);
     }
     let answer = &begin.answer;

@@ -6,11 +6,15 @@
 //! `?n` (see [`statement`]).
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement, Value};
+use omnichat_entity::sessions;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    Statement, Value,
+};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::Store;
+use super::{session_writes::BeginAnswer, Store};
 use crate::budget::{utc_day, utc_minute, QuotaCheck, UserQuota};
 
 /// A statement for `backend` from SQL with `$n` placeholders.
@@ -34,6 +38,17 @@ ON CONFLICT (user_id) DO UPDATE SET \
 prompts = CASE WHEN prompt_rate.minute = excluded.minute THEN prompt_rate.prompts + 1 ELSE 1 END, \
 minute = excluded.minute \
 WHERE prompt_rate.minute <> excluded.minute OR prompt_rate.prompts < $5";
+
+/// A prompt's begin on a shared database, in one statement (one round trip, as without quotas):
+/// [`CLAIM_PROMPT`], then the session's version bump only if the claim counted the prompt.
+/// No row changed means a refusal or a stale session; [`begin_refused_by_quota`] tells which.
+fn claim_and_bump() -> String {
+    format!(
+        "WITH claimed AS ({CLAIM_PROMPT} RETURNING 1) \
+         UPDATE sessions SET version = version + 1, updated_at = $6 \
+         WHERE id = $7 AND user_id = $1 AND version = $8 AND EXISTS (SELECT 1 FROM claimed)"
+    )
+}
 
 /// Adds an answer's tokens to its user's day.
 pub(super) const RECORD_USAGE: &str = "\
@@ -85,6 +100,45 @@ pub(super) async fn claim_prompt<C: ConnectionTrait>(
         .execute_raw(statement(db.get_database_backend(), CLAIM_PROMPT, values))
         .await?;
     Ok(result.rows_affected() > 0)
+}
+
+/// Counts the prompt and bumps the session (see [`claim_and_bump`]); true when both happened.
+pub(super) async fn claim_prompt_and_bump<C: ConnectionTrait>(
+    db: &C,
+    begin: &BeginAnswer,
+    check: &QuotaCheck,
+) -> Result<bool, DbErr> {
+    let values: Vec<Value> = vec![
+        begin.user_id.into(),
+        check.minute.into(),
+        check.day.as_str().into(),
+        check.tokens_per_day.into(),
+        check.prompts_per_minute.into(),
+        begin.at.into(),
+        begin.answer.session_id.into(),
+        begin.expected_version.into(),
+    ];
+    let result = db
+        .execute_raw(statement(
+            db.get_database_backend(),
+            &claim_and_bump(),
+            values,
+        ))
+        .await?;
+    Ok(result.rows_affected() > 0)
+}
+
+/// After [`claim_prompt_and_bump`] changed nothing: true when the session is still at the
+/// expected version, so it was the quota that refused (a read on the refusal path only).
+pub(super) async fn begin_refused_by_quota<C: ConnectionTrait>(
+    db: &C,
+    begin: &BeginAnswer,
+) -> Result<bool, DbErr> {
+    let session = sessions::Entity::find_by_id(begin.answer.session_id)
+        .filter(sessions::Column::UserId.eq(begin.user_id))
+        .one(db)
+        .await?;
+    Ok(session.is_some_and(|s| s.version == begin.expected_version))
 }
 
 /// One row of a usage report.
