@@ -169,27 +169,11 @@ impl SessionState {
         checked.map_err(CoreError::QuotaExceeded)
     }
 
-    /// A prompt was counted in the database's minute (or, on PostgreSQL, refused there).
-    fn count_prompt(&mut self, session_id: Uuid, at: chrono::DateTime<Utc>) {
+    /// A prompt went upstream (the begin write counted it in the database too).
+    fn count_prompt(&mut self, at: chrono::DateTime<Utc>) {
         if let Some(quota) = self.quota.as_mut() {
             quota.count_prompt(at);
         }
-        if self.store.is_shared() {
-            return; // The begin write counted it.
-        }
-        let write = Write::CountPrompt {
-            user_id: self.user_id,
-            check: self.limits.quota.database_check(at),
-        };
-        let written = self.store.writes().submit(session_id, write);
-        let user_id = self.user_id;
-        // Not awaited: alone on its database this actor's count is the truth, and the stored
-        // one only carries it across a restart.
-        tokio::spawn(async move {
-            if let Ok(Err(err)) = written.await {
-                tracing::warn!(%err, %user_id, "could not store the prompt count");
-            }
-        });
     }
 
     /// The refusal of a prompt the database's counters refused (another node spent the budget).
@@ -282,7 +266,7 @@ impl SessionState {
                 self.limits.max_messages_per_session,
             );
             let at = Utc::now();
-            let quota = shared.then(|| self.limits.quota.database_check(at));
+            let quota = self.limits.quota.database_check(at);
             let held = self.held_session(session_id).await?;
             if held.message_count + 2 > limit {
                 return Err(CoreError::Conflict(
@@ -316,7 +300,7 @@ impl SessionState {
             } else {
                 BeginOutcome::Pending(written)
             };
-            self.count_prompt(session_id, at);
+            self.count_prompt(at);
             // Re-borrowed: the await above may not hold the first borrow.
             if let Some(held) = self.cache.get_mut(session_id) {
                 held.version += 1;

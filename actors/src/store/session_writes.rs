@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{
     messages::{AssistantOutcome, NewAssistantMessage},
     sqlite_writes,
-    usage::{begin_refused_by_quota, claim_prompt, claim_prompt_and_bump, statement, RECORD_USAGE},
+    usage::{begin_refused_by_quota, claim_prompt_and_bump, statement, RECORD_USAGE},
 };
 use crate::budget::QuotaCheck;
 
@@ -34,10 +34,11 @@ pub struct BeginAnswer {
     /// The node that runs the generation.
     pub node: String,
     pub at: DateTime<Utc>,
-    /// On a database other nodes share: the user's quotas, checked and counted before anything
-    /// is written (a refusal writes nothing). Alone on its database, a node checks them in
-    /// memory and counts the prompt with [`Write::CountPrompt`] instead.
-    pub quota: Option<QuotaCheck>,
+    /// The user's quotas. On PostgreSQL, which other nodes may share, they are checked against
+    /// the stored counters and the prompt counted in the same statement as the session's bump
+    /// (a refusal writes nothing). On SQLite, where this node is alone and its SessionActor's
+    /// counters are the truth, the prompt is only counted, in the same round trip.
+    pub quota: QuotaCheck,
 }
 
 /// One write the writer applies.
@@ -55,11 +56,6 @@ pub enum Write {
         session_id: Uuid,
     },
     BeginAnswer(Box<BeginAnswer>),
-    /// Counts a prompt in the user's minute (so the count survives a restart).
-    CountPrompt {
-        user_id: Uuid,
-        check: QuotaCheck,
-    },
     /// An answer's final text, status and usage (a session deleted meanwhile is no error).
     FinishAnswer {
         message_id: Uuid,
@@ -124,10 +120,6 @@ pub(super) async fn apply<C: ConnectionTrait>(db: &C, write: &Write) -> Result<W
                 .await?;
             Ok(found(result.rows_affected))
         }
-        Write::CountPrompt { user_id, check } => {
-            claim_prompt(db, *user_id, check).await?;
-            Ok(Written::Done)
-        }
         Write::BeginAnswer(begin) if sqlite => sqlite_writes::begin_answer(db, begin).await,
         Write::BeginAnswer(begin) => begin_answer(db, begin).await,
         Write::FinishAnswer {
@@ -170,22 +162,10 @@ fn bump(session_id: Uuid, at: DateTime<Utc>) -> sea_orm::UpdateMany<sessions::En
 }
 
 async fn begin_answer<C: ConnectionTrait>(db: &C, begin: &BeginAnswer) -> Result<Written, DbErr> {
-    // With quotas the prompt is counted in the bump's own statement, and a refused prompt
+    // The prompt is counted (within the quotas) in the bump's own statement; a refused prompt
     // leaves the session untouched.
-    let bumped = match &begin.quota {
-        Some(check) => claim_prompt_and_bump(db, begin, check).await?,
-        None => {
-            bump(begin.answer.session_id, begin.at)
-                .filter(sessions::Column::UserId.eq(begin.user_id))
-                .filter(sessions::Column::Version.eq(begin.expected_version))
-                .exec(db)
-                .await?
-                .rows_affected
-                > 0
-        }
-    };
-    if !bumped {
-        if begin.quota.is_some() && begin_refused_by_quota(db, begin).await? {
+    if !claim_prompt_and_bump(db, begin, &begin.quota).await? {
+        if begin_refused_by_quota(db, begin).await? {
             return Ok(Written::Limited);
         }
         return Ok(Written::Stale);

@@ -16,8 +16,12 @@ use super::{
 };
 
 /// Bumps the session if it is still at the expected version, then inserts the prompt and the
-/// `streaming` answer row only if that bump changed a row. `changes()` is the row count of the
-/// last completed statement on this connection: the update just before.
+/// `streaming` answer row only if that bump changed a row, then counts the prompt in the user's
+/// minute only if both rows went in. `changes()` is the row count of the last completed
+/// statement on this connection: the one just before. (The quota itself was checked by the
+/// SessionActor: alone on SQLite, its counters are the truth; this keeps them for a restart.)
+/// Placeholders are anonymous, bound in order: sqlx stops binding a statement's numbered
+/// placeholders at the first one past the values left after the statements before it.
 const BEGIN_ANSWER: &str = "\
 UPDATE sessions SET version = version + 1, updated_at = ? \
 WHERE id = ? AND user_id = ? AND version = ?; \
@@ -26,7 +30,11 @@ finish_reason, prompt_tokens, completion_tokens, created_at, node) \
 SELECT * FROM (VALUES \
 (?, ?, 'user', ?, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ?, NULL), \
 (?, ?, 'assistant', '', 'streaming', ?, ?, ?, NULL, NULL, NULL, ?, ?)) \
-WHERE changes() = 1";
+WHERE changes() = 1; \
+INSERT INTO prompt_rate (user_id, minute, prompts) SELECT ?, ?, 1 WHERE changes() = 2 \
+ON CONFLICT (user_id) DO UPDATE SET \
+prompts = CASE WHEN prompt_rate.minute = excluded.minute THEN prompt_rate.prompts + 1 ELSE 1 END, \
+minute = excluded.minute";
 
 /// Marks the session active (bumping its version), then stores the answer's final state.
 const FINISH_ANSWER: &str = "\
@@ -66,6 +74,9 @@ pub(super) async fn begin_answer<C: ConnectionTrait>(
         answer.generation_id.into(),
         begin.at.into(),
         begin.node.as_str().into(),
+        // The prompt's minute.
+        begin.user_id.into(),
+        begin.quota.minute.into(),
     ];
     let result = db
         .execute_raw(Statement::from_sql_and_values(
@@ -157,7 +168,7 @@ mod tests {
             },
             node: "node-a".into(),
             at: Utc::now(),
-            quota: None,
+            quota: crate::budget::QuotaSettings::default().database_check(Utc::now()),
         }))
     }
 
@@ -175,9 +186,20 @@ mod tests {
             .await;
         assert!(matches!(other_user, Ok(Written::Stale)), "{other_user:?}");
         assert_eq!(store.count_messages(session).await.unwrap(), 0);
+        // A prompt a minute: a stale begin counted none, the one that went in counts one.
+        let one_a_minute = crate::budget::QuotaSettings {
+            tokens_per_day: None,
+            prompts_per_minute: Some(1),
+        };
+        let counted = || async {
+            let quota = store.load_quota(user, Utc::now()).await.unwrap();
+            quota.check(&one_a_minute, Utc::now()).is_err()
+        };
+        assert!(!counted().await);
 
         let done = store.writes().write(session, begin(user, session, 0)).await;
         assert!(matches!(done, Ok(Written::Done)), "{done:?}");
+        assert!(counted().await);
         let loaded = store
             .load_session(user, session, 10)
             .await

@@ -83,25 +83,6 @@ impl UsageRecord {
     }
 }
 
-/// Counts a prompt if the user's limits allow it; false when they do not.
-pub(super) async fn claim_prompt<C: ConnectionTrait>(
-    db: &C,
-    user_id: Uuid,
-    check: &QuotaCheck,
-) -> Result<bool, DbErr> {
-    let values: Vec<Value> = vec![
-        user_id.into(),
-        check.minute.into(),
-        check.day.as_str().into(),
-        check.tokens_per_day.into(),
-        check.prompts_per_minute.into(),
-    ];
-    let result = db
-        .execute_raw(statement(db.get_database_backend(), CLAIM_PROMPT, values))
-        .await?;
-    Ok(result.rows_affected() > 0)
-}
-
 /// Counts the prompt and bumps the session (see [`claim_and_bump`]); true when both happened.
 pub(super) async fn claim_prompt_and_bump<C: ConnectionTrait>(
     db: &C,
