@@ -15,9 +15,11 @@ pub const MAX_REPORT_DAYS: i64 = 366;
 const DEFAULT_REPORT_DAYS: i64 = 30;
 
 /// A usage report.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageReport {
+    #[schema(format = Date, example = "2026-11-01")]
     pub from: String,
+    #[schema(format = Date, example = "2026-11-25")]
     pub to: String,
     /// Oldest day first; days without usage are left out.
     pub days: Vec<UsageRow>,
@@ -25,7 +27,7 @@ pub struct UsageReport {
 }
 
 /// The sums over a report.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct UsageTotal {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,

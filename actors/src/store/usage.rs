@@ -122,9 +122,10 @@ pub(super) async fn begin_refused_by_quota<C: ConnectionTrait>(
     Ok(session.is_some_and(|s| s.version == begin.expected_version))
 }
 
-/// One row of a usage report.
-#[derive(Clone, Debug, Serialize, FromQueryResult)]
+/// One row of a usage report: a UTC day's tokens for one provider and model.
+#[derive(Clone, Debug, Serialize, FromQueryResult, utoipa::ToSchema)]
 pub struct UsageRow {
+    #[schema(format = Date, example = "2026-11-25")]
     pub day: String,
     pub provider: String,
     pub model: String,
