@@ -7,6 +7,6 @@ mod registry;
 mod views;
 
 pub use actor::{ChatStart, EndedTurn, SessionActor, SessionArgs, SessionMsg, StartChat};
-pub use cache::{estimate_tokens, HistoryMessage};
+pub use cache::HistoryMessage;
 pub use registry::{RegistryArgs, RegistryMsg, SessionRegistry};
-pub use views::{MessageView, SessionDetail, SessionView, UsageView};
+pub use views::{MessageView, SessionDetail, SessionUsage, SessionView, UsageView};

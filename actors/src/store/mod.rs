@@ -8,6 +8,7 @@ mod session_writes;
 mod sessions;
 mod settings;
 mod sqlite_writes;
+mod usage;
 mod users;
 mod writer;
 
@@ -23,6 +24,7 @@ use sea_orm::{
 pub use messages::{AssistantOutcome, LoadedSession, NewAssistantMessage};
 pub use nodes::HEARTBEAT_EVERY;
 pub use session_writes::{BeginAnswer, Write, Written};
+pub use usage::{UsageRecord, UsageRow};
 pub use writer::{WriteError, WriteQueue};
 
 /// A cheap-to-clone handle on the database pools.
