@@ -1,5 +1,5 @@
 //! Command line and environment: every setting has a flag and an environment variable (the flag
-//! wins), named as the ecosystem names them (DESIGN §2).
+//! wins), named as the ecosystem names them.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::http::{client_ip::TrustedProxies, cors::CorsPolicy};
 use omnichat_actors::{
     auth::{ScryptSettings, ThrottleSettings},
+    budget::{ContextSettings, ContextWindows, QuotaSettings},
     providers::{ProviderKind, ProviderSettings},
     CoreConfig, DisconnectPolicy, Limits,
 };
@@ -38,6 +39,15 @@ pub enum Command {
     MockUpstream(crate::mock_upstream::cli::MockUpstreamArgs),
     /// Load-test a running OmniChat (or an upstream directly) with streamed chat turns.
     Loadtest(crate::loadtest::LoadtestArgs),
+    /// Print the API's OpenAPI 3.1 document (the one `GET /openapi.json` serves).
+    Openapi(OpenapiArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OpenapiArgs {
+    /// Write the document to this file instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<std::path::PathBuf>,
 }
 
 /// How log lines are written.
@@ -101,8 +111,8 @@ pub struct ServeArgs {
     pub hash_queue: usize,
     /// Proxies (comma-separated IPs or CIDRs) whose `X-Forwarded-For` names the client; empty:
     /// none, the TCP peer is the client.
-    #[arg(long, env = "OMNICHAT_TRUSTED_PROXIES", default_value = "")]
-    pub trusted_proxies: TrustedProxies,
+    #[arg(long, env = "OMNICHAT_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<TrustedProxies>,
     /// Failed logins of an account from one address (or of the account from anywhere) before
     /// each further attempt is slowed.
     #[arg(long, env = "OMNICHAT_LOGIN_SLOW_AFTER", default_value_t = 5)]
@@ -246,6 +256,21 @@ pub struct ServeArgs {
     /// Longest answer kept, in bytes; a longer one is cut off with an error.
     #[arg(long, env = "OMNICHAT_MAX_ANSWER_BYTES", default_value_t = 1 << 20)]
     pub max_answer_bytes: usize,
+    /// Context sizes per model-name prefix over the built-in table, e.g. `gpt-4o=64000,local=4096`.
+    #[arg(long, env = "OMNICHAT_CONTEXT_WINDOWS", value_parser = ContextWindows::with_overrides)]
+    pub context_windows: Option<ContextWindows>,
+    /// Tokens of a model's window kept for the answer when a prompt asks for no `max_tokens`.
+    #[arg(long, env = "OMNICHAT_ANSWER_RESERVE_TOKENS", default_value_t = 1_024)]
+    pub answer_reserve_tokens: u32,
+    /// The largest `max_tokens` a prompt may ask for.
+    #[arg(long, env = "OMNICHAT_MAX_TOKENS_CAP", default_value_t = 32_768)]
+    pub max_tokens_cap: u32,
+    /// Tokens (prompt and answer) each user may spend a UTC day; 0 switches the quota off.
+    #[arg(long, env = "OMNICHAT_TOKENS_PER_DAY", default_value_t = 100_000_000)]
+    pub tokens_per_day: u64,
+    /// Prompts each user may send a minute; 0 switches the limit off.
+    #[arg(long, env = "OMNICHAT_PROMPTS_PER_MINUTE", default_value_t = 10_000)]
+    pub prompts_per_minute: u64,
     /// What a generation does when its last client disconnects.
     #[arg(long, env = "OMNICHAT_ON_DISCONNECT", value_enum, default_value_t = OnDisconnect::Continue)]
     pub on_disconnect: OnDisconnect,
@@ -284,7 +309,7 @@ impl ServeArgs {
             first_event_wait: Duration::from_millis(self.first_event_wait_ms),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             max_connections: self.max_connections.max(1),
-            trusted_proxies: self.trusted_proxies.clone(),
+            trusted_proxies: self.trusted_proxies.clone().unwrap_or_default(),
         }
     }
 
@@ -335,6 +360,16 @@ impl ServeArgs {
             on_disconnect: match self.on_disconnect {
                 OnDisconnect::Continue => DisconnectPolicy::Continue,
                 OnDisconnect::Cancel => DisconnectPolicy::Cancel,
+            },
+            context: ContextSettings {
+                windows: self.context_windows.clone().unwrap_or_default(),
+                answer_reserve: self.answer_reserve_tokens,
+                max_tokens_cap: self.max_tokens_cap.max(1),
+            },
+            quota: QuotaSettings {
+                tokens_per_day: (self.tokens_per_day > 0).then_some(self.tokens_per_day),
+                prompts_per_minute: (self.prompts_per_minute > 0)
+                    .then_some(self.prompts_per_minute),
             },
             ..Limits::default()
         };

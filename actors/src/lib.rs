@@ -3,6 +3,7 @@
 
 mod ask;
 pub mod auth;
+pub mod budget;
 pub mod chat;
 mod cluster;
 pub mod config;

@@ -13,8 +13,12 @@ use crate::{
     http::{body::full, body::Body, error::HttpError},
 };
 
-#[derive(Deserialize, Default)]
-struct ExportQuery {
+/// The query of an export.
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// `json` (the default: `GET /sessions/{session_id}`'s body) or `markdown`.
+    #[param(pattern = "^(json|markdown)$")]
     format: Option<String>,
 }
 
@@ -25,6 +29,25 @@ enum Format {
     Markdown,
 }
 
+#[utoipa::path(
+    get,
+    path = "/sessions/{session_id}/export",
+    operation_id = "export_session",
+    tag = "sessions",
+    summary = "A whole session as a JSON or Markdown download",
+    security(("bearer" = [])),
+    params(crate::handlers::sessions::SessionPath, ExportQuery),
+    responses(
+        (status = 200, description = "The session as a file (`Content-Disposition: attachment`)",
+         content(
+            (SessionDetail = "application/json"),
+            (String = "text/markdown"),
+         ),
+         headers(("Content-Disposition" = String, description = "attachment; filename=\"<title>-<id>.json\""))),
+        (status = 404, description = "No such session of the caller's", body = crate::http::error::ErrorBody),
+        (status = 422, description = "A format other than json or markdown", body = crate::http::error::ErrorBody),
+    )
+)]
 pub async fn export(
     app: &App,
     req: Request<Incoming>,

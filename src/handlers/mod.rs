@@ -4,6 +4,7 @@ pub mod chat;
 pub mod export;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod providers;
 pub mod sessions;
 pub mod token;

@@ -1,4 +1,4 @@
-//! HttpError and the single place where domain errors become HTTP statuses (DESIGN §2).
+//! HttpError and the single place where domain errors become HTTP statuses.
 
 use std::time::Duration;
 
@@ -7,13 +7,24 @@ use omnichat_actors::{providers::ProviderError, CoreError};
 
 use super::{body::Body, response::json_with_status};
 
+/// The body of every error answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, as a sentence for people.
+    #[schema(example = "Session not found")]
+    pub detail: String,
+}
+
 /// An error answer: a status, a `{"detail": …}` sentence, and the headers the status calls for.
 #[derive(Debug)]
 pub struct HttpError {
     pub status: StatusCode,
     pub detail: String,
     pub retry_after: Option<Duration>,
-    pub allow: Option<&'static str>,
+    /// The methods the path takes, for a 405's `Allow`.
+    pub allow: Option<String>,
+    /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds) of a user's quota.
+    pub rate_limit: Option<(u64, u64, u64)>,
 }
 
 impl HttpError {
@@ -23,6 +34,7 @@ impl HttpError {
             detail: detail.into(),
             retry_after: None,
             allow: None,
+            rate_limit: None,
         }
     }
 
@@ -42,9 +54,9 @@ impl HttpError {
         Self::new(StatusCode::NOT_FOUND, detail)
     }
 
-    pub fn method_not_allowed(allow: &'static str) -> Self {
+    pub fn method_not_allowed(allow: impl Into<String>) -> Self {
         HttpError {
-            allow: Some(allow),
+            allow: Some(allow.into()),
             ..Self::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
         }
     }
@@ -56,8 +68,12 @@ impl HttpError {
 
     /// The response a client sees.
     pub fn into_response(self) -> Response<Body> {
-        let mut response =
-            json_with_status(self.status, &serde_json::json!({ "detail": self.detail }));
+        let mut response = json_with_status(
+            self.status,
+            &ErrorBody {
+                detail: self.detail,
+            },
+        );
         let headers = response.headers_mut();
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(
@@ -68,8 +84,16 @@ impl HttpError {
         if let Some(after) = self.retry_after {
             headers.insert(header::RETRY_AFTER, after.as_secs().into());
         }
-        if let Some(allow) = self.allow {
-            headers.insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        if let Some((limit, remaining, reset)) = self.rate_limit {
+            headers.insert("ratelimit-limit", limit.into());
+            headers.insert("ratelimit-remaining", remaining.into());
+            headers.insert("ratelimit-reset", reset.into());
+        }
+        if let Some(value) = self
+            .allow
+            .and_then(|allow| header::HeaderValue::from_str(&allow).ok())
+        {
+            headers.insert(header::ALLOW, value);
         }
         response
     }
@@ -89,6 +113,14 @@ impl From<CoreError> for HttpError {
                 message,
                 retry_after,
             } => Self::new(StatusCode::TOO_MANY_REQUESTS, message).with_retry_after(retry_after),
+            CoreError::QuotaExceeded(refusal) => {
+                let reset = refusal.reset.as_secs().max(1);
+                HttpError {
+                    rate_limit: Some((refusal.limit, refusal.remaining, reset)),
+                    ..Self::new(StatusCode::TOO_MANY_REQUESTS, refusal.message)
+                }
+                .with_retry_after(refusal.reset)
+            }
             CoreError::Overloaded {
                 message,
                 retry_after,

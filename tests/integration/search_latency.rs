@@ -110,6 +110,8 @@ async fn search_latency_with_ten_thousand_sessions() {
                 completion_tokens: Set(None),
                 created_at: Set(at + chrono::Duration::milliseconds(m as i64)),
                 node: Set(None),
+                usage_estimated: Set(None),
+                context_omitted: Set(None),
             });
             index += 1;
             if message_rows.len() == ROWS_PER_INSERT {

@@ -16,10 +16,11 @@ use super::{
     cache::{HistoryMessage, SessionCache},
     pages::{self, ListSessions, MessagePageRequest, SessionPage},
     titles::make_title,
-    views::{SessionDetail, SessionView},
+    views::{SessionDetail, SessionUsage, SessionView},
 };
 use crate::{
     ask::ask,
+    budget::{utc_day, UserQuota},
     chat::{ChatMsg, StreamEvent},
     config::Limits,
     error::{CoreError, CoreResult},
@@ -57,12 +58,16 @@ pub struct StartChat {
     pub prompt: String,
     pub provider: ProviderKind,
     pub model: Option<String>,
+    /// The longest answer asked for (capped by configuration).
+    pub max_tokens: Option<u32>,
 }
 
 /// A started generation: its id and the first subscription to its events.
 pub struct ChatStart {
     pub generation_id: Uuid,
     pub events: mpsc::Receiver<StreamEvent>,
+    /// Earlier messages of the session left out of what went upstream.
+    pub context_omitted: u32,
 }
 
 pub enum SessionMsg {
@@ -131,6 +136,8 @@ pub struct EndedTurn {
     pub stored: bool,
     /// The answer as history for the next turn (`None` when nothing was stored).
     pub answer: Option<HistoryMessage>,
+    /// The tokens the turn cost (prompt and answer), for the user's daily quota.
+    pub spent: u64,
 }
 
 pub struct SessionArgs {
@@ -169,6 +176,8 @@ pub struct SessionState {
     pub(super) cache: SessionCache,
     /// Sessions whose automatic title is being made.
     titling: HashSet<Uuid>,
+    /// The user's quota counters, loaded on the first turn.
+    pub(super) quota: Option<UserQuota>,
     last_active: Instant,
     idle_timer: JoinHandle<()>,
 }
@@ -204,6 +213,7 @@ impl Actor for SessionActor {
             lingering: HashMap::new(),
             cache,
             titling: HashSet::new(),
+            quota: None,
             last_active: Instant::now(),
             idle_timer,
         })
@@ -315,12 +325,15 @@ impl Actor for SessionActor {
     }
 }
 
-/// Trims a title and checks its length.
+/// Trims a title and checks it: at most 200 characters as sent (so the limit is the `maxLength`
+/// the API document states), not all white space, no control characters.
 fn valid_title(raw: String) -> CoreResult<String> {
     let raw = storable(raw);
     let title = raw.trim();
-    let chars = title.chars().count();
-    if chars == 0 || chars > TITLE_MAX_CHARS || title.chars().any(char::is_control) {
+    if title.is_empty()
+        || raw.chars().count() > TITLE_MAX_CHARS
+        || raw.chars().any(char::is_control)
+    {
         return Err(CoreError::Invalid(format!(
             "title must be 1 to {TITLE_MAX_CHARS} characters without control characters"
         )));
@@ -371,9 +384,17 @@ impl SessionState {
                     .owned_session(user_id, session_id)
                     .await?
                     .ok_or(CoreError::NotFound("Session"))?;
+                let paged = page.limit.is_some() || page.before.is_some();
                 let page = pages::message_page(&store, session_id, page, cap).await?;
+                // A page's usage is still the whole session's.
+                let usage = if paged {
+                    store.session_token_totals(session_id).await?
+                } else {
+                    SessionUsage::of(&page.messages)
+                };
                 Ok(SessionDetail {
                     session: session.into(),
+                    usage,
                     messages: page.messages,
                     older: page.older,
                 })
@@ -484,6 +505,9 @@ impl SessionState {
         };
         let session_id = generation.session_id;
         self.lingering.insert(generation_id, generation.actor);
+        if let Some(quota) = self.quota.as_mut() {
+            quota.add_tokens(&utc_day(chrono::Utc::now()), ended.spent);
+        }
         match self.cache.get_mut(session_id) {
             Some(held) if ended.stored => {
                 held.version += 1;

@@ -12,9 +12,9 @@ pub use actor::{
     ChatStart, EndedTurn, NewSession, SessionActor, SessionArgs, SessionChange, SessionMsg,
     StartChat, DEFAULT_TITLE, SYSTEM_PROMPT_MAX_CHARS,
 };
-pub use cache::{estimate_tokens, HistoryMessage};
+pub use cache::HistoryMessage;
 pub use pages::{
     ListSessions, ListedSession, MessagePageRequest, SessionPage, MAX_PAGE, MAX_QUERY_CHARS,
 };
 pub use registry::{RegistryArgs, RegistryMsg, SessionRegistry};
-pub use views::{MessageView, SessionDetail, SessionView, UsageView};
+pub use views::{MessageView, SessionDetail, SessionUsage, SessionView, UsageView};

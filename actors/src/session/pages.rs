@@ -35,10 +35,11 @@ pub struct ListSessions {
 }
 
 /// One listed session; `snippet` only on search results.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ListedSession {
     #[serde(flatten)]
     pub session: SessionView,
+    /// Search results only: up to 200 characters of the best match (or the title).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snippet: Option<String>,
 }

@@ -17,6 +17,8 @@ const ECHO_TITLE_WORDS: usize = 6;
 const QUOTED_CHARS: usize = 2_000;
 /// A title arrives within this or not at all.
 const TITLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Tokens a title may take upstream.
+const TITLE_MAX_TOKENS: u32 = 32;
 /// Bytes of a provider's reply read at most: a title is a line, not an essay.
 const MAX_REPLY_BYTES: usize = 1_000;
 
@@ -37,6 +39,8 @@ pub async fn make_title(
     }
     let request = ChatRequest {
         model,
+        // A title is a few words: a small cap bounds what a misbehaving model can cost.
+        max_tokens: Some(TITLE_MAX_TOKENS),
         messages: vec![
             ChatMessage {
                 role: Role::System,

@@ -2,11 +2,11 @@
 
 use omnichat_entity::{messages, sessions};
 use sea_orm::{
-    sea_query::Condition, ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Condition, ColumnTrait, ConnectionTrait, DbBackend, Statement, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
-use super::Store;
+use super::{usage::UsageRecord, Store};
 use crate::providers::TokenUsage;
 
 /// The `streaming` row written when a generation starts, before its first token is sent.
@@ -26,7 +26,13 @@ pub struct AssistantOutcome {
     /// `complete`, `stopped` or `error`.
     pub status: &'static str,
     pub finish_reason: Option<String>,
+    /// As the provider reported it, or estimated (then `usage_estimated`).
     pub usage: TokenUsage,
+    pub usage_estimated: bool,
+    /// Earlier messages of the session that did not go upstream with the prompt.
+    pub context_omitted: u32,
+    /// What the user is charged in `usage_daily`; `None` when nothing was spent.
+    pub charge: Option<UsageRecord>,
 }
 
 /// A session as a SessionActor loads it once: the row, the newest messages (oldest first) and
@@ -82,6 +88,43 @@ impl Store {
             .filter(sessions::Column::UserId.eq(user_id))
             .one(self.conn())
             .await
+    }
+
+    /// A session's token totals over all its answers, summed by the database (the usage a page
+    /// of messages reports is the whole session's).
+    pub async fn session_token_totals(
+        &self,
+        session_id: Uuid,
+    ) -> Result<crate::session::SessionUsage, DbErr> {
+        let backend = self.conn().get_database_backend();
+        let sql = match backend {
+            DbBackend::Postgres => {
+                "SELECT CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS p, \
+                 CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS c \
+                 FROM messages WHERE session_id = $1"
+            }
+            _ => {
+                "SELECT COALESCE(SUM(prompt_tokens), 0) AS p, COALESCE(SUM(completion_tokens), 0) \
+                 AS c FROM messages WHERE session_id = ?"
+            }
+        };
+        let row = self
+            .conn()
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [session_id.into()],
+            ))
+            .await?;
+        let (p, c): (i64, i64) = match row {
+            Some(row) => (row.try_get("", "p")?, row.try_get("", "c")?),
+            None => (0, 0),
+        };
+        Ok(crate::session::SessionUsage {
+            prompt_tokens: p,
+            completion_tokens: c,
+            total_tokens: p + c,
+        })
     }
 
     /// A page of a session's messages: the `limit` newest of those older than message `before`

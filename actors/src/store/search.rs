@@ -250,6 +250,7 @@ mod tests {
             answer: answer.clone(),
             node: "n".into(),
             at: chrono::Utc::now(),
+            quota: crate::budget::QuotaSettings::default().database_check(chrono::Utc::now()),
         }));
         store.writes().write(session.id, begin).await.unwrap();
         index_is_consistent(&store).await;
@@ -261,6 +262,9 @@ mod tests {
                 status: "complete",
                 finish_reason: None,
                 usage: Default::default(),
+                usage_estimated: false,
+                context_omitted: 0,
+                charge: None,
             }),
         };
         store.writes().write(session.id, finish).await.unwrap();
