@@ -240,11 +240,7 @@ pub struct ServeArgs {
     pub max_generations_per_user: usize,
     /// Sessions a user may keep; past it, creating one is 409. `GET /sessions` without
     /// parameters returns them all, so this also bounds that answer.
-    #[arg(
-        long,
-        env = "OMNICHAT_MAX_SESSIONS_PER_USER",
-        default_value_t = 10_000
-    )]
+    #[arg(long, env = "OMNICHAT_MAX_SESSIONS_PER_USER", default_value_t = 10_000)]
     pub max_sessions_per_user: u64,
     /// Messages a session may hold; past it, a new prompt is 409.
     #[arg(

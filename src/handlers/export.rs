@@ -63,11 +63,7 @@ pub async fn export(
     let format = match params.format.as_deref() {
         None | Some("json") => Format::Json,
         Some("markdown" | "md") => Format::Markdown,
-        Some(_) => {
-            return Err(HttpError::unprocessable(
-                "format must be json or markdown",
-            ))
-        }
+        Some(_) => return Err(HttpError::unprocessable("format must be json or markdown")),
     };
     let detail = app
         .core

@@ -243,7 +243,8 @@ pub async fn get(app: &App, req: Request<Incoming>, id: &str) -> Result<Response
         .before
         .as_deref()
         .map(|raw| {
-            Uuid::parse_str(raw).map_err(|_| HttpError::unprocessable("before must be a message id"))
+            Uuid::parse_str(raw)
+                .map_err(|_| HttpError::unprocessable("before must be a message id"))
         })
         .transpose()?;
     let page = MessagePageRequest {

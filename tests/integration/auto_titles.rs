@@ -14,7 +14,12 @@ use crate::{
 };
 
 async fn create(server: &TestServer, user: &TestUser, body: Value) -> Value {
-    let response = server.post(user, "/sessions").json(&body).send().await.unwrap();
+    let response = server
+        .post(user, "/sessions")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     response.json().await.unwrap()
 }
@@ -43,7 +48,13 @@ async fn echo_titles_a_default_session_and_never_a_clients() {
     let user = server.user().await;
     let untitled = create(&server, &user, json!({})).await;
     assert_eq!(untitled["title"], "New Chat");
-    echo_turn(&server, &user, &untitled, "plan a weekend trip to lisbon with kids, please").await;
+    echo_turn(
+        &server,
+        &user,
+        &untitled,
+        "plan a weekend trip to lisbon with kids, please",
+    )
+    .await;
     let title = title_after(&server, &user, &untitled, "New Chat").await;
     assert_eq!(title, "Plan a weekend trip to lisbon");
     // Found by search under its new title, and listed with it.
@@ -62,7 +73,10 @@ async fn echo_titles_a_default_session_and_never_a_clients() {
     // Renamed before its first answer: the client's title wins.
     let renamed = create(&server, &user, json!({})).await;
     let response = server
-        .put(&user, &format!("/sessions/{}", renamed["id"].as_str().unwrap()))
+        .put(
+            &user,
+            &format!("/sessions/{}", renamed["id"].as_str().unwrap()),
+        )
         .json(&json!({ "title": "Chosen" }))
         .send()
         .await
@@ -82,9 +96,16 @@ async fn echo_titles_a_default_session_and_never_a_clients() {
 async fn the_title_provider_writes_titles_without_delaying_the_answer() {
     let titler = FakeUpstream::start(Wire::OpenAi).await;
     titler.set_reply(
-        ["\"Lisbon", " weekend", " with", " kids.\"", "\n", "Extra line"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "\"Lisbon",
+            " weekend",
+            " with",
+            " kids.\"",
+            "\n",
+            "Extra line",
+        ]
+        .map(String::from)
+        .to_vec(),
     );
     // The title takes over a second to write; the answer must not wait for it.
     titler.set_token_delay(Duration::from_millis(250));

@@ -29,7 +29,10 @@ async fn a_session_downloads_as_json_and_markdown() {
     );
     let exported: Value = response.json().await.unwrap();
     let shown: Value = server.get_json(&user, &format!("/sessions/{id}")).await;
-    assert_eq!(exported, shown, "the JSON export is the session as GET shows it");
+    assert_eq!(
+        exported, shown,
+        "the JSON export is the session as GET shows it"
+    );
     assert_eq!(exported["messages"].as_array().unwrap().len(), 2);
 
     // JSON is the default.
@@ -66,8 +69,14 @@ async fn a_session_downloads_as_json_and_markdown() {
     assert!(user_at < answer_at, "{text}");
 
     for (path, status) in [
-        (format!("/sessions/{id}/export?format=pdf"), StatusCode::UNPROCESSABLE_ENTITY),
-        ("/sessions/not-an-id/export".to_owned(), StatusCode::NOT_FOUND),
+        (
+            format!("/sessions/{id}/export?format=pdf"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/sessions/not-an-id/export".to_owned(),
+            StatusCode::NOT_FOUND,
+        ),
     ] {
         let response = server.get(&user, &path).send().await.unwrap();
         expect_error(response, status).await;

@@ -58,7 +58,10 @@ async fn messages_page_newest_first_each_page_oldest_first() {
 
     let (newest, next) = detail(&server, &user, &format!("{path}?limit=4")).await;
     assert_eq!(contents(&newest), ["turn 2", "turn 2", "turn 3", "turn 3"]);
-    assert_eq!(newest["title"], "Long chat", "the session's fields on every page");
+    assert_eq!(
+        newest["title"], "Long chat",
+        "the session's fields on every page"
+    );
     let next = next.expect("older messages exist");
     let first_shown = newest["messages"][0]["id"].as_str().unwrap();
     assert!(next.contains(&format!("before={first_shown}")), "{next}");

@@ -28,7 +28,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
 }
@@ -52,7 +55,7 @@ fn word(n: u64) -> String {
 fn text(rng: &mut Lcg, index: usize) -> String {
     let words = 15 + rng.next() % 26;
     let mut text: Vec<String> = (0..words).map(|_| word(rng.next())).collect();
-    if index % 2 == 0 {
+    if index.is_multiple_of(2) {
         text.push("hello".into());
     }
     if index % 10_000 == 7 {
@@ -146,7 +149,11 @@ async fn search_latency_with_ten_thousand_sessions() {
             .await
             .unwrap();
     }
-    let backend = if server.db.url.starts_with("postgres") { "PostgreSQL" } else { "SQLite" };
+    let backend = if server.db.url.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     println!(
         "{backend}: inserted {SESSIONS} sessions x {MESSAGES_PER_SESSION} messages in {:?}",
         started.elapsed()
@@ -184,7 +191,14 @@ async fn search_latency_with_ten_thousand_sessions() {
         );
     }
     let started = Instant::now();
-    let list = server.get(&user, "/sessions?limit=20").send().await.unwrap();
+    let list = server
+        .get(&user, "/sessions?limit=20")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(list.status(), StatusCode::OK);
-    println!("{backend}: GET /sessions?limit=20 once: {:?}", started.elapsed());
+    println!(
+        "{backend}: GET /sessions?limit=20 once: {:?}",
+        started.elapsed()
+    );
 }

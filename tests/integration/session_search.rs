@@ -25,7 +25,11 @@ pub async fn echo_turn(server: &TestServer, user: &TestUser, session: &Value, pr
 }
 
 /// `GET path` as JSON with its `Link: <…>; rel="next"` target, if any.
-pub async fn page(server: &TestServer, user: &TestUser, path: &str) -> (Vec<Value>, Option<String>) {
+pub async fn page(
+    server: &TestServer,
+    user: &TestUser,
+    path: &str,
+) -> (Vec<Value>, Option<String>) {
     let response = server.get(user, path).send().await.expect("GET");
     assert_eq!(response.status(), StatusCode::OK, "GET {path}");
     let next = response
@@ -79,7 +83,10 @@ async fn pages_follow_the_link_header_and_survive_new_sessions() {
     ] {
         let response = server.get(&user, bad).send().await.unwrap();
         let detail = expect_error(response, StatusCode::UNPROCESSABLE_ENTITY).await;
-        assert!(detail.contains("limit") || detail.contains("cursor"), "{bad}: {detail}");
+        assert!(
+            detail.contains("limit") || detail.contains("cursor"),
+            "{bad}: {detail}"
+        );
     }
 }
 
@@ -137,7 +144,10 @@ async fn search_finds_words_in_titles_and_bodies_ranked_with_snippets() {
             json!({ "session_id": answered["id"], "prompt": "who sleeps?", "provider": "openai" }),
         )
         .await;
-    assert_eq!(streamed_text(&read_sse(response).await), "the wombat sleeps");
+    assert_eq!(
+        streamed_text(&read_sse(response).await),
+        "the wombat sleeps"
+    );
     // Another user's matching session is never found.
     let stranger = server.user().await;
     let theirs = server.session(&stranger, "Quokka too").await;
@@ -163,10 +173,13 @@ async fn search_finds_words_in_titles_and_bodies_ranked_with_snippets() {
         assert_eq!(hit["user_id"], user.id.as_str());
     }
     let snippet_of_once = found[position(&once)]["snippet"].as_str().unwrap();
-    assert!(snippet_of_once.len() < 120, "a window, not the message: {snippet_of_once}");
+    assert!(
+        snippet_of_once.len() < 120,
+        "a window, not the message: {snippet_of_once}"
+    );
 
     let (found, _) = page(&server, &user, "/sessions?q=wombat").await;
-    assert_eq!(ids(&found), ids(&[answered.clone()]));
+    assert_eq!(ids(&found), ids(std::slice::from_ref(&answered)));
     let snippet = found[0]["snippet"].as_str().unwrap();
     assert!(snippet.contains("wombat sleeps"), "{snippet}");
     // Every word must match.
@@ -192,7 +205,7 @@ async fn search_finds_words_in_titles_and_bodies_ranked_with_snippets() {
     let deleted = server.delete(&user, &path(&often)).send().await.unwrap();
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     let (found, _) = page(&server, &user, "/sessions?q=quokka").await;
-    assert_eq!(ids(&found), ids(&[once.clone()]));
+    assert_eq!(ids(&found), ids(std::slice::from_ref(&once)));
     let (found, _) = page(&server, &user, "/sessions?q=wombat").await;
     assert_eq!(
         ids(&found).into_iter().collect::<HashSet<_>>(),
@@ -242,7 +255,13 @@ async fn search_results_page_and_bad_queries_are_422() {
         expect_error(response, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
     // FTS syntax in a query is only words: no error, no match-everything.
-    for tricky in ["platypus OR x", "platypus*", "\"platypus", "NEAR(platypus)", "x:platypus"] {
+    for tricky in [
+        "platypus OR x",
+        "platypus*",
+        "\"platypus",
+        "NEAR(platypus)",
+        "x:platypus",
+    ] {
         let path = format!("/sessions?q={}", urlencode(tricky));
         let response = server.get(&user, &path).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{tricky}");

@@ -135,8 +135,14 @@ async fn the_system_prompt_goes_upstream_in_each_providers_form() {
     let (openai, fake) = (WIRES[0].1, &fakes[0]);
     turn(&server, &user, &session, openai).await;
     let requests = fake.requests();
-    let messages = requests.last().unwrap().body["messages"].as_array().unwrap().clone();
-    assert!(messages.iter().all(|m| m["role"] != "system"), "{messages:?}");
+    let messages = requests.last().unwrap().body["messages"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        messages.iter().all(|m| m["role"] != "system"),
+        "{messages:?}"
+    );
     // Renaming alone keeps the prompt state as it is.
     let response = server
         .put(&user, &format!("/sessions/{id}"))
@@ -171,8 +177,14 @@ async fn system_prompts_are_bounded_and_puts_need_a_field() {
     let path = format!("/sessions/{}", session["id"].as_str().unwrap());
     for (body, status) in [
         (json!({}), StatusCode::UNPROCESSABLE_ENTITY),
-        (json!({ "system_prompt": long }), StatusCode::UNPROCESSABLE_ENTITY),
-        (json!({ "system_prompt": 7 }), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            json!({ "system_prompt": long }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({ "system_prompt": 7 }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         (json!({ "prompt": "x" }), StatusCode::UNPROCESSABLE_ENTITY),
     ] {
         let response = server.put(&user, &path).json(&body).send().await.unwrap();
@@ -205,7 +217,10 @@ async fn a_prompt_changed_on_one_node_is_sent_by_the_other() {
     turn(&a, &user, &session, "openai").await;
     assert_eq!(sent_system_prompt(Wire::OpenAi, &fake), None);
     let response = b
-        .put(&user, &format!("/sessions/{}", session["id"].as_str().unwrap()))
+        .put(
+            &user,
+            &format!("/sessions/{}", session["id"].as_str().unwrap()),
+        )
         .json(&json!({ "system_prompt": "Set on B." }))
         .send()
         .await

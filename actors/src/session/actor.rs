@@ -407,7 +407,11 @@ impl SessionState {
     async fn on_create(&mut self, new: NewSession) -> CoreResult<SessionView> {
         let title_is_default = new.title.is_none();
         let title = valid_title(new.title.unwrap_or_else(|| DEFAULT_TITLE.to_owned()))?;
-        let system_prompt = new.system_prompt.map(valid_system_prompt).transpose()?.flatten();
+        let system_prompt = new
+            .system_prompt
+            .map(valid_system_prompt)
+            .transpose()?
+            .flatten();
         if self.store.count_sessions(self.user_id).await? >= self.limits.max_sessions_per_user {
             return Err(CoreError::Conflict(format!(
                 "Session limit reached ({}); delete a session first",
@@ -425,7 +429,11 @@ impl SessionState {
 
     /// A client's change goes through the writer like a turn, bumping the version, so other
     /// nodes holding the session reload it (and its system prompt) before their next turn.
-    async fn on_update(&mut self, session_id: Uuid, change: SessionChange) -> CoreResult<SessionView> {
+    async fn on_update(
+        &mut self,
+        session_id: Uuid,
+        change: SessionChange,
+    ) -> CoreResult<SessionView> {
         let title = change.title.map(valid_title).transpose()?;
         let system_prompt = match change.system_prompt {
             None => None,
@@ -439,7 +447,12 @@ impl SessionState {
         }
         if !self
             .store
-            .update_session(self.user_id, session_id, title.clone(), system_prompt.clone())
+            .update_session(
+                self.user_id,
+                session_id,
+                title.clone(),
+                system_prompt.clone(),
+            )
             .await?
         {
             self.cache.forget(session_id);
@@ -518,7 +531,8 @@ impl SessionState {
                 let exchange = held
                     .last_exchange()
                     .map(|(prompt, answer)| (prompt.to_string(), answer.to_string()));
-                if let Some((prompt, answer)) = exchange.filter(|_| answered && held.title_is_default)
+                if let Some((prompt, answer)) =
+                    exchange.filter(|_| answered && held.title_is_default)
                 {
                     if self.titling.insert(session_id) {
                         let (provider, model) = self

@@ -154,8 +154,9 @@ impl CachedSession {
             });
         }
         // The session's system prompt is no message of the session.
-        let sent_earlier = u64::try_from(messages.len() - usize::from(self.system_prompt.is_some()))
-            .unwrap_or(u64::MAX);
+        let sent_earlier =
+            u64::try_from(messages.len() - usize::from(self.system_prompt.is_some()))
+                .unwrap_or(u64::MAX);
         messages.push(ChatMessage {
             role: Role::User,
             content: prompt.clone(),

@@ -100,7 +100,7 @@ impl Cursor {
     }
 
     fn decode(text: &str) -> Option<Cursor> {
-        if text.len() % 2 != 0 || text.len() > 64 || !text.is_ascii() {
+        if !text.len().is_multiple_of(2) || text.len() > 64 || !text.is_ascii() {
             return None;
         }
         let bytes: Vec<u8> = (0..text.len())
@@ -131,9 +131,7 @@ fn checked_limit(limit: Option<u64>, default: u64) -> CoreResult<u64> {
     match limit {
         None => Ok(default),
         Some(n @ 1..=MAX_PAGE) => Ok(n),
-        Some(_) => Err(CoreError::Invalid(format!(
-            "limit must be 1 to {MAX_PAGE}"
-        ))),
+        Some(_) => Err(CoreError::Invalid(format!("limit must be 1 to {MAX_PAGE}"))),
     }
 }
 
@@ -266,7 +264,11 @@ pub async fn message_page(
     if more {
         rows.remove(0);
     }
-    let older = if more { rows.first().map(|m| m.id) } else { None };
+    let older = if more {
+        rows.first().map(|m| m.id)
+    } else {
+        None
+    };
     Ok(MessagePage {
         messages: rows.into_iter().map(MessageView::from).collect(),
         older,
@@ -286,7 +288,15 @@ mod tests {
             query: 7,
         };
         assert_eq!(Cursor::decode(&offset.encode()), Some(offset));
-        for bad in ["", "zz", "01", "0", "é", &"0".repeat(200), "03000000000000000000000000000000000"] {
+        for bad in [
+            "",
+            "zz",
+            "01",
+            "0",
+            "é",
+            &"0".repeat(200),
+            "03000000000000000000000000000000000",
+        ] {
             assert_eq!(Cursor::decode(bad), None, "{bad}");
         }
     }

@@ -48,12 +48,8 @@ pub async fn make_title(
             },
             ChatMessage {
                 role: Role::User,
-                content: format!(
-                    "User: {}\n\nAssistant: {}",
-                    quoted(prompt),
-                    quoted(answer)
-                )
-                .into(),
+                content: format!("User: {}\n\nAssistant: {}", quoted(prompt), quoted(answer))
+                    .into(),
             },
         ],
     };
@@ -81,7 +77,10 @@ fn quoted(text: &str) -> String {
 }
 
 fn first_words(text: &str, n: usize) -> String {
-    text.split_whitespace().take(n).collect::<Vec<_>>().join(" ")
+    text.split_whitespace()
+        .take(n)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A provider's reply as a title: its first non-empty line, without surrounding quotes,
@@ -96,8 +95,9 @@ fn clean(reply: &str) -> Option<String> {
         .chars()
         .filter(|c| !c.is_control())
         .collect();
-    let decoration =
-        |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '*' | '#' | '`' | '“' | '”' | '«' | '»');
+    let decoration = |c: char| {
+        c.is_whitespace() || matches!(c, '"' | '\'' | '*' | '#' | '`' | '“' | '”' | '«' | '»')
+    };
     let mut title = line.trim_matches(decoration);
     // `get`, not indexing: byte 6 may fall inside a character.
     if title
@@ -123,9 +123,18 @@ mod tests {
 
     #[test]
     fn replies_are_cleaned_into_titles() {
-        assert_eq!(clean("\"Lisbon weekend plan.\"\n").as_deref(), Some("Lisbon weekend plan"));
-        assert_eq!(clean("\n\n**title: trip ideas**").as_deref(), Some("Trip ideas"));
-        assert_eq!(clean("Title: rust lifetimes").as_deref(), Some("Rust lifetimes"));
+        assert_eq!(
+            clean("\"Lisbon weekend plan.\"\n").as_deref(),
+            Some("Lisbon weekend plan")
+        );
+        assert_eq!(
+            clean("\n\n**title: trip ideas**").as_deref(),
+            Some("Trip ideas")
+        );
+        assert_eq!(
+            clean("Title: rust lifetimes").as_deref(),
+            Some("Rust lifetimes")
+        );
         assert_eq!(clean("  \n \"\" "), None);
         assert_eq!(clean("ééé: déjà vu").as_deref(), Some("Ééé: déjà vu"));
         assert!(clean(&"word ".repeat(40)).unwrap().chars().count() <= AUTO_TITLE_MAX_CHARS);
@@ -134,6 +143,9 @@ mod tests {
     #[test]
     fn echo_titles_are_the_prompts_first_words() {
         let words = first_words("plan a weekend trip to lisbon with kids, please", 6);
-        assert_eq!(clean(&words).as_deref(), Some("Plan a weekend trip to lisbon"));
+        assert_eq!(
+            clean(&words).as_deref(),
+            Some("Plan a weekend trip to lisbon")
+        );
     }
 }

@@ -2,7 +2,8 @@
 
 use omnichat_entity::{messages, sessions};
 use sea_orm::{
-    sea_query::Condition, ColumnTrait, ConnectionTrait, DbBackend, Statement, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Condition, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use uuid::Uuid;
 

@@ -192,10 +192,7 @@ fn fts5_query(terms: &[String]) -> String {
 
 /// At most [`SNIPPET_MAX_CHARS`] characters, on one line.
 fn shorten(text: &str) -> String {
-    let one_line: String = text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     match one_line.char_indices().nth(SNIPPET_MAX_CHARS) {
         Some((cut, _)) => format!("{}…", &one_line[..cut]),
         None => one_line,
@@ -270,7 +267,10 @@ mod tests {
         store.writes().write(session.id, finish).await.unwrap();
         index_is_consistent(&store).await;
         let terms = |t: &str| vec![t.to_owned()];
-        let found = store.search_sessions(user.id, &terms("rottnest"), 10, 0).await.unwrap();
+        let found = store
+            .search_sessions(user.id, &terms("rottnest"), 10, 0)
+            .await
+            .unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].snippet, "on Rottnest island");
 
@@ -279,7 +279,10 @@ mod tests {
             .await
             .unwrap();
         index_is_consistent(&store).await;
-        let found = store.search_sessions(user.id, &terms("island"), 10, 0).await.unwrap();
+        let found = store
+            .search_sessions(user.id, &terms("island"), 10, 0)
+            .await
+            .unwrap();
         assert_eq!(found.len(), 1, "the title and the answer: one session");
         assert!(store
             .search_sessions(user.id, &terms("chat"), 10, 0)

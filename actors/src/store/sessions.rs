@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use omnichat_entity::sessions;
 use sea_orm::{
-    sea_query::Condition, ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    sea_query::Condition, ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use uuid::Uuid;
 

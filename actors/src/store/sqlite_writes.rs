@@ -149,7 +149,10 @@ mod tests {
             .insert_user("ada", "ada@example.com", "x".into())
             .await
             .unwrap();
-        let session = store.insert_session(user.id, "New chat", true, None).await.unwrap();
+        let session = store
+            .insert_session(user.id, "New chat", true, None)
+            .await
+            .unwrap();
         (store, user.id, session.id)
     }
 
