@@ -316,6 +316,37 @@ mod tests {
     }
 
     #[test]
+    fn the_system_prompt_goes_first_and_counts_against_the_room() {
+        let mut cache = SessionCache::new(10, 10, Duration::from_secs(60));
+        let mut row = session();
+        row.system_prompt = Some("be brief".into());
+        cache.insert_created(&row);
+        let held = cache.get_mut(row.id).expect("held");
+        for (role, words) in [(Role::User, "aaaa"), (Role::Assistant, "bbbb")] {
+            held.push(text(role, words));
+        }
+        held.message_count = 2;
+        let prompt_cost = estimate_tokens("be brief") + MESSAGE_OVERHEAD_TOKENS;
+        let roomy = held.fit_upstream(&"e".into(), 1, 1_000);
+        let roles: Vec<Role> = roomy.messages.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [Role::System, Role::User, Role::Assistant, Role::User]
+        );
+        assert_eq!(roomy.messages[0].content.to_string(), "be brief");
+        assert_eq!((roomy.omitted, roomy.tokens), (0, 1 + prompt_cost + 2));
+        // Room for the prompt and the system prompt only: the turns are left out, not it.
+        let tight = held.fit_upstream(&"e".into(), 1, 1 + prompt_cost);
+        let sent: Vec<String> = tight
+            .messages
+            .iter()
+            .map(|m| m.content.to_string())
+            .collect();
+        assert_eq!(sent, ["be brief", "e"]);
+        assert_eq!(tight.omitted, 2);
+    }
+
+    #[test]
     fn the_newest_turns_that_fit_go_upstream_and_the_rest_are_counted_out() {
         let mut cache = SessionCache::new(10, 10, Duration::from_secs(60));
         let row = session();
