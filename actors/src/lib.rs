@@ -8,6 +8,7 @@ mod cluster;
 pub mod config;
 mod core;
 pub mod error;
+mod follow;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod metrics;

@@ -231,6 +231,7 @@ impl SessionState {
     ) {
         let actor = self.generation_actor(generation_id);
         let (store, user_id) = (self.store.clone(), self.user_id);
+        let buffer = self.limits.subscriber_buffer;
         tokio::spawn(async move {
             if let Some(actor) = actor {
                 match ask(&actor, |reply| ChatMsg::Subscribe { after, reply }).await {
@@ -242,7 +243,8 @@ impl SessionState {
                     }
                 }
             }
-            let _ = reply.send(replay_stored(&store, user_id, generation_id, after).await);
+            let attached = attach_elsewhere(&store, user_id, generation_id, after, buffer).await;
+            let _ = reply.send(attached);
         });
     }
 
@@ -289,17 +291,45 @@ fn final_status(status: Option<&str>) -> &'static str {
     }
 }
 
-/// Replays a stored answer: the text after `after`, its error if it failed, then `Done`.
-async fn replay_stored(
+/// Attaches to a generation this node does not hold: the stored answer if it has ended, else
+/// (over PostgreSQL) the live answer followed from the node that runs it.
+async fn attach_elsewhere(
     store: &Store,
     user_id: Uuid,
     generation_id: Uuid,
     after: u64,
+    buffer: usize,
 ) -> CoreResult<mpsc::Receiver<StreamEvent>> {
-    let message = store
-        .owned_generation(user_id, generation_id)
-        .await?
-        .ok_or(CoreError::NotFound("Generation"))?;
+    let find = || async {
+        store
+            .owned_generation(user_id, generation_id)
+            .await?
+            .ok_or(CoreError::NotFound("Generation"))
+    };
+    let mut message = find().await?;
+    if message.status.as_deref() == Some("streaming") && store.is_shared() {
+        if let Some(events) =
+            crate::follow::follow(store, user_id, generation_id, after, buffer).await?
+        {
+            return Ok(events);
+        }
+        // Nobody runs it: it ended meanwhile, or its node is gone (503 until it is marked).
+        message = find().await?;
+    }
+    let events = stored_replay(&message, after)?;
+    let (tx, rx) = mpsc::channel(events.len().max(1));
+    for event in events {
+        let _ = tx.try_send(event);
+    }
+    Ok(rx)
+}
+
+/// A stored answer's events from byte `after`: the rest of the text, its error if it failed,
+/// then `Done`; 503 while it is still `streaming` (on another node).
+pub(crate) fn stored_replay(
+    message: &messages::Model,
+    after: u64,
+) -> CoreResult<Vec<StreamEvent>> {
     if message.status.as_deref() == Some("streaming") {
         return Err(streaming_elsewhere());
     }
@@ -311,12 +341,7 @@ async fn replay_stored(
         message: "The answer ended with an error".into(),
         before_output: None,
     });
-    let events = replay(&message.content, after, Some(failure.as_ref()))?;
-    let (tx, rx) = mpsc::channel(events.len().max(1));
-    for event in events {
-        let _ = tx.try_send(event);
-    }
-    Ok(rx)
+    replay(&message.content, after, Some(failure.as_ref()))
 }
 
 /// A generation still `streaming` that this node does not hold runs on another node.

@@ -12,9 +12,8 @@ use sea_orm::{
 
 use super::Store;
 
-/// A node whose heartbeat is older than this is presumed dead.
-pub const NODE_STALE_AFTER: Duration = Duration::from_secs(30);
-/// How often a node heartbeats (and sweeps up after dead peers).
+/// How often a node heartbeats (and sweeps up after dead peers) unless configured otherwise; a
+/// node silent for three times as long is presumed dead (see [`Store::stale_after`]).
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 
 impl Store {
@@ -47,7 +46,8 @@ impl Store {
     /// (`interrupted`): those of dead nodes and, when `including_own` (at start), this node's
     /// own from before a crash.
     pub async fn mark_interrupted_generations(&self, including_own: bool) -> Result<u64, DbErr> {
-        let stale_before = Utc::now() - NODE_STALE_AFTER;
+        let stale_before = Utc::now()
+            - chrono::Duration::from_std(self.stale_after()).unwrap_or(chrono::Duration::seconds(30));
         let live_peers = Query::select()
             .column(nodes::Column::Id)
             .from(nodes::Entity)
