@@ -21,7 +21,7 @@ use crate::{
     },
     error::{CoreError, CoreResult},
     providers::{ChatMessage, ChatRequest, MessageText, Providers, Role},
-    store::{BeginAnswer, NewAssistantMessage, Store, Write, WriteError, Written},
+    store::{BeginAnswer, NewAssistantMessage, Store, Write, Written},
     text::storable,
 };
 
@@ -107,13 +107,7 @@ impl SessionState {
             ));
         }
         if self.generations.len() >= self.limits.max_generations_per_user {
-            return Err(CoreError::Limited {
-                message: format!(
-                    "At most {} answers may stream at once per user",
-                    self.limits.max_generations_per_user
-                ),
-                retry_after: Duration::from_secs(1),
-            });
+            return Err(too_many_answers(self.limits.max_generations_per_user));
         }
         Ok(())
     }
@@ -171,20 +165,23 @@ impl SessionState {
                 at: Utc::now(),
             };
             let messages = held.upstream_messages(prompt);
-            let written = self
-                .store
-                .writes()
-                .submit(session_id, Write::BeginAnswer(Box::new(begin)));
             let outcome = if shared {
-                match written.await.unwrap_or(Err(WriteError::Closed))? {
-                    Written::Done => BeginOutcome::Stored,
-                    Written::Missing | Written::Stale => {
+                // Other nodes run this user's answers too: the limit is counted in the database.
+                let most = self.limits.max_generations_per_user;
+                match self.store.begin_answer_within(&begin, most).await? {
+                    None => return Err(too_many_answers(most)),
+                    Some(Written::Done) => BeginOutcome::Stored,
+                    Some(Written::Missing | Written::Stale) => {
                         self.cache.forget(session_id);
                         continue;
                     }
                 }
             } else {
-                BeginOutcome::Pending(written)
+                BeginOutcome::Pending(
+                    self.store
+                        .writes()
+                        .submit(session_id, Write::BeginAnswer(Box::new(begin))),
+                )
             };
             // Re-borrowed: the await above may not hold the first borrow.
             if let Some(held) = self.cache.get_mut(session_id) {
@@ -279,6 +276,14 @@ impl SessionState {
             futures_util::future::join_all(stops).await;
             let _ = reply.send(Ok(()));
         });
+    }
+}
+
+/// 429: the user has `most` answers streaming already (on this node or, over PostgreSQL, any).
+fn too_many_answers(most: usize) -> CoreError {
+    CoreError::Limited {
+        message: format!("At most {most} answers may stream at once per user"),
+        retry_after: Duration::from_secs(1),
     }
 }
 

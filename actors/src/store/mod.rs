@@ -1,5 +1,6 @@
 //! The store: every sea-orm call OmniChat makes, over SQLite (default) or PostgreSQL.
 
+mod answer_limit;
 mod login_failures;
 mod messages;
 mod nodes;
