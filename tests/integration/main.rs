@@ -26,4 +26,5 @@ mod session_state;
 mod sessions;
 mod support;
 mod systemd_unit;
+mod three_nodes;
 mod users;

@@ -1,0 +1,323 @@
+//! Three real `omnichat` processes on one PostgreSQL database, each request of a user sent to
+//! the next node in turn (as a load balancer without sticky sessions would): sign-up, login,
+//! sessions, a stream resumed on another node mid-answer (nothing lost, nothing twice), a stop
+//! from a third node, the per-user answer limit across nodes, and a node killed mid-answer whose
+//! answer the others mark interrupted (its follower told so). Skipped without
+//! `OMNICHAT_TEST_DATABASE_URL`.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::{
+    restart::{free_port, Daemon},
+    support::{parse_sse, postgres_url, SseEvent, TestDb},
+};
+
+/// Heartbeats this fast make a killed node count as dead after 0.9 s.
+const HEARTBEAT_MS: &str = "300";
+
+fn words(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The nodes, each request going to the next one.
+struct Cluster {
+    nodes: Vec<Daemon>,
+    next: usize,
+    client: reqwest::Client,
+    token: String,
+}
+
+impl Cluster {
+    /// The base URL of the node the next request goes to.
+    fn next(&mut self) -> String {
+        let base = self.nodes[self.next % self.nodes.len()].base.clone();
+        self.next += 1;
+        base
+    }
+
+    fn at(&self, node: usize) -> &str {
+        &self.nodes[node].base
+    }
+
+    async fn chat(&self, node: usize, session: &str, prompt: &str) -> Response {
+        self.client
+            .post(format!("{}/chat/stream", self.at(node)))
+            .bearer_auth(&self.token)
+            .json(&json!({ "session_id": session, "prompt": prompt }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn resume(&self, node: usize, generation: &str, after: &str) -> Response {
+        self.client
+            .get(format!("{}/chat/stream/{generation}", self.at(node)))
+            .bearer_auth(&self.token)
+            .header("Last-Event-ID", after)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn session(&mut self, title: &str) -> String {
+        let base = self.next();
+        let created = self
+            .client
+            .post(format!("{base}/sessions"))
+            .bearer_auth(&self.token)
+            .json(&json!({ "title": title }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), StatusCode::OK, "{base}");
+        let created: Value = created.json().await.unwrap();
+        created["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn last_answer(&mut self, session: &str) -> Value {
+        let base = self.next();
+        let detail: Value = self
+            .client
+            .get(format!("{base}/sessions/{session}"))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        detail["messages"].as_array().unwrap().last().unwrap().clone()
+    }
+}
+
+/// Reads a stream until it has at least `deltas` delta events; returns them and the rest of
+/// the response to go on with.
+async fn read_deltas(response: &mut Response, deltas: usize) -> Vec<SseEvent> {
+    let mut body = String::new();
+    loop {
+        let events = parse_sse(body.rsplit_once("\n\n").map_or("", |(done, _)| done));
+        if events.iter().filter(|e| e.id.is_some()).count() >= deltas {
+            return events;
+        }
+        let chunk = response.chunk().await.unwrap().expect("stream ended early");
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// The text of the delta events, checking their ids: each the answer's length so far.
+fn checked_text(events: &[SseEvent], from: u64) -> String {
+    let mut text = String::new();
+    let mut position = from;
+    for event in events.iter().filter(|e| e.id.is_some()) {
+        let delta: Value = serde_json::from_str(&event.data).unwrap();
+        let delta = delta["delta"].as_str().unwrap();
+        position += delta.len() as u64;
+        assert_eq!(event.id.as_deref(), Some(position.to_string().as_str()));
+        text.push_str(delta);
+    }
+    text
+}
+
+fn generation(response: &Response) -> String {
+    response.headers()["x-generation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn three_nodes_on_one_database_serve_any_request_of_a_user() {
+    let Some(url) = postgres_url() else {
+        eprintln!("skipped: three nodes need PostgreSQL (OMNICHAT_TEST_DATABASE_URL)");
+        return;
+    };
+    let db = TestDb::at(url);
+    let mut nodes = Vec::new();
+    for name in ["n1", "n2", "n3"] {
+        let flags = [
+            "--node-id",
+            name,
+            "--heartbeat-ms",
+            HEARTBEAT_MS,
+            "--echo-delay-ms",
+            "10",
+            "--max-generations-per-user",
+            "2",
+        ];
+        nodes.push(Daemon::spawn_with(&db, free_port(), &flags).await);
+    }
+    let client = reqwest::Client::new();
+    let mut cluster = Cluster {
+        nodes,
+        next: 0,
+        client: client.clone(),
+        token: String::new(),
+    };
+
+    // Sign up on one node, log in on the next, use the token on the third.
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let email = format!("n-{tag}@example.com");
+    let base = cluster.next();
+    let created = client
+        .post(format!("{base}/users/"))
+        .json(&json!({ "username": format!("n-{}", &tag[..12]), "email": email, "password": "strongpassword" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::OK);
+    let base = cluster.next();
+    let token: Value = client
+        .post(format!("{base}/token"))
+        .form(&[("username", email.as_str()), ("password", "strongpassword")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    cluster.token = token["access_token"].as_str().unwrap().to_owned();
+
+    // Sessions created and renamed on different nodes; every node lists the same.
+    let first = cluster.session("first").await;
+    let second = cluster.session("second").await;
+    let base = cluster.next();
+    let renamed = client
+        .put(format!("{base}/sessions/{first}"))
+        .bearer_auth(&cluster.token)
+        .json(&json!({ "title": "renamed" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), StatusCode::OK);
+    for node in 0..3 {
+        let list: Value = client
+            .get(format!("{}/sessions", cluster.at(node)))
+            .bearer_auth(&cluster.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut titles: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["title"].as_str().unwrap())
+            .collect();
+        titles.sort_unstable();
+        assert_eq!(titles, ["renamed", "second"], "node {node}");
+    }
+
+    // A stream on node 1, left mid-answer and resumed on node 2 with Last-Event-ID, while
+    // node 3 follows it from the start: both get the whole answer exactly once, in order.
+    let prompt = words(150);
+    let mut started = cluster.chat(0, &first, &prompt).await;
+    assert_eq!(started.status(), StatusCode::OK);
+    let generation_id = generation(&started);
+    let head = read_deltas(&mut started, 5).await;
+    drop(started);
+    let had = checked_text(&head, 0);
+    let last_id = head.iter().rev().find_map(|e| e.id.clone()).unwrap();
+    let resumed = cluster.resume(1, &generation_id, &last_id).await;
+    assert_eq!(resumed.status(), StatusCode::OK);
+    let from_start = cluster.resume(2, &generation_id, "").await;
+    assert_eq!(from_start.status(), StatusCode::OK);
+    let rest = parse_sse(&resumed.text().await.unwrap());
+    assert!(rest.len() > 1, "the answer was still running: {rest:?}");
+    assert_eq!(rest.last().map(|e| e.data.as_str()), Some("[DONE]"));
+    let rest_text = checked_text(&rest, last_id.parse().unwrap());
+    assert_eq!(format!("{had}{rest_text}"), prompt, "nothing lost, nothing twice");
+    let whole = parse_sse(&from_start.text().await.unwrap());
+    assert_eq!(whole.last().map(|e| e.data.as_str()), Some("[DONE]"));
+    assert_eq!(checked_text(&whole, 0), prompt);
+    let stored = cluster.last_answer(&first).await;
+    assert_eq!(stored["status"], "complete");
+    assert_eq!(stored["content"], prompt.as_str());
+
+    // A bad Last-Event-ID is refused by the follower as it would be by the owner.
+    let mut long = cluster.chat(0, &first, &words(400)).await;
+    let long_id = generation(&long);
+    read_deltas(&mut long, 1).await;
+    let refused = cluster.resume(1, &long_id, "999999").await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+
+    // The limit of two live answers per user holds across nodes.
+    let mut other = cluster.chat(1, &second, &words(400)).await;
+    assert_eq!(other.status(), StatusCode::OK);
+    read_deltas(&mut other, 1).await;
+    let third_session = cluster.session("third").await;
+    let over = cluster.chat(2, &third_session, "one more").await;
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // Stopped from a third node while node 2 follows it: the follower gets everything up to
+    // the stop, which is what is stored.
+    let follower = cluster.resume(1, &long_id, "").await;
+    assert_eq!(follower.status(), StatusCode::OK);
+    let stop = client
+        .post(format!("{}/chat/stream/{long_id}/stop", cluster.at(2)))
+        .bearer_auth(&cluster.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stop.status(), StatusCode::OK);
+    let stop: Value = stop.json().await.unwrap();
+    assert_eq!(stop["status"], "stopped");
+    let followed = parse_sse(&follower.text().await.unwrap());
+    assert_eq!(followed.last().map(|e| e.data.as_str()), Some("[DONE]"));
+    let stored = cluster.last_answer(&first).await;
+    assert_eq!(stored["status"], "stopped");
+    assert_eq!(checked_text(&followed, 0), stored["content"].as_str().unwrap());
+    drop(long);
+    let stop = client
+        .post(format!("{}/chat/stream/{}/stop", cluster.at(0), generation(&other)))
+        .bearer_auth(&cluster.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stop.status(), StatusCode::OK);
+    drop(other);
+
+    // Node 3 runs an answer and is killed; node 1 follows it. Within a bound the others mark
+    // it interrupted, and the follower is told.
+    let mut doomed = cluster.chat(2, &third_session, &words(1000)).await;
+    assert_eq!(doomed.status(), StatusCode::OK);
+    let doomed_id = generation(&doomed);
+    read_deltas(&mut doomed, 3).await;
+    let follower = cluster.resume(0, &doomed_id, "").await;
+    assert_eq!(follower.status(), StatusCode::OK);
+    let killed_at = Instant::now();
+    cluster.nodes[2].signal("KILL");
+    cluster.nodes[2].wait(Duration::from_secs(10));
+    drop(doomed);
+    cluster.nodes.truncate(2);
+    let followed = parse_sse(&follower.text().await.unwrap());
+    assert_eq!(followed.last().map(|e| e.data.as_str()), Some("[DONE]"));
+    let error = followed
+        .iter()
+        .rev()
+        .find_map(|e| serde_json::from_str::<Value>(&e.data).ok().filter(|v| v.get("error").is_some()))
+        .expect("the follower is told the answer broke off");
+    eprintln!("follower of a killed node got {error} after {:?}", killed_at.elapsed());
+    loop {
+        let answer = cluster.last_answer(&third_session).await;
+        if answer["status"] == "error" {
+            assert_eq!(answer["finish_reason"], "interrupted");
+            eprintln!("killed node's answer marked after {:?}", killed_at.elapsed());
+            break;
+        }
+        assert_eq!(answer["status"], "streaming");
+        // Three missed heartbeats, a sweep, and slack for a loaded machine.
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(10),
+            "the killed node's answer was not marked interrupted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
