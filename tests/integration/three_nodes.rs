@@ -321,3 +321,73 @@ async fn three_nodes_on_one_database_serve_any_request_of_a_user() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Arrival times of a stream's delta events: (end position, when).
+async fn arrivals(mut response: Response, started: Instant) -> Vec<(u64, Duration)> {
+    let mut seen = Vec::new();
+    let mut body = String::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let at = started.elapsed();
+        body.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some((event, rest)) = body.split_once("\n\n") {
+            let id = parse_sse(&format!("{event}\n\n"))
+                .first()
+                .and_then(|e| e.id.as_deref().and_then(|id| id.parse().ok()));
+            if let Some(id) = id {
+                seen.push((id, at));
+            }
+            body = rest.to_owned();
+        }
+    }
+    seen
+}
+
+/// Not a timed assertion: prints how much later a follower on another node gets each event
+/// than the client on the node that runs the answer (`--nocapture` to see it).
+#[tokio::test]
+async fn the_delay_a_remote_follower_adds_per_event() {
+    if postgres_url().is_none() {
+        eprintln!("skipped: two nodes need PostgreSQL (OMNICHAT_TEST_DATABASE_URL)");
+        return;
+    }
+    let db = TestDb::new();
+    let shared = db.shared();
+    let flags = ["--echo-delay-ms", "20"];
+    let owner = crate::support::TestServer::start_on(db, &flags).await;
+    let other = crate::support::TestServer::start_on(shared, &flags).await;
+    let user = owner.user().await;
+    let session = owner.session(&user, "delay").await;
+    let started = Instant::now();
+    let direct = owner
+        .chat(&user, json!({ "session_id": session["id"], "prompt": words(300) }))
+        .await;
+    assert_eq!(direct.status(), StatusCode::OK);
+    let generation_id = generation(&direct);
+    let followed = other
+        .get(&user, &format!("/chat/stream/{generation_id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(followed.status(), StatusCode::OK);
+    let (direct, followed) = tokio::join!(arrivals(direct, started), arrivals(followed, started));
+    // For each event the follower got, the delay after the direct client reached that position.
+    let mut delays: Vec<Duration> = followed
+        .iter()
+        .filter_map(|(id, at)| {
+            let reached = direct.iter().find(|(d, _)| d >= id)?.1;
+            Some(at.saturating_sub(reached))
+        })
+        .skip(1) // the first carries the backlog from before the follow began
+        .collect();
+    assert!(delays.len() > 100, "the follower saw the answer live");
+    delays.sort_unstable();
+    let quantile = |q: f64| delays[((delays.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "remote follower: {} events, added delay per event p50 {:?} p90 {:?} p99 {:?} max {:?}",
+        delays.len(),
+        quantile(0.5),
+        quantile(0.9),
+        quantile(0.99),
+        quantile(1.0)
+    );
+}
