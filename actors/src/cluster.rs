@@ -193,6 +193,10 @@ async fn listen(
             .ok()
             .and_then(|c| c.as_ref().map(|c| c.registry.clone()));
         if notification.channel() == follow::REQUEST_CHANNEL {
+            if let Some(request) = follow::decode_leave(notification.payload()) {
+                store.follows().stop_publishing(request);
+                continue;
+            }
             match (FollowRequest::decode(notification.payload()), registry) {
                 (Some(request), Some(registry)) => {
                     let _ = registry.cast(RegistryMsg::PublishIfLocal { request });

@@ -297,14 +297,7 @@ async fn three_nodes_on_one_database_serve_any_request_of_a_user() {
     cluster.nodes[2].wait(Duration::from_secs(10));
     drop(doomed);
     cluster.nodes.truncate(2);
-    let followed = parse_sse(&follower.text().await.unwrap());
-    assert_eq!(followed.last().map(|e| e.data.as_str()), Some("[DONE]"));
-    let error = followed
-        .iter()
-        .rev()
-        .find_map(|e| serde_json::from_str::<Value>(&e.data).ok().filter(|v| v.get("error").is_some()))
-        .expect("the follower is told the answer broke off");
-    eprintln!("follower of a killed node got {error} after {:?}", killed_at.elapsed());
+    let follower = tokio::spawn(async move { follower.text().await });
     loop {
         let answer = cluster.last_answer(&third_session).await;
         if answer["status"] == "error" {
@@ -318,8 +311,24 @@ async fn three_nodes_on_one_database_serve_any_request_of_a_user() {
             killed_at.elapsed() < Duration::from_secs(10),
             "the killed node's answer was not marked interrupted"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let followed = parse_sse(&follower.await.unwrap().unwrap());
+    assert_eq!(followed.last().map(|e| e.data.as_str()), Some("[DONE]"));
+    let error = followed
+        .iter()
+        .rev()
+        .find_map(|e| {
+            serde_json::from_str::<Value>(&e.data)
+                .ok()
+                .filter(|v| v.get("error").is_some())
+        })
+        .expect("the follower is told the answer broke off");
+    assert_eq!(error["error"]["code"], "interrupted");
+    eprintln!(
+        "follower of a killed node got {error} after {:?}",
+        killed_at.elapsed()
+    );
 }
 
 /// Arrival times of a stream's delta events: (end position, when).

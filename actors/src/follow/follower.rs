@@ -62,6 +62,7 @@ pub(crate) async fn follow(
         request,
         have: after,
         errored: false,
+        done: false,
         tx,
         _registration: registration,
     };
@@ -76,6 +77,8 @@ struct Relay {
     have: u64,
     /// An error event was sent already (a repeated one is not sent twice).
     errored: bool,
+    /// The publisher sent `Done`: it has stopped by itself.
+    done: bool,
     tx: mpsc::Sender<StreamEvent>,
     _registration: Registration,
 }
@@ -84,7 +87,17 @@ struct Relay {
 struct Over;
 
 impl Relay {
-    async fn run(mut self, mut notices: mpsc::Receiver<Notice>) {
+    async fn run(mut self, notices: mpsc::Receiver<Notice>) {
+        self.relay(notices).await;
+        if !self.done {
+            // The client left, or the answer was read from the store: the publisher, if any,
+            // need not go on.
+            let leave = super::wire::encode_leave(self.request.request);
+            let _ = self.store.notify(super::REQUEST_CHANNEL, &leave).await;
+        }
+    }
+
+    async fn relay(&mut self, mut notices: mpsc::Receiver<Notice>) {
         // Three ticks missed: the publisher is gone, or its notices are.
         let silence = TICK_EVERY * 3;
         // By then the node that ran it has been marked dead and the answer interrupted.
@@ -155,6 +168,7 @@ impl Relay {
                 .await
             }
             Notice::Done => {
+                self.done = true;
                 let _ = self.send(StreamEvent::Done).await;
                 Err(Over)
             }

@@ -17,12 +17,15 @@ use std::{
 };
 
 use rand::RngCore;
-use tokio::sync::mpsc;
+use ractor::ActorRef;
+use tokio::{sync::mpsc, task::AbortHandle};
+
+use crate::{chat::ChatMsg, store::Store};
 
 pub(crate) use follower::follow;
-pub(crate) use publisher::publish;
+use publisher::publish;
 pub use wire::FollowRequest;
-pub(crate) use wire::Notice;
+pub(crate) use wire::{decode_leave, Notice};
 
 /// The channel follow requests travel on (see [`FollowRequest`] for the payload).
 pub(crate) const REQUEST_CHANNEL: &str = "omnichat_follow";
@@ -36,6 +39,9 @@ const NOTICE_BUFFER: usize = 1_024;
 pub struct Follows {
     channel: Arc<str>,
     waiting: Arc<Mutex<HashMap<u64, mpsc::Sender<Notice>>>>,
+    /// What this node publishes to followers elsewhere, by request id, so a follower that
+    /// leaves early can end it.
+    publishing: Arc<Mutex<HashMap<u64, AbortHandle>>>,
 }
 
 impl Default for Follows {
@@ -48,6 +54,7 @@ impl Default for Follows {
         Follows {
             channel: Arc::from(format!("omnichat_follow_{key}")),
             waiting: Arc::default(),
+            publishing: Arc::default(),
         }
     }
 }
@@ -90,6 +97,41 @@ impl Follows {
             .and_then(|w| w.get(&request).cloned());
         if let Some(sender) = sender {
             let _ = sender.try_send(notice);
+        }
+    }
+
+    /// Publishes `actor`'s generation to the follower of `request` until the answer ends or
+    /// the follower leaves.
+    pub(crate) fn start_publishing(
+        &self,
+        store: Store,
+        actor: ActorRef<ChatMsg>,
+        request: FollowRequest,
+    ) {
+        let id = request.request;
+        let follows = self.clone();
+        let task = tokio::spawn(async move {
+            publish(store, actor, request).await;
+            if let Ok(mut publishing) = follows.publishing.lock() {
+                publishing.remove(&id);
+            }
+        });
+        if let Ok(mut publishing) = self.publishing.lock() {
+            if !task.is_finished() {
+                publishing.insert(id, task.abort_handle());
+            }
+        }
+    }
+
+    /// A follower left (its client went away): stop publishing to it, if this node does.
+    pub(crate) fn stop_publishing(&self, request: u64) {
+        let task = self
+            .publishing
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&request));
+        if let Some(task) = task {
+            task.abort();
         }
     }
 

@@ -32,6 +32,16 @@ pub struct FollowRequest {
     pub reply_to: String,
 }
 
+/// On the request channel, that the follower of `request` has left: `-<request>`.
+pub(crate) fn encode_leave(request: u64) -> String {
+    format!("-{request:x}")
+}
+
+/// The request id of a leave message, `None` if `payload` is not one.
+pub(crate) fn decode_leave(payload: &str) -> Option<u64> {
+    u64::from_str_radix(payload.strip_prefix('-')?, 16).ok()
+}
+
 impl FollowRequest {
     pub(crate) fn encode(&self) -> String {
         format!(
@@ -191,5 +201,7 @@ mod tests {
             ..request
         };
         assert_eq!(FollowRequest::decode(&elsewhere.encode()), None);
+        assert_eq!(decode_leave(&encode_leave(0xabc)), Some(0xabc));
+        assert_eq!(decode_leave(&request.encode()), None);
     }
 }

@@ -226,7 +226,8 @@ impl Actor for SessionActor {
             }
             SessionMsg::PublishIfLocal { request } => {
                 if let Some(actor) = state.generation_actor(request.generation_id) {
-                    tokio::spawn(crate::follow::publish(state.store.clone(), actor, request));
+                    let store = state.store.clone();
+                    store.follows().start_publishing(store.clone(), actor, request);
                 }
             }
             SessionMsg::GenerationEnded {
