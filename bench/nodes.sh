@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Several nodes on one PostgreSQL: chat turns/s with 1, 2 and 3 `omnichat serve` processes on
+# one database, each node driven by its own `omnichat loadtest` (the clients split evenly, as a
+# load balancer would), against one `omnichat mock-upstream` (ttft 0, gap 0, 20 tokens). Prints
+# a markdown table with the summed turns/s. Everything it started is killed on exit.
+#
+#   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/omni_bench bench/nodes.sh
+#
+# The database should be one for benchmarks (users and sessions pile up in it). Environment:
+# BENCH_LEG_SECS (10) seconds per leg, BENCH_CLIENTS (48) clients in all, BENCH_PORT (19200:
+# mock on it, nodes on +1…+3), BENCH_PROFILE (`debug`; `release` builds with --release).
+# Needs jq and curl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATABASE_URL=${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a PostgreSQL database}
+LEG_SECS=${BENCH_LEG_SECS:-10}
+CLIENTS=${BENCH_CLIENTS:-48}
+PORT=${BENCH_PORT:-19200}
+PROFILE=${BENCH_PROFILE:-debug}
+MOCK=127.0.0.1:$PORT
+
+if [ "$PROFILE" = release ]; then
+  cargo build --release
+else
+  cargo build
+fi
+BIN=target/$PROFILE/omnichat
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_for() { # URL: until it answers at all (30 s at most).
+  for _ in $(seq 300); do
+    if curl -s -o /dev/null -m 1 "$1"; then return 0; fi
+    sleep 0.1
+  done
+  echo "nothing answers at $1; logs in $TMP" >&2
+  exit 1
+}
+
+"$BIN" mock-upstream --addr "$MOCK" --ttft-ms 0 --gap-ms 0 --tokens 20 2>"$TMP/mock.log" &
+PIDS+=($!)
+wait_for "http://$MOCK/"
+
+NODES=()
+start_node() { # index
+  local addr=127.0.0.1:$((PORT + $1))
+  RUST_LOG=warn "$BIN" serve --addr "$addr" --node-id "bench-$1" --database-url "$DATABASE_URL" \
+    --scrypt-log-n 4 --openai-base-url "http://$MOCK/v1" --openai-api-key x \
+    --max-generations-per-user 100000 --max-connections 20000 2>"$TMP/serve-$1.log" &
+  PIDS+=($!)
+  wait_for "http://$addr/healthz"
+  NODES+=("$addr")
+}
+
+echo "| nodes | clients per node | turns/s (sum) | TTFT p50 / p99 ms (worst node) | errors |"
+echo "| --- | --- | --- | --- | --- |"
+for n in 1 2 3; do
+  while [ "${#NODES[@]}" -lt "$n" ]; do start_node $((${#NODES[@]} + 1)); done
+  per=$((CLIENTS / n))
+  LOADS=()
+  for i in $(seq 0 $((n - 1))); do
+    "$BIN" loadtest --url "http://${NODES[$i]}" --concurrency "$per" --duration-secs "$LEG_SECS" \
+      --json "$TMP/leg-$n-$i.json" >/dev/null 2>"$TMP/leg-$n-$i.progress" &
+    LOADS+=($!)
+  done
+  for pid in "${LOADS[@]}"; do wait "$pid"; done
+  jq -rs --arg n "$n" --arg per "$per" '
+    def r: . * 100 | round / 100;
+    "| \($n) | \($per) | \(map(.turns_per_sec) | add | r) | \(map(.first_token_ms.p50) | max | r) / \(map(.first_token_ms.p99) | max | r) | \(map(.errors) | add) |"' \
+    "$TMP"/leg-"$n"-*.json
+done
