@@ -101,8 +101,8 @@ pub struct ServeArgs {
     pub hash_queue: usize,
     /// Proxies (comma-separated IPs or CIDRs) whose `X-Forwarded-For` names the client; empty:
     /// none, the TCP peer is the client.
-    #[arg(long, env = "OMNICHAT_TRUSTED_PROXIES", default_value = "")]
-    pub trusted_proxies: TrustedProxies,
+    #[arg(long, env = "OMNICHAT_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<TrustedProxies>,
     /// Failed logins of an account from one address (or of the account from anywhere) before
     /// each further attempt is slowed.
     #[arg(long, env = "OMNICHAT_LOGIN_SLOW_AFTER", default_value_t = 5)]
@@ -272,7 +272,7 @@ impl ServeArgs {
             first_event_wait: Duration::from_millis(self.first_event_wait_ms),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             max_connections: self.max_connections.max(1),
-            trusted_proxies: self.trusted_proxies.clone(),
+            trusted_proxies: self.trusted_proxies.clone().unwrap_or_default(),
         }
     }
 
