@@ -400,3 +400,46 @@ async fn the_delay_a_remote_follower_adds_per_event() {
         quantile(1.0)
     );
 }
+
+/// Two nodes start a turn of the same user at the same moment with room for one: one of them
+/// gets it, the other 429, every time (the count is taken under the user's lock).
+#[tokio::test]
+async fn the_answer_limit_holds_when_two_nodes_race() {
+    if postgres_url().is_none() {
+        eprintln!("skipped: two nodes need PostgreSQL (OMNICHAT_TEST_DATABASE_URL)");
+        return;
+    }
+    let db = TestDb::new();
+    let shared = db.shared();
+    let flags = ["--echo-delay-ms", "20", "--max-generations-per-user", "1"];
+    let a = crate::support::TestServer::start_on(db, &flags).await;
+    let b = crate::support::TestServer::start_on(shared, &flags).await;
+    let user = a.user().await;
+    let first = a.session(&user, "a").await;
+    let second = a.session(&user, "b").await;
+    for round in 0..5 {
+        let (on_a, on_b) = tokio::join!(
+            a.chat(&user, json!({ "session_id": first["id"], "prompt": words(200) })),
+            b.chat(&user, json!({ "session_id": second["id"], "prompt": words(200) })),
+        );
+        let mut statuses = [on_a.status(), on_b.status()];
+        statuses.sort_unstable();
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::TOO_MANY_REQUESTS],
+            "round {round}"
+        );
+        let (winner, node) = if on_a.status() == StatusCode::OK {
+            (on_a, &a)
+        } else {
+            (on_b, &b)
+        };
+        let stop = node
+            .post(&user, &format!("/chat/stream/{}/stop", generation(&winner)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stop.status(), StatusCode::OK);
+        assert!(winner.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    }
+}

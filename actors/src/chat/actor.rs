@@ -300,7 +300,9 @@ async fn begin_stored(begin: BeginOutcome) -> Result<(), EarlyFailure> {
     };
     match written.await {
         Ok(Ok(Written::Done)) => Ok(()),
-        Ok(Ok(Written::Missing | Written::Stale)) => Err(EarlyFailure::SessionChanged),
+        Ok(Ok(Written::Missing | Written::Stale | Written::Limited)) => {
+            Err(EarlyFailure::SessionChanged)
+        }
         Ok(Err(err)) => {
             tracing::error!(%err, "could not store a prompt");
             Err(EarlyFailure::NotStored)

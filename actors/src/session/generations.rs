@@ -21,7 +21,7 @@ use crate::{
     },
     error::{CoreError, CoreResult},
     providers::{ChatMessage, ChatRequest, MessageText, Providers, Role},
-    store::{BeginAnswer, NewAssistantMessage, Store, Write, Written},
+    store::{BeginAnswer, LiveLimit, NewAssistantMessage, Store, Write, WriteError, Written},
     text::storable,
 };
 
@@ -143,6 +143,9 @@ impl SessionState {
     ) -> CoreResult<(Vec<ChatMessage>, BeginOutcome)> {
         let session_id = answer.session_id;
         let shared = self.store.is_shared();
+        let most = self.limits.max_generations_per_user;
+        let stale_after =
+            chrono::Duration::from_std(self.store.stale_after()).unwrap_or(chrono::Duration::seconds(30));
         for _ in 0..2 {
             let (user_id, node, limit) = (
                 self.user_id,
@@ -163,25 +166,28 @@ impl SessionState {
                 answer: answer.clone(),
                 node,
                 at: Utc::now(),
+                // Other nodes run this user's answers too: the limit is counted in the database.
+                live_limit: shared.then(|| LiveLimit {
+                    most,
+                    live_since: Utc::now() - stale_after,
+                }),
             };
             let messages = held.upstream_messages(prompt);
+            let written = self
+                .store
+                .writes()
+                .submit(session_id, Write::BeginAnswer(Box::new(begin)));
             let outcome = if shared {
-                // Other nodes run this user's answers too: the limit is counted in the database.
-                let most = self.limits.max_generations_per_user;
-                match self.store.begin_answer_within(&begin, most).await? {
-                    None => return Err(too_many_answers(most)),
-                    Some(Written::Done) => BeginOutcome::Stored,
-                    Some(Written::Missing | Written::Stale) => {
+                match written.await.unwrap_or(Err(WriteError::Closed))? {
+                    Written::Done => BeginOutcome::Stored,
+                    Written::Limited => return Err(too_many_answers(most)),
+                    Written::Missing | Written::Stale => {
                         self.cache.forget(session_id);
                         continue;
                     }
                 }
             } else {
-                BeginOutcome::Pending(
-                    self.store
-                        .writes()
-                        .submit(session_id, Write::BeginAnswer(Box::new(begin))),
-                )
+                BeginOutcome::Pending(written)
             };
             // Re-borrowed: the await above may not hold the first borrow.
             if let Some(held) = self.cache.get_mut(session_id) {

@@ -23,7 +23,7 @@ use sea_orm::{
 
 pub use messages::{AssistantOutcome, LoadedSession, NewAssistantMessage};
 pub use nodes::HEARTBEAT_EVERY;
-pub use session_writes::{BeginAnswer, Write, Written};
+pub use session_writes::{BeginAnswer, LiveLimit, Write, Written};
 pub use writer::{WriteError, WriteQueue};
 
 /// A cheap-to-clone handle on the database pools.

@@ -32,6 +32,18 @@ pub struct BeginAnswer {
     /// The node that runs the generation.
     pub node: String,
     pub at: DateTime<Utc>,
+    /// On a database nodes share: the user's answers streaming on all live nodes are counted
+    /// here, and the turn refused at the limit (see `answer_limit`). `None` on SQLite, where this
+    /// node's memory is the whole count.
+    pub live_limit: Option<LiveLimit>,
+}
+
+/// At most `most` answers of a user streaming at once on nodes that heartbeat since
+/// `live_since`.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveLimit {
+    pub most: usize,
+    pub live_since: DateTime<Utc>,
 }
 
 /// One write the writer applies.
@@ -66,6 +78,16 @@ pub enum Written {
     Missing,
     /// The session is not at the expected version: it changed elsewhere, or is gone.
     Stale,
+    /// Nothing written: the user has as many answers streaming as its [`LiveLimit`] allows.
+    Limited,
+}
+
+impl Write {
+    /// True when the write's statements must share a transaction even alone in its batch (the
+    /// per-user lock of a limited turn holds until the commit).
+    pub(super) fn needs_transaction(&self) -> bool {
+        matches!(self, Write::BeginAnswer(begin) if begin.live_limit.is_some())
+    }
 }
 
 /// Applies `write` on `db` (the batch's transaction).
@@ -153,6 +175,11 @@ fn bump(session_id: Uuid, at: DateTime<Utc>) -> sea_orm::UpdateMany<sessions::En
 }
 
 async fn begin_answer<C: ConnectionTrait>(db: &C, begin: &BeginAnswer) -> Result<Written, DbErr> {
+    if let Some(limit) = begin.live_limit {
+        if super::answer_limit::at_limit(db, begin.user_id, limit).await? {
+            return Ok(Written::Limited);
+        }
+    }
     let checked = bump(begin.answer.session_id, begin.at)
         .filter(sessions::Column::UserId.eq(begin.user_id))
         .filter(sessions::Column::Version.eq(begin.expected_version))

@@ -135,6 +135,7 @@ mod tests {
             },
             node: "node-a".into(),
             at: Utc::now(),
+            live_limit: None,
         }))
     }
 
