@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Several nodes on one PostgreSQL: chat turns/s with 1, 2 and 3 `omnichat serve` processes on
-# one database, each node driven by its own `omnichat loadtest` (the clients split evenly, as a
-# load balancer would), against one `omnichat mock-upstream` (ttft 0, gap 0, 20 tokens). Prints
-# a markdown table with the summed turns/s. Everything it started is killed on exit.
+# one database, against one `omnichat mock-upstream` (ttft 0, gap 0, 20 tokens). The client side
+# is the same in every leg, three `omnichat loadtest` processes, each sent to a node in turn (as a
+# load balancer would), so only the number of nodes changes. Prints a markdown table with the
+# summed turns/s. Everything it started is killed on exit.
 #
 #   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/omni_bench bench/nodes.sh
 #
 # The database should be one for benchmarks (users and sessions pile up in it). Environment:
-# BENCH_LEG_SECS (10) seconds per leg, BENCH_CLIENTS (48) clients in all, BENCH_PORT (19200:
+# BENCH_LEG_SECS (10) seconds per leg, BENCH_CLIENTS (16) clients per loadtest, BENCH_PORT (19200:
 # mock on it, nodes on +1…+3), BENCH_PROFILE (`debug`; `release` builds with --release).
 # Needs jq and curl.
 set -euo pipefail
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 DATABASE_URL=${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a PostgreSQL database}
 LEG_SECS=${BENCH_LEG_SECS:-10}
-CLIENTS=${BENCH_CLIENTS:-48}
+CLIENTS=${BENCH_CLIENTS:-16}
 PORT=${BENCH_PORT:-19200}
 PROFILE=${BENCH_PROFILE:-debug}
 MOCK=127.0.0.1:$PORT
@@ -60,20 +61,19 @@ start_node() { # index
   NODES+=("$addr")
 }
 
-echo "| nodes | clients per node | turns/s (sum) | TTFT p50 / p99 ms (worst node) | errors |"
+echo "| nodes | clients | turns/s (sum of 3 loadtests) | TTFT p50 / p99 ms (worst loadtest) | errors |"
 echo "| --- | --- | --- | --- | --- |"
 for n in 1 2 3; do
   while [ "${#NODES[@]}" -lt "$n" ]; do start_node $((${#NODES[@]} + 1)); done
-  per=$((CLIENTS / n))
   LOADS=()
-  for i in $(seq 0 $((n - 1))); do
-    "$BIN" loadtest --url "http://${NODES[$i]}" --concurrency "$per" --duration-secs "$LEG_SECS" \
-      --json "$TMP/leg-$n-$i.json" >/dev/null 2>"$TMP/leg-$n-$i.progress" &
+  for i in 0 1 2; do
+    "$BIN" loadtest --url "http://${NODES[$((i % n))]}" --concurrency "$CLIENTS" \
+      --duration-secs "$LEG_SECS" --json "$TMP/leg-$n-$i.json" >/dev/null 2>"$TMP/leg-$n-$i.progress" &
     LOADS+=($!)
   done
   for pid in "${LOADS[@]}"; do wait "$pid"; done
-  jq -rs --arg n "$n" --arg per "$per" '
+  jq -rs --arg n "$n" --arg c "$((CLIENTS * 3))" '
     def r: . * 100 | round / 100;
-    "| \($n) | \($per) | \(map(.turns_per_sec) | add | r) | \(map(.first_token_ms.p50) | max | r) / \(map(.first_token_ms.p99) | max | r) | \(map(.errors) | add) |"' \
+    "| \($n) | \($c) | \(map(.turns_per_sec) | add | r) | \(map(.first_token_ms.p50) | max | r) / \(map(.first_token_ms.p99) | max | r) | \(map(.errors) | add) |"' \
     "$TMP"/leg-"$n"-*.json
 done
