@@ -50,30 +50,67 @@ wait_for() { # URL: until it answers at all (30 s at most).
 PIDS+=($!)
 wait_for "http://$MOCK/"
 
+# cpu_ticks PID…: user + system clock ticks the processes have used so far.
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$@"; do
+    if [ -r "/proc/$pid/stat" ]; then
+      total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    fi
+  done
+  echo "$total"
+}
+postgres_pids() { pgrep -u postgres -d ' ' postgres || true; }
+HZ=$(getconf CLK_TCK)
+
 NODES=()
+NODE_PIDS=()
 start_node() { # index
   local addr=127.0.0.1:$((PORT + $1))
   RUST_LOG=warn "$BIN" serve --addr "$addr" --node-id "bench-$1" --database-url "$DATABASE_URL" \
     --scrypt-log-n 4 --openai-base-url "http://$MOCK/v1" --openai-api-key x \
     --max-generations-per-user 100000 --max-connections 20000 2>"$TMP/serve-$1.log" &
   PIDS+=($!)
+  NODE_PIDS+=($!)
   wait_for "http://$addr/healthz"
   NODES+=("$addr")
 }
 
-echo "| nodes | clients | turns/s (sum of 3 loadtests) | TTFT p50 / p99 ms (worst loadtest) | errors |"
-echo "| --- | --- | --- | --- | --- |"
+echo "| nodes | clients | turns/s (sum of 3 loadtests) | TTFT p50 / p99 ms (worst loadtest) | errors | CPU s: nodes / PostgreSQL (all of it) / loadtests+mock, of $((2 * LEG_SECS)) on 2 cores |"
+echo "| --- | --- | --- | --- | --- | --- |"
 for n in 1 2 3; do
   while [ "${#NODES[@]}" -lt "$n" ]; do start_node $((${#NODES[@]} + 1)); done
   LOADS=()
+  nodes_before=$(cpu_ticks "${NODE_PIDS[@]}")
+  # shellcheck disable=SC2046
+  pg_before=$(cpu_ticks $(postgres_pids))
+  mock_before=$(cpu_ticks "${PIDS[0]}")
   for i in 0 1 2; do
     "$BIN" loadtest --url "http://${NODES[$((i % n))]}" --concurrency "$CLIENTS" \
       --duration-secs "$LEG_SECS" --json "$TMP/leg-$n-$i.json" >/dev/null 2>"$TMP/leg-$n-$i.progress" &
     LOADS+=($!)
   done
+  load_ticks=0
+  while sleep 0.2; do
+    # The loadtests' own ticks, read until they have exited (they are gone once waited for).
+    now=$(cpu_ticks "${LOADS[@]}")
+    [ "$now" -le "$load_ticks" ] || load_ticks=$now
+    running=0
+    for pid in "${LOADS[@]}"; do
+      state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo gone)
+      if [ "$state" != Z ] && [ "$state" != gone ]; then running=1; fi
+    done
+    [ "$running" = 1 ] || break
+  done
   for pid in "${LOADS[@]}"; do wait "$pid"; done
-  jq -rs --arg n "$n" --arg c "$((CLIENTS * 3))" '
+  nodes_cpu=$(( $(cpu_ticks "${NODE_PIDS[@]}") - nodes_before ))
+  # shellcheck disable=SC2046
+  pg_cpu=$(( $(cpu_ticks $(postgres_pids)) - pg_before ))
+  other_cpu=$(( load_ticks + $(cpu_ticks "${PIDS[0]}") - mock_before ))
+  cpu=$(awk -v a="$nodes_cpu" -v b="$pg_cpu" -v c="$other_cpu" -v hz="$HZ" \
+    'BEGIN { printf "%.1f / %.1f / %.1f", a / hz, b / hz, c / hz }')
+  jq -rs --arg n "$n" --arg c "$((CLIENTS * 3))" --arg cpu "$cpu" '
     def r: . * 100 | round / 100;
-    "| \($n) | \($c) | \(map(.turns_per_sec) | add | r) | \(map(.first_token_ms.p50) | max | r) / \(map(.first_token_ms.p99) | max | r) | \(map(.errors) | add) |"' \
+    "| \($n) | \($c) | \(map(.turns_per_sec) | add | r) | \(map(.first_token_ms.p50) | max | r) / \(map(.first_token_ms.p99) | max | r) | \(map(.errors) | add) | \($cpu) |"' \
     "$TMP"/leg-"$n"-*.json
 done
