@@ -1,5 +1,5 @@
 //! Command line and environment: every setting has a flag and an environment variable (the flag
-//! wins), named as the ecosystem names them (DESIGN §2).
+//! wins), named as the ecosystem names them.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -38,6 +38,15 @@ pub enum Command {
     MockUpstream(crate::mock_upstream::cli::MockUpstreamArgs),
     /// Load-test a running OmniChat (or an upstream directly) with streamed chat turns.
     Loadtest(crate::loadtest::LoadtestArgs),
+    /// Print the API's OpenAPI 3.1 document (the one `GET /openapi.json` serves).
+    Openapi(OpenapiArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OpenapiArgs {
+    /// Write the document to this file instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<std::path::PathBuf>,
 }
 
 /// How log lines are written.

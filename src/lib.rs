@@ -8,6 +8,7 @@ pub mod handlers;
 pub mod http;
 pub mod loadtest;
 pub mod mock_upstream;
+pub mod openapi;
 pub mod router;
 pub mod server;
 

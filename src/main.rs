@@ -1,5 +1,6 @@
 //! The `omnichat` binary: `serve` (the default) runs the server, `migrate` applies migrations,
-//! `mock-upstream` and `loadtest` are the load-testing tools.
+//! `mock-upstream` and `loadtest` are the load-testing tools, `openapi` prints the API's
+//! OpenAPI document.
 
 use std::process::ExitCode;
 
@@ -18,6 +19,7 @@ async fn main() -> ExitCode {
         Some(Command::Migrate(args)) => migrate(&args).await,
         Some(Command::MockUpstream(args)) => mock_upstream(&args).await,
         Some(Command::Loadtest(args)) => omnichat::loadtest::run_cli(&args).await,
+        Some(Command::Openapi(args)) => write_openapi(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -34,7 +36,9 @@ fn init_logging(cli: &Cli) {
     let format = match &cli.command {
         None => cli.serve.log_format,
         Some(Command::Serve(args) | Command::Migrate(args)) => args.log_format,
-        Some(Command::MockUpstream(_) | Command::Loadtest(_)) => LogFormat::Text,
+        Some(Command::MockUpstream(_) | Command::Loadtest(_) | Command::Openapi(_)) => {
+            LogFormat::Text
+        }
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
@@ -61,6 +65,23 @@ async fn serve(args: &omnichat::config::ServeArgs) -> Result<(), String> {
     tracing::info!("signal received; shutting down");
     server.shutdown().await;
     Ok(())
+}
+
+/// `omnichat openapi`: the document `GET /openapi.json` serves, to stdout or `--output`.
+fn write_openapi(args: &omnichat::config::OpenapiArgs) -> Result<(), String> {
+    let mut json = omnichat::openapi::document_json().to_owned();
+    json.push('\n');
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, json).map_err(|err| format!("writing {}: {err}", path.display()))
+        }
+        None => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(json.as_bytes())
+                .map_err(|err| format!("writing to standard output: {err}"))
+        }
+    }
 }
 
 async fn mock_upstream(

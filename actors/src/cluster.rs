@@ -1,4 +1,4 @@
-//! Cross-node signals over PostgreSQL `LISTEN/NOTIFY` (DESIGN §6): a stop asked on one node
+//! Cross-node signals over PostgreSQL `LISTEN/NOTIFY`: a stop asked on one node
 //! reaches the node that runs the generation, and a token revocation reaches every node's
 //! memory of token generations, a single token's logout every node's denylist; a resume asked on
 //! one node gets the events of an answer another runs (see `follow`). On SQLite there is one

@@ -8,17 +8,17 @@
 
 use hyper::{body::Incoming, HeaderMap, Request, Response};
 use omnichat_actors::{chat::StreamEvent, providers::ProviderKind, session::StartChat, CoreError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
     app::App,
     http::{
         body::Body,
-        error::HttpError,
+        error::{ErrorBody, HttpError},
         request::read_json,
         response::json,
-        sse::{sse_response, sse_waiting_response},
+        sse::{sse_response, sse_waiting_response, STREAM_DESCRIPTION},
     },
 };
 
@@ -27,15 +27,67 @@ pub const MAX_PROMPT_BYTES: usize = 100_000;
 /// The longest model name accepted.
 pub const MAX_MODEL_CHARS: usize = 200;
 
-#[derive(Deserialize)]
+/// A prompt for a session, and who should answer it.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ChatBody {
+pub struct ChatBody {
+    /// One of the caller's sessions.
+    #[schema(format = Uuid, example = "0193a4c2-6f1e-7c3a-9d2b-5e8f0a1b2c3d")]
     session_id: String,
+    /// Not blank (some character other than white space); at most 100,000 bytes (UTF-8).
+    // The pattern is unanchored, so it means "contains": its class is Unicode's White_Space,
+    // exactly what `trim` removes.
+    #[schema(
+        min_length = 1,
+        pattern = "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        example = "Tell me a joke"
+    )]
     prompt: String,
+    /// `echo` when absent. A provider this server has no key for is 422.
     #[serde(default)]
+    #[schema(value_type = Option<ProviderKind>)]
     provider: Option<String>,
+    /// The provider's default when absent or blank; at most 200 characters, no control
+    /// characters; 422 when the server's allow-list for the provider leaves it out.
     #[serde(default)]
+    #[schema(
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        example = "gemini-pro"
+    )]
     model: Option<String>,
+}
+
+/// What `POST /chat/stream/{generation_id}/stop` answers.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StoppedGeneration {
+    pub generation_id: Uuid,
+    /// How the answer ended: `stopped` when this stopped it; `complete`, `stopped` or `error`
+    /// when it had already ended.
+    #[schema(value_type = String, example = "stopped")]
+    pub status: &'static str,
+}
+
+/// The generation a path names.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct GenerationPath {
+    /// The answer's generation id (`X-Generation-Id` of its stream, `generation_id` of a
+    /// streaming message); anything that is not a UUID is 404.
+    #[allow(dead_code)] // read by the router as a path segment; this type only documents it
+    generation_id: Uuid,
+}
+
+/// `Last-Event-ID` on a resumed stream.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct ResumeHeaders {
+    /// The id of the last event received: the answer's length in bytes so far. Absent or
+    /// empty: from the start. Not a whole number: 400; no position in this answer: 409.
+    #[param(rename = "Last-Event-ID", required = false)]
+    #[allow(dead_code)]
+    // read from the headers by `last_event_id`; this type only documents it
+    last_event_id: u64,
 }
 
 /// Checks the fields and turns them into a request for the core.
@@ -58,8 +110,9 @@ fn validate(body: ChatBody) -> Result<StartChat, HttpError> {
             known.join(", ")
         ))
     })?;
+    // The rules first, then "blank means the default": a model of tabs breaks the rule the API
+    // document states (no control characters) and is refused, not taken for blank.
     let model = match body.model {
-        Some(model) if model.trim().is_empty() => None,
         Some(model)
             if model.chars().count() > MAX_MODEL_CHARS || model.chars().any(char::is_control) =>
         {
@@ -67,6 +120,7 @@ fn validate(body: ChatBody) -> Result<StartChat, HttpError> {
                 "model must be at most {MAX_MODEL_CHARS} characters without control characters"
             )));
         }
+        Some(model) if model.trim().is_empty() => None,
         other => other,
     };
     Ok(StartChat {
@@ -77,6 +131,45 @@ fn validate(body: ChatBody) -> Result<StartChat, HttpError> {
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/chat/stream",
+    operation_id = "stream_chat",
+    tag = "chat",
+    summary = "Send a prompt and stream the answer (Server-Sent Events)",
+    description = "The prompt is stored first; the session's history goes upstream with it. \
+                   Whatever goes wrong before the answer's first event and within the server's \
+                   first-event wait is a JSON error with its status; a failure after that is \
+                   the stream's error event. The answer belongs to the server, not to this \
+                   connection: a client that leaves can resume with \
+                   `GET /chat/stream/{generation_id}`.",
+    security(("bearer" = [])),
+    request_body = ChatBody,
+    responses(
+        (status = 200, description = STREAM_DESCRIPTION, content_type = "text/event-stream",
+            body = String, headers(
+                ("X-Generation-Id" = Uuid, description = "The answer's id, for resume and stop"),
+                ("Cache-Control" = String, description = "`no-cache`"),
+                ("X-Accel-Buffering" = String, description = "`no`, so proxies pass events at once"),
+            ),
+            links(
+                ("resume" = (operation_id = "resume_chat_stream",
+                    parameters(("generation_id" = "$response.header.X-Generation-Id")))),
+                ("stop" = (operation_id = "stop_chat_stream",
+                    parameters(("generation_id" = "$response.header.X-Generation-Id")))),
+            )),
+        (status = 402, description = "The provider account's quota or credit is exhausted", body = ErrorBody),
+        (status = 404, description = "No such session of the caller's", body = ErrorBody),
+        (status = 409, description = "The session is full, already has an answer streaming, or \
+                                      was changed by another server node", body = ErrorBody),
+        (status = 429, description = "Too many answers of the caller's at once, or the provider \
+                                      rate-limited us", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 502, description = "The provider failed, refused our credentials or could not \
+                                      be reached", body = ErrorBody),
+        (status = 504, description = "The provider timed out", body = ErrorBody),
+    )
+)]
 pub async fn stream(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
     let user_id = app.authenticate(req.headers()).await?;
     let body: ChatBody = read_json(req, app.config.max_body_bytes).await?;
@@ -145,6 +238,29 @@ fn last_event_id(headers: &HeaderMap) -> Result<u64, HttpError> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/chat/stream/{generation_id}",
+    operation_id = "resume_chat_stream",
+    tag = "chat",
+    summary = "Resume an answer's stream after `Last-Event-ID`",
+    description = "Live or already ended, the rest of the answer comes exactly once, then its \
+                   error event if it failed, then `[DONE]`.",
+    security(("bearer" = [])),
+    params(GenerationPath, ResumeHeaders),
+    responses(
+        (status = 200, description = STREAM_DESCRIPTION, content_type = "text/event-stream",
+            body = String, headers(
+                ("X-Generation-Id" = Uuid, description = "The answer's id"),
+                ("Cache-Control" = String, description = "`no-cache`"),
+                ("X-Accel-Buffering" = String, description = "`no`"),
+            )),
+        (status = 400, description = "`Last-Event-ID` is not a whole number", body = ErrorBody),
+        (status = 409, description = "`Last-Event-ID` is no position in this answer (past its \
+                                      end, or inside a character)", body = ErrorBody),
+        (status = 404, description = "No such answer of the caller's", body = ErrorBody),
+    )
+)]
 pub async fn resume(
     app: &App,
     req: Request<Incoming>,
@@ -162,6 +278,19 @@ pub async fn resume(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/chat/stream/{generation_id}/stop",
+    operation_id = "stop_chat_stream",
+    tag = "chat",
+    summary = "Stop an answer; what was written so far is kept",
+    security(("bearer" = [])),
+    params(GenerationPath),
+    responses(
+        (status = 200, description = "How the answer ended", body = StoppedGeneration),
+        (status = 404, description = "No such answer of the caller's", body = ErrorBody),
+    )
+)]
 pub async fn stop(
     app: &App,
     req: Request<Incoming>,
@@ -170,7 +299,8 @@ pub async fn stop(
     let user_id = app.authenticate(req.headers()).await?;
     let generation_id = generation_id(id)?;
     let status = app.core.stop_generation(user_id, generation_id).await?;
-    Ok(json(
-        &serde_json::json!({ "generation_id": generation_id, "status": status }),
-    ))
+    Ok(json(&StoppedGeneration {
+        generation_id,
+        status,
+    }))
 }

@@ -4,17 +4,35 @@
 use std::time::{Duration, Instant};
 
 use hyper::{Response, StatusCode};
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::Mutex;
 
 use crate::{
     app::App,
     http::{
         body::Body,
-        error::HttpError,
+        error::{ErrorBody, HttpError},
         response::{json, json_with_status},
     },
 };
+
+/// The answer of a live server, and of a ready one.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` from `/healthz`, `ready` from `/readyz`.
+    #[schema(value_type = String, example = "ok")]
+    pub status: &'static str,
+}
+
+/// `GET /readyz`'s 503: the error body, and `status: unavailable`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NotReady {
+    #[serde(flatten)]
+    pub error: ErrorBody,
+    /// Always `unavailable`.
+    #[schema(value_type = String, example = "unavailable")]
+    pub status: &'static str,
+}
 
 /// How long a database check stands for: a storm of probes costs one query per interval.
 const CHECK_FRESH_FOR: Duration = Duration::from_secs(1);
@@ -43,15 +61,40 @@ impl Readiness {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    summary = "Liveness: the process answers",
+    responses((status = 200, description = "Alive", body = Health))
+)]
 pub async fn healthz(_app: &App) -> Result<Response<Body>, HttpError> {
-    Ok(json(&json!({ "status": "ok" })))
+    Ok(json(&Health { status: "ok" }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    summary = "Readiness: send traffic here (the database answers, the server is not draining)",
+    responses(
+        (status = 200, description = "Ready (`status: ready`)", body = Health),
+        (status = 503, description = "Not ready: the database does not answer, or the server is \
+                                      shutting down", body = NotReady),
+    )
+)]
 pub async fn readyz(app: &App) -> Result<Response<Body>, HttpError> {
     let unavailable = |reason: &str| {
         json_with_status(
             StatusCode::SERVICE_UNAVAILABLE,
-            &json!({ "status": "unavailable", "detail": reason }),
+            &NotReady {
+                error: ErrorBody {
+                    detail: reason.to_owned(),
+                },
+                status: "unavailable",
+            },
         )
     };
     if app.is_draining() {
@@ -64,5 +107,5 @@ pub async fn readyz(app: &App) -> Result<Response<Body>, HttpError> {
     if app.is_draining() {
         return Ok(unavailable("The server is shutting down"));
     }
-    Ok(json(&json!({ "status": "ready" })))
+    Ok(json(&Health { status: "ready" }))
 }

@@ -3,6 +3,7 @@
 pub mod chat;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod providers;
 pub mod sessions;
 pub mod token;

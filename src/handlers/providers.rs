@@ -12,13 +12,25 @@ use crate::{
 };
 
 /// One entry of the list: the provider's info and whether it answers now.
-#[derive(Serialize)]
-struct Listed {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Listed {
     #[serde(flatten)]
     info: ProviderInfo,
+    /// Always true for `echo`; for the others, whether a TCP connection to their host opened
+    /// within 300 ms (nothing is sent), remembered for 30 s.
     reachable: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/providers",
+    operation_id = "list_providers",
+    tag = "chat",
+    summary = "The providers this server can use, their models, and whether each is reachable now",
+    description = "A provider without its key is not listed.",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The usable providers", body = Vec<Listed>))
+)]
 pub async fn list(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
     app.authenticate(req.headers()).await?;
     let providers = app.core.providers();

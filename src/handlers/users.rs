@@ -2,45 +2,90 @@
 //! `PUT /users/me/password`.
 
 use hyper::{body::Incoming, Request, Response};
+use omnichat_actors::auth::UserProfile;
 use serde::Deserialize;
 
 use crate::{
     app::App,
     http::{
         body::Body,
-        error::HttpError,
+        error::{ErrorBody, HttpError},
         request::read_json,
         response::{json, no_content},
     },
 };
 
-#[derive(Deserialize)]
+/// A new account.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SignUp {
+pub struct SignUp {
+    /// At most 64 characters, not all white space (trimmed off when stored), no control
+    /// characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0001-\\u001f\\u007f-\\u009f]*[^\\u0001-\\u001f\\u007f-\\u009f \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0001-\\u001f\\u007f-\\u009f]*$",
+        example = "testuser"
+    )]
     username: String,
+    /// A valid address; compared and stored lowercased, so it signs up once whatever the case.
+    #[schema(format = Email, max_length = 320, example = "test@example.com")]
     email: String,
+    /// 8–1024 characters, not one of ~8,000 commonly breached passwords, nor the email or the
+    /// username, whatever the case.
+    #[schema(
+        min_length = 8,
+        max_length = 1024,
+        example = "correct horse battery staple"
+    )]
     password: String,
 }
 
-#[derive(Deserialize)]
+/// A new username.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateMe {
+pub struct UpdateMe {
+    /// At most 64 characters, not all white space (trimmed off when stored), no control
+    /// characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0001-\\u001f\\u007f-\\u009f]*[^\\u0001-\\u001f\\u007f-\\u009f \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0001-\\u001f\\u007f-\\u009f]*$",
+        example = "new_username"
+    )]
     username: String,
 }
 
-#[derive(Deserialize)]
+/// A password change: the current password confirms it.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ChangePassword {
+pub struct ChangePassword {
     current_password: String,
+    /// Follows the sign-up rules: 8–1024 characters, not a commonly breached password, nor
+    /// the email or the username.
+    #[schema(min_length = 8, max_length = 1024)]
     new_password: String,
 }
 
-#[derive(Deserialize)]
+/// An account deletion: the password confirms it.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DeleteMe {
+pub struct DeleteMe {
     password: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/users/",
+    operation_id = "sign_up",
+    tag = "users",
+    summary = "Sign up",
+    request_body = SignUp,
+    responses(
+        (status = 200, description = "The new account", body = UserProfile),
+        (status = 409, description = "The email (or username) is taken", body = ErrorBody),
+    )
+)]
 pub async fn sign_up(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
     let body: SignUp = read_json(req, app.config.max_body_bytes).await?;
     let user = app
@@ -50,11 +95,33 @@ pub async fn sign_up(app: &App, req: Request<Incoming>) -> Result<Response<Body>
     Ok(json(&user))
 }
 
+#[utoipa::path(
+    get,
+    path = "/users/me/",
+    operation_id = "get_me",
+    tag = "users",
+    summary = "The caller's profile",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller's profile", body = UserProfile))
+)]
 pub async fn me(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
     let user_id = app.authenticate(req.headers()).await?;
     Ok(json(&app.core.profile(user_id).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/users/me/",
+    operation_id = "update_me",
+    tag = "users",
+    summary = "Change the caller's username",
+    security(("bearer" = [])),
+    request_body = UpdateMe,
+    responses(
+        (status = 200, description = "The updated profile", body = UserProfile),
+        (status = 409, description = "The username is taken", body = ErrorBody),
+    )
+)]
 pub async fn update_me(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
     let user_id = app.authenticate(req.headers()).await?;
     let body: UpdateMe = read_json(req, app.config.max_body_bytes).await?;
@@ -62,6 +129,20 @@ pub async fn update_me(app: &App, req: Request<Incoming>) -> Result<Response<Bod
 }
 
 /// 204 once changed; every token of the user, this one included, is refused afterwards.
+#[utoipa::path(
+    put,
+    path = "/users/me/password",
+    operation_id = "change_password",
+    tag = "users",
+    summary = "Change the password; every token of the account, this one included, is revoked",
+    security(("bearer" = [])),
+    request_body = ChangePassword,
+    responses(
+        (status = 204, description = "Changed; log in again with the new password"),
+        (status = 403, description = "`current_password` is wrong (403, not 401: the token is \
+                                      still good)", body = ErrorBody),
+    )
+)]
 pub async fn change_password(
     app: &App,
     req: Request<Incoming>,
@@ -75,6 +156,21 @@ pub async fn change_password(
 }
 
 /// 204 once the account, its sessions and messages are gone.
+#[utoipa::path(
+    delete,
+    path = "/users/me/",
+    operation_id = "delete_me",
+    tag = "users",
+    summary = "Delete the account",
+    description = "Its live answers are stopped, its sessions and messages deleted, its tokens \
+                   refused, and its email may sign up again.",
+    security(("bearer" = [])),
+    request_body = DeleteMe,
+    responses(
+        (status = 204, description = "The account is gone"),
+        (status = 403, description = "`password` is wrong", body = ErrorBody),
+    )
+)]
 pub async fn delete_me(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
     let user_id = app.authenticate(req.headers()).await?;
     let body: DeleteMe = read_json(req, app.config.max_body_bytes).await?;

@@ -10,7 +10,7 @@ use crate::{
     app::App,
     http::{
         body::{empty, full, Body},
-        error::HttpError,
+        error::{ErrorBody, HttpError},
     },
 };
 
@@ -171,6 +171,19 @@ fn cached(
 /// nothing from elsewhere, so HTML that slips into an answer cannot run or load anything.
 const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "chat_page",
+    tag = "web",
+    summary = "The built-in chat page",
+    params(("If-None-Match" = Option<String>, Header, description = "An ETag the client holds")),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String,
+            headers(("ETag" = String), ("Cache-Control" = String, description = "`no-cache`"))),
+        (status = 304, description = "The client's copy is current", headers(("ETag" = String))),
+    )
+)]
 pub async fn index(_app: &App, request: &HeaderMap) -> Result<Response<Body>, HttpError> {
     // Revalidated on every load, so a new binary's page (and with it the new asset version)
     // shows up at once.
@@ -187,8 +200,33 @@ pub async fn index(_app: &App, request: &HeaderMap) -> Result<Response<Body>, Ht
     Ok(response)
 }
 
+/// The names `GET /assets/{name}` serves.
+pub fn asset_names() -> impl Iterator<Item = &'static str> {
+    ASSETS.iter().map(|asset| asset.name)
+}
+
 /// `GET /assets/{name}`. Asked for with this build's `?v=`, a file can never change, so it is
 /// cached for a year; any other way it is revalidated by its ETag.
+#[utoipa::path(
+    get,
+    path = "/assets/{name}",
+    operation_id = "chat_page_asset",
+    tag = "web",
+    summary = "A file of the chat page (scripts, style, icon), embedded in the binary",
+    params(
+        ("name" = String, Path, description = "The file's name"),
+        ("v" = Option<String>, Query, description = "The build's asset version, as the page \
+            names it: with the current one the file is cached for a year"),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag the client holds"),
+    ),
+    responses(
+        (status = 200, description = "The file", content(
+            (String = "text/javascript"), (String = "text/css"), (String = "image/svg+xml")),
+            headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "The client's copy is current", headers(("ETag" = String))),
+        (status = 404, description = "No such file", body = ErrorBody),
+    )
+)]
 pub async fn asset(
     _app: &App,
     request: &HeaderMap,

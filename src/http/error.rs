@@ -1,4 +1,4 @@
-//! HttpError and the single place where domain errors become HTTP statuses (DESIGN §2).
+//! HttpError and the single place where domain errors become HTTP statuses.
 
 use std::time::Duration;
 
@@ -7,13 +7,22 @@ use omnichat_actors::{providers::ProviderError, CoreError};
 
 use super::{body::Body, response::json_with_status};
 
+/// The body of every error answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, as a sentence for people.
+    #[schema(example = "Session not found")]
+    pub detail: String,
+}
+
 /// An error answer: a status, a `{"detail": …}` sentence, and the headers the status calls for.
 #[derive(Debug)]
 pub struct HttpError {
     pub status: StatusCode,
     pub detail: String,
     pub retry_after: Option<Duration>,
-    pub allow: Option<&'static str>,
+    /// The methods the path takes, for a 405's `Allow`.
+    pub allow: Option<String>,
 }
 
 impl HttpError {
@@ -42,9 +51,9 @@ impl HttpError {
         Self::new(StatusCode::NOT_FOUND, detail)
     }
 
-    pub fn method_not_allowed(allow: &'static str) -> Self {
+    pub fn method_not_allowed(allow: impl Into<String>) -> Self {
         HttpError {
-            allow: Some(allow),
+            allow: Some(allow.into()),
             ..Self::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
         }
     }
@@ -56,8 +65,12 @@ impl HttpError {
 
     /// The response a client sees.
     pub fn into_response(self) -> Response<Body> {
-        let mut response =
-            json_with_status(self.status, &serde_json::json!({ "detail": self.detail }));
+        let mut response = json_with_status(
+            self.status,
+            &ErrorBody {
+                detail: self.detail,
+            },
+        );
         let headers = response.headers_mut();
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(
@@ -68,8 +81,11 @@ impl HttpError {
         if let Some(after) = self.retry_after {
             headers.insert(header::RETRY_AFTER, after.as_secs().into());
         }
-        if let Some(allow) = self.allow {
-            headers.insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        if let Some(value) = self
+            .allow
+            .and_then(|allow| header::HeaderValue::from_str(&allow).ok())
+        {
+            headers.insert(header::ALLOW, value);
         }
         response
     }

@@ -9,11 +9,95 @@ use futures_util::stream;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::{body::Frame, header, Response};
 use omnichat_actors::chat::StreamEvent;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::body::Body;
+
+/// The `data:` of a token chunk: the next piece of the answer.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StreamDelta {
+    pub delta: String,
+}
+
+/// The `data:` of the event that says the answer failed.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StreamError {
+    pub error: StreamErrorDetail,
+}
+
+/// What went wrong with an answer after its stream began.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StreamErrorDetail {
+    /// For people: names the provider, its HTTP status and its own error message where one
+    /// failed (credentials redacted).
+    pub message: String,
+    /// For programs, e.g. `upstream_error`, `upstream_closed`, `upstream_timeout`,
+    /// `upstream_rate_limited`, `provider_quota_exhausted`, `upstream_unauthorized`,
+    /// `upstream_rejected`, `upstream_unreachable`, `upstream_malformed`, `content_filtered`,
+    /// `answer_too_long`, `answer_not_stored`, `stream_interrupted`.
+    #[schema(example = "upstream_closed")]
+    pub code: String,
+}
+
+/// The JSON Schema of one event of an answer's stream, as an SSE parser hands it over (`data`,
+/// `id`, `event` as strings): a token chunk, the error event, or `[DONE]`. The OpenAPI document
+/// gives it as the schema of every `text/event-stream` answer, read as OpenAPI 3.2 reads an event
+/// stream's schema: it describes each event, the JSON in `data` by `contentSchema`.
+pub fn event_schema() -> serde_json::Value {
+    let json_data = |schema: &str, starts: &str| {
+        serde_json::json!({
+            "type": "string",
+            "pattern": starts,
+            "contentMediaType": "application/json",
+            "contentSchema": { "$ref": format!("#/components/schemas/{schema}") },
+        })
+    };
+    serde_json::json!({
+        "description": "One event of an answer's stream: a token chunk (with its id), the \
+                        error event, or the final `[DONE]`.",
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "id": { "type": "string", "pattern": "^[0-9]+$" },
+            "data": { "type": "string" },
+        },
+        "anyOf": [
+            {
+                "title": "token chunk",
+                "required": ["id"],
+                "properties": { "data": json_data("StreamDelta", "^\\{\"delta\":") },
+            },
+            {
+                "title": "error",
+                "properties": { "data": json_data("StreamError", "^\\{\"error\":") },
+            },
+            {
+                "title": "end",
+                "properties": { "data": { "const": "[DONE]" } },
+            },
+        ],
+    })
+}
+
+/// How an answer's stream reads, for the OpenAPI document of the two endpoints that send one.
+pub const STREAM_DESCRIPTION: &str = "The answer as Server-Sent Events (`text/event-stream`), \
+in this order:
+
+* token chunks: `id: <n>` then `data: {\"delta\": \"<text>\"}` (schema `StreamDelta`). The answer \
+is the concatenation of the deltas. The id `<n>` is the answer's length in bytes (UTF-8) once \
+this chunk is added, so ids only grow, and `Last-Event-ID: <n>` on \
+`GET /chat/stream/{generation_id}` resumes after exactly that much: the rest comes once, live \
+or from the stored answer;
+* at most one error event, when the answer fails after its stream began: \
+`data: {\"error\": {\"message\": \"…\", \"code\": \"…\"}}` (schema `StreamError`), with no id;
+* always last: `data: [DONE]`. Without an error before it, the answer is complete and stored \
+(or was stopped).
+
+Comments may come between events: `: waiting for the provider` first, when the provider sent \
+nothing within the server's first-event wait (a failure after that is the error event, not a \
+status), and `: keep-alive` after every quiet spell. Clients ignore them, as the SSE format says.";
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
@@ -24,12 +108,22 @@ const WAITING: &[u8] = b": waiting for the provider\n\n";
 pub fn frame(event: &StreamEvent) -> Bytes {
     match event {
         StreamEvent::Delta { id, text } => delta_frame(*id, text),
-        StreamEvent::Error { failure } => Bytes::from(format!(
-            "data: {}\n\n",
-            json!({ "error": { "message": failure.message, "code": failure.code } })
-        )),
+        StreamEvent::Error { failure } => error_frame(&failure.message, &failure.code),
         StreamEvent::Done => Bytes::from_static(DONE),
     }
+}
+
+/// `data: {"error":{"message":…,"code":…}}\n\n`.
+fn error_frame(message: &str, code: &str) -> Bytes {
+    let event = StreamError {
+        error: StreamErrorDetail {
+            message: message.to_owned(),
+            code: code.to_owned(),
+        },
+    };
+    // Serialising two strings cannot fail.
+    let json = serde_json::to_string(&event).unwrap_or_default();
+    Bytes::from(format!("data: {json}\n\n"))
 }
 
 /// `id: <id>\ndata: {"delta":"<text>"}\n\n`, written straight into one buffer: this runs once
@@ -53,10 +147,7 @@ fn lost_frames(generation_id: Uuid) -> [Bytes; 2] {
         "The answer stream ended unexpectedly; GET /chat/stream/{generation_id} with Last-Event-ID for the rest"
     );
     [
-        Bytes::from(format!(
-            "data: {}\n\n",
-            json!({ "error": { "message": message, "code": "stream_interrupted" } })
-        )),
+        error_frame(&message, "stream_interrupted"),
         Bytes::from_static(DONE),
     ]
 }
@@ -150,6 +241,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_event_schema_tells_the_frames_apart_by_how_their_data_starts() {
+        let schema = event_schema();
+        let delta = delta_frame(3, "abc");
+        let error = error_frame("it broke", "upstream_closed");
+        let patterns: Vec<&str> = schema["anyOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|branch| branch["properties"]["data"]["pattern"].as_str())
+            .collect();
+        assert_eq!(patterns, [r#"^\{"delta":"#, r#"^\{"error":"#]);
+        assert!(std::str::from_utf8(&delta)
+            .unwrap()
+            .contains("\ndata: {\"delta\":"));
+        assert!(std::str::from_utf8(&error)
+            .unwrap()
+            .starts_with("data: {\"error\":"));
+        let done = frame(&StreamEvent::Done);
+        assert_eq!(schema["anyOf"][2]["properties"]["data"]["const"], "[DONE]");
+        assert_eq!(&done[..], b"data: [DONE]\n\n");
+    }
+
+    #[test]
     fn a_delta_frame_is_the_json_a_client_parses() {
         let bytes = frame(&StreamEvent::Delta {
             id: 12,
@@ -160,7 +274,10 @@ mod tests {
             .strip_prefix("id: 12\ndata: ")
             .and_then(|rest| rest.strip_suffix("\n\n"))
             .expect("one id line and one data line");
+        // The hand-written frame is exactly the documented `StreamDelta`, and nothing more.
         let parsed: serde_json::Value = serde_json::from_str(data).unwrap();
-        assert_eq!(parsed, json!({ "delta": "a \"quoted\"\nline" }));
+        assert_eq!(parsed, serde_json::json!({ "delta": "a \"quoted\"\nline" }));
+        let delta: StreamDelta = serde_json::from_str(data).unwrap();
+        assert_eq!(delta.delta, "a \"quoted\"\nline");
     }
 }

@@ -266,6 +266,15 @@ async fn resume_with_and_without_last_event_id() {
         .await
         .unwrap();
     expect_error(bad, StatusCode::BAD_REQUEST).await;
+    // Well formed but past the end of this answer: it clashes with the answer, 409.
+    let past_the_end = server
+        .get(&user, &format!("/chat/stream/{generation}"))
+        .header("last-event-id", (prompt.len() + 1).to_string())
+        .send()
+        .await
+        .unwrap();
+    let detail = expect_error(past_the_end, StatusCode::CONFLICT).await;
+    assert!(detail.contains("Last-Event-ID"), "{detail}");
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ mod load_tools;
 mod login_throttle;
 mod logs_json;
 mod metrics;
+mod openapi;
 mod operations;
 mod provider_adapters;
 mod providers_http;

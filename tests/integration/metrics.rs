@@ -174,8 +174,8 @@ async fn metrics_move_with_real_chat_turns() {
         )
     };
     assert_eq!(requests("POST", "/chat/stream", "200"), 4.0);
-    assert_eq!(requests("GET", "/sessions/{id}", "200"), 1.0);
-    assert_eq!(requests("GET", "/sessions/{id}", "404"), 1.0);
+    assert_eq!(requests("GET", "/sessions/{session_id}", "200"), 1.0);
+    assert_eq!(requests("GET", "/sessions/{session_id}", "404"), 1.0);
     assert_eq!(requests("GET", "unmatched", "404"), 1.0);
     assert_eq!(requests("POST", "/token", "200"), 1.0);
     assert!(!text.contains(&session), "no raw id in any label");

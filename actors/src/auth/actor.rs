@@ -23,10 +23,13 @@ use crate::{
 };
 
 /// What the API shows of a user.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct UserProfile {
     pub id: Uuid,
+    #[schema(example = "testuser")]
     pub username: String,
+    /// Lowercased as it was stored.
+    #[schema(example = "test@example.com")]
     pub email: String,
 }
 
@@ -50,9 +53,12 @@ pub struct LoginClient {
 }
 
 /// A freshly signed access token.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct IssuedToken {
+    /// A JWT (HS256) to send as `Authorization: Bearer <access_token>`.
     pub access_token: String,
+    /// Always `bearer`.
+    #[schema(value_type = String, pattern = "^bearer$", example = "bearer")]
     pub token_type: &'static str,
     /// Seconds until the token expires (RFC 6749 §5.1).
     pub expires_in: u64,
@@ -351,7 +357,7 @@ impl AuthState {
         };
         *account = user.as_ref().map(|u| u.email.clone());
         let stored = user.as_ref().map(|u| u.password_hash.clone());
-        if password.len() > validate::PASSWORD_MAX_BYTES {
+        if validate::too_long_to_check(&password) {
             return Err(CoreError::BadCredentials);
         }
         let valid = self.hasher.verify(password.clone(), stored).await?;

@@ -41,7 +41,10 @@ impl InFlight {
     /// True when no login is in progress or waiting under any key.
     #[cfg(test)]
     fn is_empty(&self) -> bool {
-        self.keys.lock().map(|keys| keys.is_empty()).unwrap_or(false)
+        self.keys
+            .lock()
+            .map(|keys| keys.is_empty())
+            .unwrap_or(false)
     }
 }
 

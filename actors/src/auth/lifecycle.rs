@@ -71,7 +71,7 @@ impl AuthState {
             .user_by_id(user_id)
             .await?
             .ok_or(CoreError::Unauthenticated("User no longer exists"))?;
-        if password.len() > validate::PASSWORD_MAX_BYTES {
+        if validate::too_long_to_check(&password) {
             return Err(CoreError::WrongPassword);
         }
         if self

@@ -14,21 +14,24 @@ static BREACHED: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
 
 pub const USERNAME_MAX_CHARS: usize = 64;
 pub const EMAIL_MAX_BYTES: usize = 320;
-pub const PASSWORD_MIN_BYTES: usize = 8;
-pub const PASSWORD_MAX_BYTES: usize = 1024;
+/// Passwords are measured in characters (Unicode code points), as NIST SP 800-63B counts them
+/// and as the OpenAPI document's `minLength`/`maxLength` do; 1024 of them are at most 4 KiB to
+/// hash.
+pub const PASSWORD_MIN_CHARS: usize = 8;
+pub const PASSWORD_MAX_CHARS: usize = 1024;
 
-/// 1–64 characters after trimming, no control characters.
+/// At most 64 characters as sent, not all white space, no control characters; stored trimmed.
+/// (The limit counts the name as sent, so that it is the `maxLength` the API document states.)
 pub fn username(raw: &str) -> CoreResult<String> {
     // U+0000 follows the one rule for text a database cannot hold; other controls are refused.
     let raw = crate::text::storable(raw.to_owned());
     let name = raw.trim();
-    let chars = name.chars().count();
-    if chars == 0 || chars > USERNAME_MAX_CHARS {
+    if name.is_empty() || raw.chars().count() > USERNAME_MAX_CHARS {
         return Err(CoreError::Invalid(format!(
             "username must be 1 to {USERNAME_MAX_CHARS} characters"
         )));
     }
-    if name.chars().any(char::is_control) {
+    if raw.chars().any(char::is_control) {
         return Err(CoreError::Invalid(
             "username must not contain control characters".into(),
         ));
@@ -53,14 +56,20 @@ pub fn email(raw: &str) -> CoreResult<String> {
     Ok(email)
 }
 
-/// 8–1024 bytes: long enough to matter, short enough that hashing it is bounded.
+/// 8–1024 characters: long enough to matter, short enough that hashing it is bounded.
 pub fn password(raw: &str) -> CoreResult<()> {
-    if raw.len() < PASSWORD_MIN_BYTES || raw.len() > PASSWORD_MAX_BYTES {
+    if !(PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&raw.chars().count()) {
         return Err(CoreError::Invalid(format!(
-            "password must be {PASSWORD_MIN_BYTES} to {PASSWORD_MAX_BYTES} bytes"
+            "password must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters"
         )));
     }
     Ok(())
+}
+
+/// Whether a password offered to log in (or to confirm a change) is too long to be worth
+/// hashing: no valid password is.
+pub fn too_long_to_check(password: &str) -> bool {
+    password.len() > 4 * PASSWORD_MAX_CHARS || password.chars().count() > PASSWORD_MAX_CHARS
 }
 
 /// A new account's password: the length rule, and not one attackers try first, which is one
@@ -108,10 +117,20 @@ mod tests {
         assert_eq!(username("a\0b").unwrap(), "a\u{FFFD}b");
         assert!(username("a\u{7}b").is_err());
         assert!(username(&"x".repeat(65)).is_err());
+        // The limit counts the name as sent, white space around it included.
+        assert!(username(&format!(" {}", "x".repeat(64))).is_err());
+        assert!(username("   ").is_err());
+        assert!(username("\tann").is_err());
         assert_eq!(username(&"é".repeat(64)).unwrap().chars().count(), 64);
         assert!(password("short").is_err());
         assert!(password(&"x".repeat(1025)).is_err());
         assert!(password("longenough").is_ok());
+        // Characters, not bytes: four two-byte characters are too short, 1024 of them are fine.
+        assert!(password("éééé").is_err());
+        assert!(password(&"é".repeat(1024)).is_ok());
+        assert!(password(&"é".repeat(1025)).is_err());
+        assert!(too_long_to_check(&"x".repeat(1025)));
+        assert!(!too_long_to_check(&"é".repeat(1024)));
     }
 
     #[test]

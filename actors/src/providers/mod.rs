@@ -33,7 +33,7 @@ pub use reachability::{PROBE_TIMEOUT, PROBE_TTL};
 pub use settings::ProviderSettings;
 
 /// The providers OmniChat can talk to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     Echo,

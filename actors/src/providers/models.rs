@@ -6,9 +6,12 @@ use serde::Serialize;
 use super::{ProviderError, ProviderKind, Providers};
 
 /// What `GET /providers` shows for one usable provider.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ProviderInfo {
+    /// The name to send as `provider` in `POST /chat/stream`.
+    #[schema(value_type = ProviderKind)]
     pub name: &'static str,
+    /// The model a chat without `model` gets.
     pub default_model: String,
     /// The models clients may choose; empty: any.
     pub models: Vec<String>,

@@ -283,12 +283,15 @@ impl Actor for SessionActor {
     }
 }
 
-/// Trims a title and checks its length.
+/// Trims a title and checks it: at most 200 characters as sent (so the limit is the `maxLength`
+/// the API document states), not all white space, no control characters.
 fn valid_title(raw: String) -> CoreResult<String> {
     let raw = storable(raw);
     let title = raw.trim();
-    let chars = title.chars().count();
-    if chars == 0 || chars > TITLE_MAX_CHARS || title.chars().any(char::is_control) {
+    if title.is_empty()
+        || raw.chars().count() > TITLE_MAX_CHARS
+        || raw.chars().any(char::is_control)
+    {
         return Err(CoreError::Invalid(format!(
             "title must be 1 to {TITLE_MAX_CHARS} characters without control characters"
         )));

@@ -1,4 +1,4 @@
-//! The shapes sessions and messages take in API answers (DESIGN §2).
+//! The shapes sessions and messages take in API answers.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use omnichat_entity::{messages, sessions};
@@ -10,13 +10,16 @@ fn rfc3339<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// A session as listed.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub id: Uuid,
+    #[schema(example = "My First Chat")]
     pub title: String,
     pub user_id: Uuid,
+    /// RFC 3339, UTC.
     #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
+    /// RFC 3339, UTC: the last rename or chat turn. Lists are ordered by it, newest first.
     #[serde(serialize_with = "rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
@@ -34,7 +37,7 @@ impl From<sessions::Model> for SessionView {
 }
 
 /// A session with its history, oldest message first.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionDetail {
     #[serde(flatten)]
     pub session: SessionView,
@@ -42,26 +45,34 @@ pub struct SessionDetail {
 }
 
 /// Token counts an assistant message cost, as the provider reported them.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageView {
     pub prompt_tokens: Option<i32>,
     pub completion_tokens: Option<i32>,
 }
 
 /// One message. The assistant-only fields are left out of user messages.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct MessageView {
     pub id: Uuid,
+    /// `user` or `assistant`.
+    #[schema(example = "assistant")]
     pub role: String,
+    /// The text; for an answer still streaming, what was stored so far (empty until it ends).
     pub content: String,
+    /// RFC 3339, UTC.
     #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
+    /// Assistant messages only: `streaming`, `complete`, `stopped` or `error`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// Assistant messages only: the provider that wrote the answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    /// Assistant messages only: the model asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// Assistant messages only: why the answer ended (the provider's reason, or the error code).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
