@@ -241,12 +241,14 @@ async fn three_nodes_on_one_database_serve_any_request_of_a_user() {
     assert_eq!(stored["status"], "complete");
     assert_eq!(stored["content"], prompt.as_str());
 
-    // A bad Last-Event-ID is refused by the follower as it would be by the owner.
+    // A Last-Event-ID past the answer is refused by the follower as by the owner.
     let mut long = cluster.chat(0, &first, &words(400)).await;
     let long_id = generation(&long);
     read_deltas(&mut long, 1).await;
     let refused = cluster.resume(1, &long_id, "999999").await;
-    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let owner = cluster.resume(0, &long_id, "999999").await;
+    assert_eq!(owner.status(), StatusCode::CONFLICT);
 
     // The limit of two live answers per user holds across nodes.
     let mut other = cluster.chat(1, &second, &words(400)).await;

@@ -44,7 +44,7 @@ pub(crate) async fn follow(
         while let Some(notice) = notices.recv().await {
             match notice {
                 Notice::Ack => return Ok(true),
-                Notice::Refused(message) => return Err(CoreError::BadRequest(message)),
+                Notice::Refused(message) => return Err(CoreError::Conflict(message)),
                 _ => {}
             }
         }

@@ -29,7 +29,7 @@ pub(crate) async fn publish(store: Store, actor: ActorRef<ChatMsg>, request: Fol
     let subscribe = |after| ask(&actor, move |reply| ChatMsg::Subscribe { after, reply });
     let mut events = match subscribe(request.after).await {
         Ok(events) => events,
-        Err(CoreError::BadRequest(message)) => {
+        Err(CoreError::Conflict(message)) => {
             let _ = store
                 .notify(channel, &encode_control(id, &Notice::Refused(message)))
                 .await;
