@@ -445,3 +445,39 @@ async fn the_answer_limit_holds_when_two_nodes_race() {
         assert!(winner.text().await.unwrap().ends_with("data: [DONE]\n\n"));
     }
 }
+
+/// A node judges a peer by the heartbeat interval the peer announced, not by its own: a node
+/// that heartbeats every 200 ms leaves alone the answer of a peer that heartbeats every 10 s.
+#[tokio::test]
+async fn a_fast_heartbeat_node_leaves_a_slow_heartbeat_peer_alone() {
+    if postgres_url().is_none() {
+        eprintln!("skipped: two nodes need PostgreSQL (OMNICHAT_TEST_DATABASE_URL)");
+        return;
+    }
+    let db = TestDb::new();
+    let shared = db.shared();
+    let slow = crate::support::TestServer::start_on(db, &["--echo-delay-ms", "10"]).await;
+    let fast = crate::support::TestServer::start_on(shared, &["--heartbeat-ms", "200"]).await;
+    let user = slow.user().await;
+    let session = slow.session(&user, "slow peer").await;
+    let prompt = words(250);
+    let stream = slow
+        .chat(&user, json!({ "session_id": session["id"], "prompt": prompt }))
+        .await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    // Ten of the fast node's sweeps while the answer runs; the slow node's next heartbeat is
+    // seconds away.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let id = session["id"].as_str().unwrap();
+    let last_answer = || async {
+        let detail = fast.get_json::<Value>(&user, &format!("/sessions/{id}")).await;
+        detail["messages"].as_array().unwrap().last().unwrap().clone()
+    };
+    let answer = last_answer().await;
+    assert_eq!(answer["status"], "streaming", "{answer}");
+    let events = parse_sse(&stream.text().await.unwrap());
+    assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"));
+    assert_eq!(checked_text(&events, 0), prompt);
+    let answer = last_answer().await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+}

@@ -144,8 +144,6 @@ impl SessionState {
         let session_id = answer.session_id;
         let shared = self.store.is_shared();
         let most = self.limits.max_generations_per_user;
-        let stale_after =
-            chrono::Duration::from_std(self.store.stale_after()).unwrap_or(chrono::Duration::seconds(30));
         for _ in 0..2 {
             let (user_id, node, limit) = (
                 self.user_id,
@@ -169,7 +167,7 @@ impl SessionState {
                 // Other nodes run this user's answers too: the limit is counted in the database.
                 live_limit: shared.then(|| LiveLimit {
                     most,
-                    live_since: Utc::now() - stale_after,
+                    now: Utc::now(),
                 }),
             };
             let messages = held.upstream_messages(prompt);

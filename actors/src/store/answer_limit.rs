@@ -38,8 +38,13 @@ pub(super) async fn at_limit<C: ConnectionTrait>(
             "SELECT count(*) AS live FROM messages m \
              JOIN sessions s ON s.id = m.session_id \
              JOIN nodes n ON n.id = m.node \
-             WHERE m.status = 'streaming' AND s.user_id = $1 AND n.heartbeat_at >= $2",
-            [user_id.into(), limit.live_since.into()],
+             WHERE m.status = 'streaming' AND s.user_id = $1 \
+             AND (n.alive_until >= $2 OR (n.alive_until IS NULL AND n.heartbeat_at >= $3))",
+            [
+                user_id.into(),
+                limit.now.into(),
+                (limit.now - super::nodes::LEGACY_STALE_AFTER).into(),
+            ],
         ))
         .await?;
     let live: i64 = match row {

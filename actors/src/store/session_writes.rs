@@ -38,12 +38,11 @@ pub struct BeginAnswer {
     pub live_limit: Option<LiveLimit>,
 }
 
-/// At most `most` answers of a user streaming at once on nodes that heartbeat since
-/// `live_since`.
+/// At most `most` answers of a user streaming at once on the nodes alive at `now`.
 #[derive(Clone, Copy, Debug)]
 pub struct LiveLimit {
     pub most: usize,
-    pub live_since: DateTime<Utc>,
+    pub now: DateTime<Utc>,
 }
 
 /// One write the writer applies.
