@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::http::{client_ip::TrustedProxies, cors::CorsPolicy};
 use omnichat_actors::{
     auth::{ScryptSettings, ThrottleSettings},
+    budget::{ContextSettings, ContextWindows, QuotaSettings},
     providers::ProviderSettings,
     CoreConfig, DisconnectPolicy, Limits,
 };
@@ -239,6 +240,21 @@ pub struct ServeArgs {
     /// Longest answer kept, in bytes; a longer one is cut off with an error.
     #[arg(long, env = "OMNICHAT_MAX_ANSWER_BYTES", default_value_t = 1 << 20)]
     pub max_answer_bytes: usize,
+    /// Context sizes per model-name prefix over the built-in table, e.g. `gpt-4o=64000,local=4096`.
+    #[arg(long, env = "OMNICHAT_CONTEXT_WINDOWS", value_parser = ContextWindows::with_overrides)]
+    pub context_windows: Option<ContextWindows>,
+    /// Tokens of a model's window kept for the answer when a prompt asks for no `max_tokens`.
+    #[arg(long, env = "OMNICHAT_ANSWER_RESERVE_TOKENS", default_value_t = 1_024)]
+    pub answer_reserve_tokens: u32,
+    /// The largest `max_tokens` a prompt may ask for.
+    #[arg(long, env = "OMNICHAT_MAX_TOKENS_CAP", default_value_t = 32_768)]
+    pub max_tokens_cap: u32,
+    /// Tokens (prompt and answer) each user may spend a UTC day; 0 switches the quota off.
+    #[arg(long, env = "OMNICHAT_TOKENS_PER_DAY", default_value_t = 100_000_000)]
+    pub tokens_per_day: u64,
+    /// Prompts each user may send a minute; 0 switches the limit off.
+    #[arg(long, env = "OMNICHAT_PROMPTS_PER_MINUTE", default_value_t = 10_000)]
+    pub prompts_per_minute: u64,
     /// What a generation does when its last client disconnects.
     #[arg(long, env = "OMNICHAT_ON_DISCONNECT", value_enum, default_value_t = OnDisconnect::Continue)]
     pub on_disconnect: OnDisconnect,
@@ -329,6 +345,16 @@ impl ServeArgs {
             on_disconnect: match self.on_disconnect {
                 OnDisconnect::Continue => DisconnectPolicy::Continue,
                 OnDisconnect::Cancel => DisconnectPolicy::Cancel,
+            },
+            context: ContextSettings {
+                windows: self.context_windows.clone().unwrap_or_default(),
+                answer_reserve: self.answer_reserve_tokens,
+                max_tokens_cap: self.max_tokens_cap.max(1),
+            },
+            quota: QuotaSettings {
+                tokens_per_day: (self.tokens_per_day > 0).then_some(self.tokens_per_day),
+                prompts_per_minute: (self.prompts_per_minute > 0)
+                    .then_some(self.prompts_per_minute),
             },
             ..Limits::default()
         };

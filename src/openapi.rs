@@ -62,6 +62,7 @@ limit 413.
         users::update_me,
         users::delete_me,
         users::change_password,
+        users::usage,
         sessions::list,
         sessions::create,
         sessions::get,

@@ -77,7 +77,8 @@ impl Store {
 
     /// Asks every node to publish a generation's events to a follower (the one running it does).
     pub(crate) async fn signal_follow(&self, request: &FollowRequest) -> Result<(), DbErr> {
-        self.notify(follow::REQUEST_CHANNEL, &request.encode()).await
+        self.notify(follow::REQUEST_CHANNEL, &request.encode())
+            .await
     }
 
     /// Sends `payload` on `channel` (a follower's notices).

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::{
     auth::{ScryptSettings, ThrottleSettings},
+    budget::{ContextSettings, QuotaSettings},
     providers::ProviderSettings,
 };
 
@@ -38,6 +39,10 @@ pub struct Limits {
     /// Sessions a SessionActor holds in memory at most (the least recently used leave first).
     pub cached_sessions_per_user: usize,
     pub on_disconnect: DisconnectPolicy,
+    /// How a turn is fitted into its model's context window.
+    pub context: ContextSettings,
+    /// Each user's tokens a day and prompts a minute.
+    pub quota: QuotaSettings,
 }
 
 impl Default for Limits {
@@ -52,6 +57,8 @@ impl Default for Limits {
             session_idle: Duration::from_secs(300),
             cached_sessions_per_user: 64,
             on_disconnect: DisconnectPolicy::Continue,
+            context: ContextSettings::default(),
+            quota: QuotaSettings::default(),
         }
     }
 }

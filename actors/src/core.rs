@@ -61,6 +61,11 @@ pub struct Core {
 impl Core {
     /// Connects to the database, applies migrations, settles the JWT secret and starts the actors.
     pub async fn start(config: CoreConfig) -> Result<Core, StartError> {
+        if config.providers.openai_api_key.is_some() {
+            // Parsing the BPE tables takes long (over a second in a debug build): done now, on
+            // the blocking pool, the first OpenAI prompt does not wait for it.
+            tokio::task::spawn_blocking(crate::budget::warm_up_tokenizers);
+        }
         let store = Store::connect(
             &config.database_url,
             config.database_max_connections,
@@ -341,6 +346,16 @@ impl Core {
             reply,
         })
         .await
+    }
+
+    /// The user's token usage by day, provider and model (`YYYY-MM-DD` bounds, inclusive).
+    pub async fn usage(
+        &self,
+        user_id: Uuid,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> CoreResult<crate::budget::UsageReport> {
+        crate::budget::usage_report(&self.store, user_id, from, to).await
     }
 
     pub async fn profile(&self, user_id: Uuid) -> CoreResult<UserProfile> {

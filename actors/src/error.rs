@@ -35,6 +35,10 @@ pub enum CoreError {
         message: String,
         retry_after: Duration,
     },
+    /// The user's own quota (tokens a day, prompts a minute) refused a prompt (HTTP 429 with
+    /// `Retry-After` and the `RateLimit-*` headers).
+    #[error("{}", .0.message)]
+    QuotaExceeded(crate::budget::QuotaRefusal),
     /// The server is at capacity (HTTP 503 with `Retry-After`).
     #[error("{message}")]
     Overloaded {

@@ -3,14 +3,15 @@
 
 mod ask;
 pub mod auth;
+pub mod budget;
 pub mod chat;
 mod cluster;
 pub mod config;
 mod core;
 pub mod error;
-mod follow;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
+mod follow;
 pub mod metrics;
 pub mod providers;
 mod root;

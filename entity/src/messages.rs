@@ -22,6 +22,11 @@ pub struct Model {
     pub finish_reason: Option<String>,
     pub prompt_tokens: Option<i32>,
     pub completion_tokens: Option<i32>,
+    /// Assistant only: the counts above are OmniChat's estimates (the provider reported none).
+    pub usage_estimated: Option<bool>,
+    /// Assistant only: how many earlier messages of the session were left out of what went
+    /// upstream (the context window or the history length did not take them).
+    pub context_omitted: Option<i32>,
     pub created_at: DateTimeUtc,
     /// The server node running (or that ran) this answer's generation.
     pub node: Option<String>,

@@ -11,7 +11,8 @@ mod m20261125_000006_add_session_version;
 mod m20261125_000007_add_token_generation;
 mod m20261125_000008_create_login_failures;
 mod m20261125_000009_create_revoked_tokens;
-mod m20261125_000010_add_node_alive_until;
+mod m20261125_000010_add_usage_and_quotas;
+mod m20261125_000011_add_node_alive_until;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -28,7 +29,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000007_add_token_generation::Migration),
             Box::new(m20261125_000008_create_login_failures::Migration),
             Box::new(m20261125_000009_create_revoked_tokens::Migration),
-            Box::new(m20261125_000010_add_node_alive_until::Migration),
+            Box::new(m20261125_000010_add_usage_and_quotas::Migration),
+            Box::new(m20261125_000011_add_node_alive_until::Migration),
         ]
     }
 }

@@ -56,6 +56,12 @@ pub struct ChatBody {
         example = "gemini-pro"
     )]
     model: Option<String>,
+    /// The longest answer wanted, in tokens: 1 to the server's cap (32,768 unless configured
+    /// otherwise), and less than the model's context window; passed to every provider in its
+    /// own form. Absent: the provider's default, with the server's answer reserve kept free.
+    #[serde(default)]
+    #[schema(minimum = 1, example = 1024)]
+    max_tokens: Option<u32>,
 }
 
 /// What `POST /chat/stream/{generation_id}/stop` answers.
@@ -128,6 +134,7 @@ fn validate(body: ChatBody) -> Result<StartChat, HttpError> {
         prompt: body.prompt,
         provider,
         model,
+        max_tokens: body.max_tokens,
     })
 }
 
@@ -151,6 +158,9 @@ fn validate(body: ChatBody) -> Result<StartChat, HttpError> {
                 ("X-Generation-Id" = Uuid, description = "The answer's id, for resume and stop"),
                 ("Cache-Control" = String, description = "`no-cache`"),
                 ("X-Accel-Buffering" = String, description = "`no`, so proxies pass events at once"),
+                ("X-Context-Omitted" = u32, description = "How many earlier messages of the \
+                  session did not fit the model's context window beside the prompt and were \
+                  left out (also the stored answer's `context_omitted`)"),
             ),
             links(
                 ("resume" = (operation_id = "resume_chat_stream",
@@ -162,9 +172,16 @@ fn validate(body: ChatBody) -> Result<StartChat, HttpError> {
         (status = 404, description = "No such session of the caller's", body = ErrorBody),
         (status = 409, description = "The session is full, already has an answer streaming, or \
                                       was changed by another server node", body = ErrorBody),
-        (status = 429, description = "Too many answers of the caller's at once, or the provider \
-                                      rate-limited us", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 429, description = "The caller's own quota (tokens a day, prompts a minute: \
+                                      with the `RateLimit-*` headers), too many answers of the \
+                                      caller's at once, or the provider rate-limited us (the \
+                                      detail says so)", body = ErrorBody,
+            headers(
+                ("Retry-After" = u64, description = "Seconds to wait"),
+                ("RateLimit-Limit" = u64, description = "The quota refused (only for the caller's own quota)"),
+                ("RateLimit-Remaining" = u64, description = "What is left of it: 0"),
+                ("RateLimit-Reset" = u64, description = "Seconds until it renews"),
+            )),
         (status = 502, description = "The provider failed, refused our credentials or could not \
                                       be reached", body = ErrorBody),
         (status = 504, description = "The provider timed out", body = ErrorBody),
@@ -188,6 +205,7 @@ pub async fn stream(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
         .into());
     }
     let mut start = app.core.start_chat(user_id, request).await?;
+    let omitted = start.context_omitted;
     // Wait a little for the first event, so a provider that fails at once still gets a proper
     // status; past that, open the stream so clients and proxies see it is alive.
     let first = match tokio::time::timeout(app.config.first_event_wait, start.events.recv()).await {
@@ -198,19 +216,34 @@ pub async fn stream(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
         Ok(Some(event)) => vec![event],
         Ok(None) => Vec::new(),
         Err(_still_waiting) => {
-            return Ok(sse_waiting_response(
-                start.generation_id,
-                start.events,
-                app.config.keep_alive_every,
+            return Ok(with_context_omitted(
+                sse_waiting_response(
+                    start.generation_id,
+                    start.events,
+                    app.config.keep_alive_every,
+                ),
+                omitted,
             ))
         }
     };
-    Ok(sse_response(
-        start.generation_id,
-        first,
-        start.events,
-        app.config.keep_alive_every,
+    Ok(with_context_omitted(
+        sse_response(
+            start.generation_id,
+            first,
+            start.events,
+            app.config.keep_alive_every,
+        ),
+        omitted,
     ))
+}
+
+/// Says how many earlier messages of the session did not go upstream (the stored answer says
+/// it too, as `context_omitted`).
+fn with_context_omitted(mut response: Response<Body>, omitted: u32) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert("x-context-omitted", omitted.into());
+    response
 }
 
 fn generation_id(raw: &str) -> Result<Uuid, HttpError> {

@@ -1,8 +1,8 @@
 //! `POST /users/`, `GET /users/me/`, `PUT /users/me/`, `DELETE /users/me/`,
-//! `PUT /users/me/password`.
+//! `PUT /users/me/password`, `GET /users/me/usage`.
 
 use hyper::{body::Incoming, Request, Response};
-use omnichat_actors::auth::UserProfile;
+use omnichat_actors::{auth::UserProfile, budget::UsageReport};
 use serde::Deserialize;
 
 use crate::{
@@ -93,6 +93,62 @@ pub async fn sign_up(app: &App, req: Request<Incoming>) -> Result<Response<Body>
         .sign_up(body.username, body.email, body.password)
         .await?;
     Ok(json(&user))
+}
+
+/// The range of a usage report.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageRange {
+    /// The first UTC day, `YYYY-MM-DD`; by default 29 days before `to`.
+    #[param(required = false, format = Date, example = "2026-11-01")]
+    #[allow(dead_code)] // read from the query by `usage`; this type only documents it
+    from: String,
+    /// The last UTC day, `YYYY-MM-DD`, included; by default today. At most 366 days after
+    /// `from`.
+    #[param(required = false, format = Date, example = "2026-11-25")]
+    #[allow(dead_code)]
+    to: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/users/me/usage",
+    operation_id = "get_my_usage",
+    tag = "users",
+    summary = "The caller's token usage by day, provider and model",
+    security(("bearer" = [])),
+    params(UsageRange),
+    responses(
+        (status = 200, description = "The usage over the range, days without usage left out",
+            body = UsageReport),
+        (status = 422, description = "A bound is not a date, `from` is after `to`, the range is \
+                                      longer than 366 days, or the query has another parameter",
+            body = ErrorBody),
+    )
+)]
+pub async fn usage(app: &App, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
+    let user_id = app.authenticate(req.headers()).await?;
+    let (mut from, mut to) = (None, None);
+    // Dates need no percent-decoding: anything else is refused as not a date.
+    let query = req.uri().query().unwrap_or("");
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "from" => from = Some(value.to_owned()),
+            "to" => to = Some(value.to_owned()),
+            other => {
+                let other: String = other.chars().take(40).collect();
+                return Err(HttpError::unprocessable(format!(
+                    "unknown query parameter '{other}'; use from and to"
+                )));
+            }
+        }
+    }
+    let report = app
+        .core
+        .usage(user_id, from.as_deref(), to.as_deref())
+        .await?;
+    Ok(json(&report))
 }
 
 #[utoipa::path(

@@ -79,7 +79,10 @@ impl CorsPolicy {
         out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
         out.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            header::HeaderValue::from_static("x-generation-id, retry-after, www-authenticate"),
+            header::HeaderValue::from_static(
+                "x-generation-id, x-context-omitted, retry-after, www-authenticate, \
+                 ratelimit-limit, ratelimit-remaining, ratelimit-reset",
+            ),
         );
         out.append(header::VARY, header::HeaderValue::from_static("origin"));
     }

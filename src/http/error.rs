@@ -23,6 +23,8 @@ pub struct HttpError {
     pub retry_after: Option<Duration>,
     /// The methods the path takes, for a 405's `Allow`.
     pub allow: Option<String>,
+    /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds) of a user's quota.
+    pub rate_limit: Option<(u64, u64, u64)>,
 }
 
 impl HttpError {
@@ -32,6 +34,7 @@ impl HttpError {
             detail: detail.into(),
             retry_after: None,
             allow: None,
+            rate_limit: None,
         }
     }
 
@@ -81,6 +84,11 @@ impl HttpError {
         if let Some(after) = self.retry_after {
             headers.insert(header::RETRY_AFTER, after.as_secs().into());
         }
+        if let Some((limit, remaining, reset)) = self.rate_limit {
+            headers.insert("ratelimit-limit", limit.into());
+            headers.insert("ratelimit-remaining", remaining.into());
+            headers.insert("ratelimit-reset", reset.into());
+        }
         if let Some(value) = self
             .allow
             .and_then(|allow| header::HeaderValue::from_str(&allow).ok())
@@ -105,6 +113,14 @@ impl From<CoreError> for HttpError {
                 message,
                 retry_after,
             } => Self::new(StatusCode::TOO_MANY_REQUESTS, message).with_retry_after(retry_after),
+            CoreError::QuotaExceeded(refusal) => {
+                let reset = refusal.reset.as_secs().max(1);
+                HttpError {
+                    rate_limit: Some((refusal.limit, refusal.remaining, reset)),
+                    ..Self::new(StatusCode::TOO_MANY_REQUESTS, refusal.message)
+                }
+                .with_retry_after(refusal.reset)
+            }
             CoreError::Overloaded {
                 message,
                 retry_after,

@@ -206,6 +206,13 @@ impl LoadtestArgs {
                 if users == 0 || users > MAX_USERS {
                     return Err(invalid(format!("--users is between 1 and {MAX_USERS}")));
                 }
+                // Clients share users round-robin: a user beyond the clients would be signed up
+                // (an scrypt hash on the server) and never used.
+                if users > concurrency {
+                    return Err(invalid(format!(
+                        "--users ({users}) is more than the {concurrency} clients that would use them"
+                    )));
+                }
                 if self.password.len() < 8 {
                     return Err(invalid("--password needs at least 8 bytes"));
                 }

@@ -728,7 +728,10 @@ async fn two_nodes_on_one_database_stop_across_nodes_and_never_fake_an_end() {
         // The follower on node B got the answer up to the stop, and its end.
         let followed = read_sse(followed.expect("followed on PostgreSQL")).await;
         assert_eq!(followed.last().unwrap().data, "[DONE]");
-        assert_eq!(streamed_text(&followed), answer["content"].as_str().unwrap());
+        assert_eq!(
+            streamed_text(&followed),
+            answer["content"].as_str().unwrap()
+        );
     } else {
         // SQLite has no signal between processes: say so rather than claim a stop.
         expect_error(stop, StatusCode::SERVICE_UNAVAILABLE).await;

@@ -272,6 +272,10 @@ fn loadtest_refuses_bad_flags_with_a_clear_message() {
         (&["--url", "ftp://x"][..], "http(s) URL"),
         (&["--hold-streams", "100000"][..], "--hold-streams"),
         (&["--password", "short"][..], "--password"),
+        (
+            &["--concurrency", "2", "--users", "3"][..],
+            "more than the 2 clients",
+        ),
     ] {
         let err = plan(flags).expect_err("refused");
         assert!(err.to_string().contains(message), "{flags:?}: {err}");

@@ -5,6 +5,7 @@ mod accounts;
 mod auth;
 mod bench;
 mod bench_memory;
+mod budget;
 mod chat;
 mod config_table;
 mod connection_cap;

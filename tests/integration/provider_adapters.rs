@@ -62,6 +62,7 @@ fn conversation() -> ChatRequest {
             message(Role::Assistant, "Hello!"),
             message(Role::User, "Say hello"),
         ],
+        max_tokens: None,
     }
 }
 

@@ -349,7 +349,8 @@ async fn two_turn_conversation_through_every_provider() {
             assert_eq!(answer["finish_reason"], finish_reason(wire), "{wire:?}");
             assert_eq!(
                 answer["usage"],
-                json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens }),
+                json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                        "estimated": false }),
                 "{wire:?}"
             );
         }
@@ -428,6 +429,12 @@ async fn upstream_rate_limit_is_a_429_with_retry_after() {
             "{wire:?}: the upstream's Retry-After is passed on"
         );
         assert!(detail.contains(name(wire)), "{wire:?}: {detail}");
+        // The provider's limit, told apart from the user's own quota.
+        assert!(
+            detail.contains("provider is rate limiting"),
+            "{wire:?}: {detail}"
+        );
+        assert!(detail.contains("not your own quota"), "{wire:?}: {detail}");
         assert_eq!(fake.requests().len(), 1, "{wire:?}");
         rig.assert_healthy_after(&user, wire).await;
     }

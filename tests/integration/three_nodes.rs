@@ -92,7 +92,12 @@ impl Cluster {
             .json()
             .await
             .unwrap();
-        detail["messages"].as_array().unwrap().last().unwrap().clone()
+        detail["messages"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone()
     }
 }
 
@@ -233,7 +238,11 @@ async fn three_nodes_on_one_database_serve_any_request_of_a_user() {
     assert!(rest.len() > 1, "the answer was still running: {rest:?}");
     assert_eq!(rest.last().map(|e| e.data.as_str()), Some("[DONE]"));
     let rest_text = checked_text(&rest, last_id.parse().unwrap());
-    assert_eq!(format!("{had}{rest_text}"), prompt, "nothing lost, nothing twice");
+    assert_eq!(
+        format!("{had}{rest_text}"),
+        prompt,
+        "nothing lost, nothing twice"
+    );
     let whole = parse_sse(&from_start.text().await.unwrap());
     assert_eq!(whole.last().map(|e| e.data.as_str()), Some("[DONE]"));
     assert_eq!(checked_text(&whole, 0), prompt);
@@ -275,10 +284,17 @@ async fn three_nodes_on_one_database_serve_any_request_of_a_user() {
     assert_eq!(followed.last().map(|e| e.data.as_str()), Some("[DONE]"));
     let stored = cluster.last_answer(&first).await;
     assert_eq!(stored["status"], "stopped");
-    assert_eq!(checked_text(&followed, 0), stored["content"].as_str().unwrap());
+    assert_eq!(
+        checked_text(&followed, 0),
+        stored["content"].as_str().unwrap()
+    );
     drop(long);
     let stop = client
-        .post(format!("{}/chat/stream/{}/stop", cluster.at(0), generation(&other)))
+        .post(format!(
+            "{}/chat/stream/{}/stop",
+            cluster.at(0),
+            generation(&other)
+        ))
         .bearer_auth(&cluster.token)
         .send()
         .await
@@ -304,7 +320,10 @@ async fn three_nodes_on_one_database_serve_any_request_of_a_user() {
         let answer = cluster.last_answer(&third_session).await;
         if answer["status"] == "error" {
             assert_eq!(answer["finish_reason"], "interrupted");
-            eprintln!("killed node's answer marked after {:?}", killed_at.elapsed());
+            eprintln!(
+                "killed node's answer marked after {:?}",
+                killed_at.elapsed()
+            );
             break;
         }
         assert_eq!(answer["status"], "streaming");
@@ -370,7 +389,10 @@ async fn the_delay_a_remote_follower_adds_per_event() {
     let session = owner.session(&user, "delay").await;
     let started = Instant::now();
     let direct = owner
-        .chat(&user, json!({ "session_id": session["id"], "prompt": words(300) }))
+        .chat(
+            &user,
+            json!({ "session_id": session["id"], "prompt": words(300) }),
+        )
         .await;
     assert_eq!(direct.status(), StatusCode::OK);
     let generation_id = generation(&direct);
@@ -421,8 +443,14 @@ async fn the_answer_limit_holds_when_two_nodes_race() {
     let second = a.session(&user, "b").await;
     for round in 0..5 {
         let (on_a, on_b) = tokio::join!(
-            a.chat(&user, json!({ "session_id": first["id"], "prompt": words(200) })),
-            b.chat(&user, json!({ "session_id": second["id"], "prompt": words(200) })),
+            a.chat(
+                &user,
+                json!({ "session_id": first["id"], "prompt": words(200) })
+            ),
+            b.chat(
+                &user,
+                json!({ "session_id": second["id"], "prompt": words(200) })
+            ),
         );
         let mut statuses = [on_a.status(), on_b.status()];
         statuses.sort_unstable();
@@ -462,7 +490,10 @@ async fn a_fast_heartbeat_node_leaves_a_slow_heartbeat_peer_alone() {
     let session = slow.session(&user, "slow peer").await;
     let prompt = words(250);
     let stream = slow
-        .chat(&user, json!({ "session_id": session["id"], "prompt": prompt }))
+        .chat(
+            &user,
+            json!({ "session_id": session["id"], "prompt": prompt }),
+        )
         .await;
     assert_eq!(stream.status(), StatusCode::OK);
     // Ten of the fast node's sweeps while the answer runs; the slow node's next heartbeat is
@@ -470,8 +501,15 @@ async fn a_fast_heartbeat_node_leaves_a_slow_heartbeat_peer_alone() {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let id = session["id"].as_str().unwrap();
     let last_answer = || async {
-        let detail = fast.get_json::<Value>(&user, &format!("/sessions/{id}")).await;
-        detail["messages"].as_array().unwrap().last().unwrap().clone()
+        let detail = fast
+            .get_json::<Value>(&user, &format!("/sessions/{id}"))
+            .await;
+        detail["messages"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone()
     };
     let answer = last_answer().await;
     assert_eq!(answer["status"], "streaming", "{answer}");

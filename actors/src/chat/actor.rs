@@ -27,14 +27,15 @@ use super::{
     replay::replay,
 };
 use crate::{
+    budget::MESSAGE_OVERHEAD_TOKENS,
     config::DisconnectPolicy,
     error::CoreResult,
     metrics::GenerationMetrics,
     providers::{
         ChatRequest, ProviderError, ProviderEvent, ProviderKind, Providers, Role, TokenUsage,
     },
-    session::{estimate_tokens, EndedTurn, HistoryMessage, SessionMsg},
-    store::{AssistantOutcome, Store, WriteError, Written},
+    session::{EndedTurn, HistoryMessage, SessionMsg},
+    store::{Store, WriteError, Written},
     text::storable,
 };
 
@@ -95,6 +96,19 @@ pub struct ChatArgs {
     pub metrics: GenerationMetrics,
     /// The span of the request that started it: the generation's log lines carry its request id.
     pub parent_span: tracing::Span,
+    pub account: TurnAccount,
+}
+
+/// Who pays for an answer and what went upstream for it: its usage record and estimates.
+#[derive(Clone, Debug)]
+pub struct TurnAccount {
+    pub user_id: Uuid,
+    pub model: String,
+    /// The tokens sent upstream as counted here: the estimate of the prompt's usage when the
+    /// provider reports none.
+    pub sent_tokens: u32,
+    /// Earlier messages of the session left out of what went upstream.
+    pub context_omitted: u32,
 }
 
 /// Counts a generation as running from start until it ends. A guard, so that even a panic,
@@ -141,6 +155,10 @@ pub struct ChatState {
     started: Instant,
     /// Every log line of the generation is made inside it (see `handle`).
     pub(super) span: tracing::Span,
+    pub(super) account: TurnAccount,
+    /// The finished answer's tokens as counted here, once (its final write, its history entry
+    /// and the user's quota all read it).
+    pub(super) answer_tokens: std::sync::OnceLock<u32>,
 }
 
 pub struct ChatStreamActor;
@@ -193,6 +211,8 @@ impl Actor for ChatStreamActor {
             metrics: args.metrics,
             started: Instant::now(),
             span,
+            account: args.account,
+            answer_tokens: std::sync::OnceLock::new(),
         })
     }
 
@@ -300,7 +320,7 @@ async fn begin_stored(begin: BeginOutcome) -> Result<(), EarlyFailure> {
     };
     match written.await {
         Ok(Ok(Written::Done)) => Ok(()),
-        Ok(Ok(Written::Missing | Written::Stale | Written::Limited)) => {
+        Ok(Ok(Written::Missing | Written::Stale | Written::Limited | Written::TooManyAnswers)) => {
             Err(EarlyFailure::SessionChanged)
         }
         Ok(Err(err)) => {
@@ -371,12 +391,11 @@ impl ChatState {
                 // The prompt's write ran without a transaction of its own and was given up at
                 // the time bound: its rows may still land. Whatever lands is closed as an error,
                 // never left `streaming` (a write that finds no row changes nothing).
-                self.store_later(std::sync::Arc::new(AssistantOutcome {
-                    content: String::new(),
-                    status: "error",
-                    finish_reason: Some("not_stored".into()),
-                    usage: TokenUsage::default(),
-                }));
+                self.store_later(std::sync::Arc::new(self.outcome(
+                    String::new(),
+                    "error",
+                    Some("not_stored".into()),
+                )));
                 (
                     "not_stored",
                     "The prompt could not be stored in time; send it again",
@@ -482,16 +501,28 @@ impl ChatState {
         let answer = stored.then(|| HistoryMessage {
             role: Role::Assistant,
             content: self.text.clone().into(),
+            // Counted once, here: the turns after this one read it from the history.
             tokens: self
                 .usage
                 .completion_tokens
-                .unwrap_or_else(|| estimate_tokens(&self.text)),
+                .unwrap_or_else(|| self.counted_answer())
+                .saturating_add(MESSAGE_OVERHEAD_TOKENS),
         });
+        let spent = self
+            .outcome(String::new(), status, None)
+            .charge
+            .map_or(0, |c| {
+                u64::from(c.prompt_tokens) + u64::from(c.completion_tokens)
+            });
         // Tell the SessionActor before the subscribers: a client that reacts to the end at once
         // must find the session free for its next prompt.
         let _ = self.session.cast(SessionMsg::GenerationEnded {
             generation_id: self.generation_id,
-            ended: EndedTurn { stored, answer },
+            ended: EndedTurn {
+                stored,
+                answer,
+                spent,
+            },
         });
         if let Some(failure) = failure {
             self.publish(StreamEvent::Error {

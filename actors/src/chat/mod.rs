@@ -5,6 +5,6 @@ mod events;
 mod persist;
 mod replay;
 
-pub use actor::{BeginOutcome, ChatArgs, ChatMsg, ChatStreamActor};
+pub use actor::{BeginOutcome, ChatArgs, ChatMsg, ChatStreamActor, TurnAccount};
 pub use events::{EarlyFailure, StreamEvent, StreamFailure};
 pub use replay::replay;

@@ -7,7 +7,11 @@ use std::{sync::Arc, time::Duration};
 use tracing::Instrument;
 
 use super::actor::ChatState;
-use crate::store::{AssistantOutcome, Write};
+use crate::{
+    budget::count_tokens,
+    providers::TokenUsage,
+    store::{AssistantOutcome, UsageRecord, Write},
+};
 
 /// Tries of the final write before the answer is reported as not stored.
 const FINAL_WRITE_TRIES: u32 = 3;
@@ -19,18 +23,74 @@ const DEFERRED_EVERY: Duration = Duration::from_secs(2);
 const DEFERRED_FOR: Duration = Duration::from_secs(600);
 
 impl ChatState {
+    /// The answer's final state with `content`, its usage as the provider reported it or, when
+    /// it reported none, estimated (and marked so): the prompt as counted when it was sent, the
+    /// answer counted now. An answer that failed before any text and with no usage reported
+    /// charged nothing.
+    pub(super) fn outcome(
+        &self,
+        content: String,
+        status: &'static str,
+        finish_reason: Option<String>,
+    ) -> AssistantOutcome {
+        let reported = self.usage;
+        let text = if content.is_empty() {
+            &self.text
+        } else {
+            &content
+        };
+        let spent_nothing = text.is_empty()
+            && reported.prompt_tokens.is_none()
+            && reported.completion_tokens.is_none();
+        let (usage, usage_estimated, charge) = if spent_nothing {
+            (reported, false, None)
+        } else {
+            let usage = TokenUsage {
+                prompt_tokens: Some(reported.prompt_tokens.unwrap_or(self.account.sent_tokens)),
+                completion_tokens: Some(reported.completion_tokens.unwrap_or_else(|| {
+                    // The answer as it ended is counted once (see `counted_answer`).
+                    if text == &self.text {
+                        self.counted_answer()
+                    } else {
+                        count_tokens(self.provider, &self.account.model, text)
+                    }
+                })),
+            };
+            let charge = UsageRecord {
+                user_id: self.account.user_id,
+                provider: self.provider.name().to_owned(),
+                model: self.account.model.clone(),
+                prompt_tokens: usage.prompt_tokens.unwrap_or(0),
+                completion_tokens: usage.completion_tokens.unwrap_or(0),
+            };
+            (usage, reported != usage, Some(charge))
+        };
+        AssistantOutcome {
+            content,
+            status,
+            finish_reason,
+            usage,
+            usage_estimated,
+            context_omitted: self.account.context_omitted,
+            charge,
+        }
+    }
+
+    /// The answer's tokens, counted on first use only.
+    pub(super) fn counted_answer(&self) -> u32 {
+        *self
+            .answer_tokens
+            .get_or_init(|| count_tokens(self.provider, &self.account.model, &self.text))
+    }
+
     /// Writes the answer's final state, trying again a few times if the database fails; true
     /// once it is committed.
     pub(super) async fn store_answer(&self, status: &'static str) -> bool {
-        let outcome = Arc::new(AssistantOutcome {
-            content: self.text.clone(),
-            status,
-            finish_reason: self
-                .finish_reason
-                .clone()
-                .or_else(|| (status != "complete").then(|| status.to_owned())),
-            usage: self.usage,
-        });
+        let finish_reason = self
+            .finish_reason
+            .clone()
+            .or_else(|| (status != "complete").then(|| status.to_owned()));
+        let outcome = Arc::new(self.outcome(self.text.clone(), status, finish_reason));
         let mut backoff = FINAL_WRITE_BACKOFF;
         for attempt in 1..=FINAL_WRITE_TRIES {
             let write = Write::FinishAnswer {
@@ -94,15 +154,11 @@ impl Drop for ChatState {
             return;
         };
         let generation_id = self.generation_id;
+        let content = std::mem::take(&mut self.text);
         let write = Write::FinishAnswer {
             message_id: self.message_id,
             session_id: self.session_id,
-            outcome: Arc::new(AssistantOutcome {
-                content: std::mem::take(&mut self.text),
-                status: "error",
-                finish_reason: Some("interrupted".into()),
-                usage: self.usage,
-            }),
+            outcome: Arc::new(self.outcome(content, "error", Some("interrupted".into()))),
         };
         let written = self.store.writes().submit(self.session_id, write);
         runtime.spawn(async move {

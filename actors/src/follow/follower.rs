@@ -118,7 +118,10 @@ impl Relay {
                     }
                     if heard.elapsed() > give_up {
                         let _ = self
-                            .fail("node_lost", "The server running this answer stopped answering")
+                            .fail(
+                                "node_lost",
+                                "The server running this answer stopped answering",
+                            )
                             .await;
                         return;
                     }

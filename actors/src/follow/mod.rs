@@ -16,8 +16,8 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use rand::RngCore;
 use ractor::ActorRef;
+use rand::RngCore;
 use tokio::{sync::mpsc, task::AbortHandle};
 
 use crate::{chat::ChatMsg, store::Store};
@@ -167,7 +167,10 @@ mod tests {
         let payload = wire::encode_control(registration.request, &Notice::Tick);
         follows.dispatch(&payload);
         assert!(matches!(rx.recv().await, Some(Notice::Tick)));
-        follows.dispatch(&wire::encode_control(registration.request + 1, &Notice::Tick));
+        follows.dispatch(&wire::encode_control(
+            registration.request + 1,
+            &Notice::Tick,
+        ));
         assert!(rx.try_recv().is_err());
         drop(registration);
         assert_eq!(follows.len(), 0);

@@ -16,8 +16,14 @@ pub(crate) enum Notice {
     /// Nothing new for a while, but the publisher is alive.
     Tick,
     /// The answer's bytes up to `id` (the text ends there).
-    Delta { id: u64, text: String },
-    Error { code: String, message: String },
+    Delta {
+        id: u64,
+        text: String,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
     Done,
 }
 
@@ -60,7 +66,9 @@ impl FollowRequest {
         // Only a follow channel: a request must not make a node notify anything else.
         if !reply_to.starts_with("omnichat_follow_")
             || reply_to.len() > 63
-            || !reply_to.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            || !reply_to
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
         {
             return None;
         }
@@ -195,7 +203,10 @@ mod tests {
             request: 0xabc,
             reply_to: "omnichat_follow_00ff".into(),
         };
-        assert_eq!(FollowRequest::decode(&request.encode()), Some(request.clone()));
+        assert_eq!(
+            FollowRequest::decode(&request.encode()),
+            Some(request.clone())
+        );
         let elsewhere = FollowRequest {
             reply_to: "omnichat_stop".into(),
             ..request

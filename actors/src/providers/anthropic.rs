@@ -65,7 +65,8 @@ pub(crate) fn build_request(
         .collect();
     let body = RequestBody {
         model: &request.model,
-        max_tokens: settings.anthropic_max_tokens,
+        // Required by Anthropic: the request's own, else the configured default.
+        max_tokens: request.max_tokens.unwrap_or(settings.anthropic_max_tokens),
         stream: true,
         system: (!system.is_empty()).then(|| system.join("\n\n")),
         messages,

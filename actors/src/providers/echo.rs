@@ -86,6 +86,7 @@ mod tests {
                     content: (*content).into(),
                 })
                 .collect(),
+            max_tokens: None,
         }
     }
 

@@ -32,6 +32,14 @@ struct RequestBody<'a> {
     contents: Vec<Content<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     system_instruction: Option<SystemInstruction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generation_config: Option<GenerationConfig>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GenerationConfig {
+    max_output_tokens: u32,
 }
 
 #[derive(Serialize)]
@@ -91,6 +99,9 @@ pub(crate) fn build_request(
                 text: system.join("\n\n"),
             }],
         }),
+        generation_config: request
+            .max_tokens
+            .map(|max_output_tokens| GenerationConfig { max_output_tokens }),
     };
     // The model comes from the client: encoded, it can only ever name a model, not a path.
     let model = request

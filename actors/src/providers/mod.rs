@@ -101,6 +101,8 @@ pub struct ChatMessage {
 pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<ChatMessage>,
+    /// The longest answer asked for, passed to each provider in its own form.
+    pub max_tokens: Option<u32>,
 }
 
 /// Token counts as the provider reported them (never summed across cumulative reports).
@@ -141,7 +143,8 @@ pub enum ProviderError {
         status: u16,
         message: String,
     },
-    #[error("{provider} is rate limiting requests (429): {message}")]
+    /// The provider's own rate limit, not the user's quota (that is `CoreError::QuotaExceeded`).
+    #[error("The provider is rate limiting: {provider} answered 429 (this is not your own quota; try again shortly): {message}")]
     RateLimited {
         provider: &'static str,
         retry_after: Option<Duration>,
@@ -211,7 +214,7 @@ impl ProviderError {
             ProviderError::NotConfigured { .. } => "provider_not_configured",
             ProviderError::ModelNotAllowed { .. } => "model_not_allowed",
             ProviderError::Unauthorized { .. } => "upstream_unauthorized",
-            ProviderError::RateLimited { .. } => "upstream_rate_limited",
+            ProviderError::RateLimited { .. } => "provider_rate_limited",
             ProviderError::QuotaExhausted { .. } => "provider_quota_exhausted",
             ProviderError::Rejected { .. } => "upstream_rejected",
             ProviderError::Upstream { .. } => "upstream_error",

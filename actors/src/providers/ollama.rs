@@ -18,6 +18,14 @@ struct RequestBody<'a> {
     model: &'a str,
     messages: Vec<Message<'a>>,
     stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<Options>,
+}
+
+/// Ollama's model options: `num_predict` is its longest answer in tokens.
+#[derive(Serialize)]
+struct Options {
+    num_predict: u32,
 }
 
 #[derive(Serialize)]
@@ -44,6 +52,9 @@ pub(crate) fn build_request(
         model: &request.model,
         messages,
         stream: true,
+        options: request
+            .max_tokens
+            .map(|num_predict| Options { num_predict }),
     };
     client
         .post(format!("{}/api/chat", base(&settings.ollama_host)))

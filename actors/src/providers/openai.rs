@@ -21,6 +21,10 @@ struct RequestBody<'a> {
     messages: Vec<Message<'a>>,
     stream: bool,
     stream_options: StreamOptions,
+    /// `max_tokens`: the name every OpenAI-compatible server takes (OpenAI's own newer
+    /// `max_completion_tokens` is unknown to most of them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -55,6 +59,7 @@ pub(crate) fn build_request(
         stream_options: StreamOptions {
             include_usage: true,
         },
+        max_tokens: request.max_tokens,
     };
     let key = settings.openai_api_key.as_deref().unwrap_or_default();
     client

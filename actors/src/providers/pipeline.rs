@@ -214,6 +214,7 @@ pub(crate) mod testing {
                 message(Role::Assistant, "Hello Zoë!"),
                 message(Role::User, "What's my name?"),
             ],
+            max_tokens: None,
         }
     }
 

@@ -14,10 +14,11 @@ use uuid::Uuid;
 
 use super::{
     cache::{HistoryMessage, SessionCache},
-    views::{MessageView, SessionDetail, SessionView},
+    views::{MessageView, SessionDetail, SessionUsage, SessionView},
 };
 use crate::{
     ask::ask,
+    budget::{utc_day, UserQuota},
     chat::{ChatMsg, StreamEvent},
     config::Limits,
     error::{CoreError, CoreResult},
@@ -35,12 +36,16 @@ pub struct StartChat {
     pub prompt: String,
     pub provider: ProviderKind,
     pub model: Option<String>,
+    /// The longest answer asked for (capped by configuration).
+    pub max_tokens: Option<u32>,
 }
 
 /// A started generation: its id and the first subscription to its events.
 pub struct ChatStart {
     pub generation_id: Uuid,
     pub events: mpsc::Receiver<StreamEvent>,
+    /// Earlier messages of the session left out of what went upstream.
+    pub context_omitted: u32,
 }
 
 pub enum SessionMsg {
@@ -106,6 +111,8 @@ pub struct EndedTurn {
     pub stored: bool,
     /// The answer as history for the next turn (`None` when nothing was stored).
     pub answer: Option<HistoryMessage>,
+    /// The tokens the turn cost (prompt and answer), for the user's daily quota.
+    pub spent: u64,
 }
 
 pub struct SessionArgs {
@@ -139,6 +146,8 @@ pub struct SessionState {
     pub(super) lingering: HashMap<Uuid, ActorRef<ChatMsg>>,
     /// The sessions in use, with their history.
     pub(super) cache: SessionCache,
+    /// The user's quota counters, loaded on the first turn.
+    pub(super) quota: Option<UserQuota>,
     last_active: Instant,
     idle_timer: JoinHandle<()>,
 }
@@ -173,6 +182,7 @@ impl Actor for SessionActor {
             generations: HashMap::new(),
             lingering: HashMap::new(),
             cache,
+            quota: None,
             last_active: Instant::now(),
             idle_timer,
         })
@@ -227,7 +237,9 @@ impl Actor for SessionActor {
             SessionMsg::PublishIfLocal { request } => {
                 if let Some(actor) = state.generation_actor(request.generation_id) {
                     let store = state.store.clone();
-                    store.follows().start_publishing(store.clone(), actor, request);
+                    store
+                        .follows()
+                        .start_publishing(store.clone(), actor, request);
                 }
             }
             SessionMsg::GenerationEnded {
@@ -330,10 +342,16 @@ impl SessionState {
                     .owned_session(user_id, session_id)
                     .await?
                     .ok_or(CoreError::NotFound("Session"))?;
-                let messages = store.list_messages(session_id, limit).await?;
+                let messages: Vec<MessageView> = store
+                    .list_messages(session_id, limit)
+                    .await?
+                    .into_iter()
+                    .map(MessageView::from)
+                    .collect();
                 Ok(SessionDetail {
                     session: session.into(),
-                    messages: messages.into_iter().map(MessageView::from).collect(),
+                    usage: SessionUsage::of(&messages),
+                    messages,
                 })
             }
             .await;
@@ -413,6 +431,9 @@ impl SessionState {
             return;
         };
         self.lingering.insert(generation_id, generation.actor);
+        if let Some(quota) = self.quota.as_mut() {
+            quota.add_tokens(&utc_day(chrono::Utc::now()), ended.spent);
+        }
         match self.cache.get_mut(generation.session_id) {
             Some(held) if ended.stored => {
                 held.version += 1;

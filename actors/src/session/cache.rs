@@ -14,6 +14,7 @@ use omnichat_entity::{messages, sessions};
 use uuid::Uuid;
 
 use crate::{
+    budget::{estimate_tokens, MESSAGE_OVERHEAD_TOKENS},
     providers::{ChatMessage, MessageText, Role},
     store::LoadedSession,
 };
@@ -23,15 +24,20 @@ use crate::{
 pub struct HistoryMessage {
     pub role: Role,
     pub content: MessageText,
-    /// Its size in tokens: as the provider reported it for an answer, else an estimate
-    /// ([`estimate_tokens`]). Context-window budgeting reads this.
+    /// Its size in tokens with the chat format's overhead: as the provider reported it for an
+    /// answer, else counted once when it entered the history (see `budget`). Context-window
+    /// budgeting reads this and never counts again.
     pub tokens: u32,
 }
 
-/// A conservative token estimate for text no tokenizer has counted: one token per 4 bytes,
-/// rounded up (English averages about 4 characters a token; other scripts use more bytes each).
-pub fn estimate_tokens(text: &str) -> u32 {
-    u32::try_from(text.len().div_ceil(4)).unwrap_or(u32::MAX)
+/// What goes upstream for a prompt, as fitted into the model's window.
+#[derive(Debug)]
+pub struct Fitted {
+    pub messages: Vec<ChatMessage>,
+    /// Earlier messages of the session that were left out.
+    pub omitted: u32,
+    /// The tokens of everything sent, as counted here.
+    pub tokens: u32,
 }
 
 /// A session as held in memory.
@@ -72,18 +78,67 @@ impl CachedSession {
         self.history.push_back(message);
     }
 
-    /// What goes upstream for `prompt`: the history window, then the prompt.
-    pub fn upstream_messages(&self, prompt: &MessageText) -> Vec<ChatMessage> {
-        let mut messages = Vec::with_capacity(self.history.len() + 1);
-        messages.extend(self.history.iter().map(|m| ChatMessage {
-            role: m.role,
-            content: m.content.clone(),
-        }));
+    /// What goes upstream for `prompt` (`prompt_tokens` long) within `room` tokens: the system
+    /// messages, then the newest turns that fit beside the prompt, then the prompt. The
+    /// caller has checked that the prompt fits alone. A kept run never starts with an answer
+    /// whose question was left out (Anthropic refuses a conversation that opens that way).
+    pub fn fit_upstream(&self, prompt: &MessageText, prompt_tokens: u32, room: u32) -> Fitted {
+        let system_tokens: u32 = self
+            .history
+            .iter()
+            .filter(|m| m.role == Role::System)
+            .map(|m| m.tokens)
+            .fold(0, u32::saturating_add);
+        let mut left = room
+            .saturating_sub(prompt_tokens)
+            .saturating_sub(system_tokens);
+        let mut start = self.history.len();
+        for (i, m) in self.history.iter().enumerate().rev() {
+            if m.role == Role::System {
+                continue;
+            }
+            if m.tokens > left {
+                break;
+            }
+            left -= m.tokens;
+            start = i;
+        }
+        let opens_with_answer = |start: usize| {
+            self.history
+                .iter()
+                .skip(start)
+                .find(|m| m.role != Role::System)
+                .is_some_and(|m| m.role == Role::Assistant)
+        };
+        if start < self.history.len() && opens_with_answer(start) {
+            start += 1;
+        }
+        let kept = self
+            .history
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| *i >= start || m.role == Role::System)
+            .map(|(_, m)| m);
+        let mut messages = Vec::with_capacity(self.history.len() - start + 1);
+        let mut tokens = prompt_tokens;
+        for m in kept {
+            tokens = tokens.saturating_add(m.tokens);
+            messages.push(ChatMessage {
+                role: m.role,
+                content: m.content.clone(),
+            });
+        }
+        let sent_earlier = u64::try_from(messages.len()).unwrap_or(u64::MAX);
         messages.push(ChatMessage {
             role: Role::User,
             content: prompt.clone(),
         });
-        messages
+        Fitted {
+            messages,
+            omitted: u32::try_from(self.message_count.saturating_sub(sent_earlier))
+                .unwrap_or(u32::MAX),
+            tokens,
+        }
     }
 }
 
@@ -98,11 +153,13 @@ fn history_message(m: messages::Model) -> Option<HistoryMessage> {
         "system" => Role::System,
         _ => return None,
     };
+    // Which model the next turn goes to is not known here: the estimate errs on the safe side.
     let tokens = m
         .completion_tokens
         .and_then(|n| u32::try_from(n).ok())
-        .filter(|_| role == Role::Assistant)
-        .unwrap_or_else(|| estimate_tokens(&m.content));
+        .filter(|_| role == Role::Assistant && m.usage_estimated != Some(true))
+        .unwrap_or_else(|| estimate_tokens(&m.content))
+        .saturating_add(MESSAGE_OVERHEAD_TOKENS);
     Some(HistoryMessage {
         role,
         content: m.content.into(),
@@ -219,12 +276,44 @@ mod tests {
             held.push(text(Role::User, word));
         }
         let sent: Vec<String> = held
-            .upstream_messages(&"e".into())
+            .fit_upstream(&"e".into(), 1, 1_000)
+            .messages
             .into_iter()
             .map(|m| m.content.to_string())
             .collect();
         assert_eq!(sent, ["b", "c", "d", "e"]);
         assert_eq!(held.version, 3);
+    }
+
+    #[test]
+    fn the_newest_turns_that_fit_go_upstream_and_the_rest_are_counted_out() {
+        let mut cache = SessionCache::new(10, 10, Duration::from_secs(60));
+        let row = session();
+        cache.insert_created(&row);
+        let held = cache.get_mut(row.id).expect("held");
+        held.push(text(Role::System, "sys"));
+        for (role, words) in [
+            (Role::User, "aaaa"),
+            (Role::Assistant, "bbbbbbbb"),
+            (Role::User, "cccc"),
+            (Role::Assistant, "dddd"),
+        ] {
+            held.push(text(role, words));
+        }
+        held.message_count = 5;
+        // Room for the prompt (1), the system message (1) and three one-token turns; "bbbbbbbb"
+        // (2 tokens) does not fit, and an answer never opens the kept turns.
+        let fitted = held.fit_upstream(&"e".into(), 1, 5);
+        let sent: Vec<String> = fitted
+            .messages
+            .iter()
+            .map(|m| m.content.to_string())
+            .collect();
+        assert_eq!(sent, ["sys", "cccc", "dddd", "e"]);
+        assert_eq!((fitted.omitted, fitted.tokens), (2, 4));
+        let alone = held.fit_upstream(&"e".into(), 1, 2);
+        assert_eq!(alone.messages.len(), 2, "the system message and the prompt");
+        assert_eq!(alone.omitted, 4);
     }
 
     #[test]
@@ -238,12 +327,5 @@ mod tests {
         assert_eq!(cache.len(), 2);
         assert!(cache.get_mut(b.id).is_none(), "b was used least recently");
         assert!(cache.get_mut(a.id).is_some() && cache.get_mut(c.id).is_some());
-    }
-
-    #[test]
-    fn tokens_are_estimated_conservatively() {
-        assert_eq!(estimate_tokens(""), 0);
-        assert_eq!(estimate_tokens("abcd"), 1);
-        assert_eq!(estimate_tokens("abcde"), 2);
     }
 }

@@ -11,19 +11,29 @@ use uuid::Uuid;
 
 use super::{
     actor::{ChatStart, Generation, SessionMsg, SessionState, StartChat},
-    cache::{estimate_tokens, CachedSession, HistoryMessage},
+    cache::{CachedSession, Fitted, HistoryMessage},
 };
 use crate::{
     ask::ask,
+    budget::{count_tokens, UserQuota, MESSAGE_OVERHEAD_TOKENS},
     chat::{
         replay, BeginOutcome, ChatArgs, ChatMsg, ChatStreamActor, EarlyFailure, StreamEvent,
-        StreamFailure,
+        StreamFailure, TurnAccount,
     },
     error::{CoreError, CoreResult},
-    providers::{ChatMessage, ChatRequest, MessageText, Providers, Role},
+    providers::{ChatRequest, MessageText, Providers, Role},
     store::{BeginAnswer, LiveLimit, NewAssistantMessage, Store, Write, WriteError, Written},
     text::storable,
 };
+
+/// A prompt on its way into a session.
+struct Turn<'a> {
+    prompt_id: Uuid,
+    prompt: &'a MessageText,
+    prompt_tokens: u32,
+    /// The tokens the history and the prompt may take.
+    room: u32,
+}
 
 impl SessionState {
     /// Starts a turn: every check against what this actor holds in memory, the prompt's write
@@ -42,6 +52,11 @@ impl SessionState {
         let model = request
             .model
             .unwrap_or_else(|| Providers::default_model(request.provider).to_owned());
+        // Counted once: the history keeps the count for every later turn.
+        let prompt_tokens =
+            count_tokens(request.provider, &model, &prompt).saturating_add(MESSAGE_OVERHEAD_TOKENS);
+        let room = self.context_room(&model, request.max_tokens, prompt_tokens)?;
+        self.check_quota().await?;
         // v7 ids are monotonic: the prompt's, made first, sorts before its answer's.
         let prompt_id = Uuid::now_v7();
         let answer = NewAssistantMessage {
@@ -51,7 +66,13 @@ impl SessionState {
             model: model.clone(),
             generation_id: Uuid::now_v7(),
         };
-        let (messages, begin) = self.begin_turn(prompt_id, &prompt, answer.clone()).await?;
+        let turn = Turn {
+            prompt_id,
+            prompt: &prompt,
+            prompt_tokens,
+            room,
+        };
+        let (fitted, begin) = self.begin_turn(turn, answer.clone()).await?;
 
         let (tx, rx) = mpsc::channel(self.limits.subscriber_buffer);
         let generation_id = answer.generation_id;
@@ -62,7 +83,8 @@ impl SessionState {
             provider: request.provider,
             request: ChatRequest {
                 model: model.clone(),
-                messages,
+                messages: fitted.messages,
+                max_tokens: request.max_tokens,
             },
             begin,
             providers: self.providers.clone(),
@@ -77,6 +99,12 @@ impl SessionState {
             // The request that started the turn (carried here with its message): the
             // generation's log lines name it.
             parent_span: tracing::Span::current(),
+            account: TurnAccount {
+                user_id: self.user_id,
+                model: model.clone(),
+                sent_tokens: fitted.tokens,
+                context_omitted: fitted.omitted,
+            },
         };
         let (actor, _) = Actor::spawn_linked(None, ChatStreamActor, args, myself.get_cell())
             .await
@@ -91,7 +119,84 @@ impl SessionState {
         Ok(ChatStart {
             generation_id,
             events: rx,
+            context_omitted: fitted.omitted,
         })
+    }
+
+    /// The tokens the history and the prompt may take for `model`: its window less the answer's
+    /// reserve (`max_tokens` when asked for). A prompt that cannot fit even alone is refused
+    /// here, before anything is stored or sent.
+    fn context_room(
+        &self,
+        model: &str,
+        max_tokens: Option<u32>,
+        prompt_tokens: u32,
+    ) -> CoreResult<u32> {
+        let context = &self.limits.context;
+        if let Some(asked) = max_tokens {
+            if asked == 0 || asked > context.max_tokens_cap {
+                return Err(CoreError::Invalid(format!(
+                    "max_tokens must be between 1 and {}",
+                    context.max_tokens_cap
+                )));
+            }
+        }
+        let window = context.windows.window(model);
+        let reserve = max_tokens.unwrap_or(context.answer_reserve);
+        let room = window.checked_sub(reserve).filter(|room| *room > 0);
+        match room {
+            Some(room) if prompt_tokens <= room => Ok(room),
+            Some(room) => Err(CoreError::Invalid(format!(
+                "The prompt is about {prompt_tokens} tokens; {model} takes {window} tokens with \
+                 {reserve} kept for the answer, so a prompt may be at most {room} tokens"
+            ))),
+            None => Err(CoreError::Invalid(format!(
+                "max_tokens must be below {model}'s context window of {window} tokens"
+            ))),
+        }
+    }
+
+    /// The user's own quotas, checked in memory (loaded from the database on the first turn of
+    /// this actor's life, then counted here).
+    async fn check_quota(&mut self) -> CoreResult<()> {
+        let now = Utc::now();
+        let quota = match self.quota.take() {
+            Some(quota) => quota,
+            None => self.store.load_quota(self.user_id, now).await?,
+        };
+        let checked = quota.check(&self.limits.quota, now);
+        self.quota = Some(quota);
+        checked.map_err(CoreError::QuotaExceeded)
+    }
+
+    /// A prompt went upstream (the begin write counted it in the database too).
+    fn count_prompt(&mut self, at: chrono::DateTime<Utc>) {
+        if let Some(quota) = self.quota.as_mut() {
+            quota.count_prompt(at);
+        }
+    }
+
+    /// The refusal of a prompt the database's counters refused (another node spent the budget).
+    async fn refused_by_database(&mut self) -> CoreError {
+        let now = Utc::now();
+        match self.store.load_quota(self.user_id, now).await {
+            Ok(stored) => {
+                let refusal = match stored.check(&self.limits.quota, now) {
+                    Err(refusal) => refusal,
+                    Ok(()) => {
+                        let tokens = self
+                            .store
+                            .tokens_today(self.user_id, now)
+                            .await
+                            .unwrap_or(0);
+                        UserQuota::refusal_from_database(&self.limits.quota, tokens, now)
+                    }
+                };
+                self.quota = Some(stored);
+                CoreError::QuotaExceeded(refusal)
+            }
+            Err(err) => err.into(),
+        }
     }
 
     /// The per-user checks that need nothing but memory.
@@ -137,10 +242,15 @@ impl SessionState {
     /// session behind this actor's back, and the write overlaps the upstream call.
     async fn begin_turn(
         &mut self,
-        prompt_id: Uuid,
-        prompt: &MessageText,
+        turn: Turn<'_>,
         answer: NewAssistantMessage,
-    ) -> CoreResult<(Vec<ChatMessage>, BeginOutcome)> {
+    ) -> CoreResult<(Fitted, BeginOutcome)> {
+        let Turn {
+            prompt_id,
+            prompt,
+            prompt_tokens,
+            room,
+        } = turn;
         let session_id = answer.session_id;
         let shared = self.store.is_shared();
         let most = self.limits.max_generations_per_user;
@@ -150,6 +260,8 @@ impl SessionState {
                 self.store.node().to_owned(),
                 self.limits.max_messages_per_session,
             );
+            let at = Utc::now();
+            let quota = self.limits.quota.database_check(at);
             let held = self.held_session(session_id).await?;
             if held.message_count + 2 > limit {
                 return Err(CoreError::Conflict(
@@ -163,14 +275,12 @@ impl SessionState {
                 prompt: prompt.to_string(),
                 answer: answer.clone(),
                 node,
-                at: Utc::now(),
+                at,
+                quota,
                 // Other nodes run this user's answers too: the limit is counted in the database.
-                live_limit: shared.then(|| LiveLimit {
-                    most,
-                    now: Utc::now(),
-                }),
+                live_limit: shared.then(|| LiveLimit { most, now: at }),
             };
-            let messages = held.upstream_messages(prompt);
+            let fitted = held.fit_upstream(prompt, prompt_tokens, room);
             let written = self
                 .store
                 .writes()
@@ -178,15 +288,17 @@ impl SessionState {
             let outcome = if shared {
                 match written.await.unwrap_or(Err(WriteError::Closed))? {
                     Written::Done => BeginOutcome::Stored,
-                    Written::Limited => return Err(too_many_answers(most)),
+                    Written::TooManyAnswers => return Err(too_many_answers(most)),
                     Written::Missing | Written::Stale => {
                         self.cache.forget(session_id);
                         continue;
                     }
+                    Written::Limited => return Err(self.refused_by_database().await),
                 }
             } else {
                 BeginOutcome::Pending(written)
             };
+            self.count_prompt(at);
             // Re-borrowed: the await above may not hold the first borrow.
             if let Some(held) = self.cache.get_mut(session_id) {
                 held.version += 1;
@@ -194,10 +306,10 @@ impl SessionState {
                 held.push(HistoryMessage {
                     role: Role::User,
                     content: prompt.clone(),
-                    tokens: estimate_tokens(prompt),
+                    tokens: prompt_tokens,
                 });
             }
-            return Ok((messages, outcome));
+            return Ok((fitted, outcome));
         }
         Err(EarlyFailure::SessionChanged.into())
     }
@@ -335,10 +447,7 @@ async fn attach_elsewhere(
 
 /// A stored answer's events from byte `after`: the rest of the text, its error if it failed,
 /// then `Done`; 503 while it is still `streaming` (on another node).
-pub(crate) fn stored_replay(
-    message: &messages::Model,
-    after: u64,
-) -> CoreResult<Vec<StreamEvent>> {
+pub(crate) fn stored_replay(message: &messages::Model, after: u64) -> CoreResult<Vec<StreamEvent>> {
     if message.status.as_deref() == Some("streaming") {
         return Err(streaming_elsewhere());
     }

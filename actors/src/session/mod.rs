@@ -7,7 +7,7 @@ mod registry;
 mod views;
 
 pub use actor::{ChatStart, EndedTurn, SessionActor, SessionArgs, SessionMsg, StartChat};
+pub use cache::HistoryMessage;
 pub(crate) use generations::stored_replay;
-pub use cache::{estimate_tokens, HistoryMessage};
 pub use registry::{RegistryArgs, RegistryMsg, SessionRegistry};
-pub use views::{MessageView, SessionDetail, SessionView, UsageView};
+pub use views::{MessageView, SessionDetail, SessionUsage, SessionView, UsageView};

@@ -15,8 +15,8 @@ use uuid::Uuid;
 use super::actor::{SessionActor, SessionArgs, SessionMsg};
 use crate::{
     config::Limits,
-    follow::FollowRequest,
     error::{CoreError, CoreResult},
+    follow::FollowRequest,
     metrics::Metrics,
     providers::Providers,
     store::Store,

@@ -42,13 +42,38 @@ pub struct SessionDetail {
     #[serde(flatten)]
     pub session: SessionView,
     pub messages: Vec<MessageView>,
+    /// The tokens every answer of the session cost.
+    pub usage: SessionUsage,
 }
 
-/// Token counts an assistant message cost, as the provider reported them.
+/// Token counts an assistant message cost: as the provider reported them, or OmniChat's
+/// estimate (`estimated: true`) when it reported none.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageView {
     pub prompt_tokens: Option<i32>,
     pub completion_tokens: Option<i32>,
+    pub estimated: bool,
+}
+
+/// A session's totals over its answers.
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct SessionUsage {
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub total_tokens: i64,
+}
+
+impl SessionUsage {
+    /// The totals of `messages`.
+    pub fn of(messages: &[MessageView]) -> Self {
+        let mut total = SessionUsage::default();
+        for usage in messages.iter().filter_map(|m| m.usage.as_ref()) {
+            total.prompt_tokens += i64::from(usage.prompt_tokens.unwrap_or(0));
+            total.completion_tokens += i64::from(usage.completion_tokens.unwrap_or(0));
+        }
+        total.total_tokens = total.prompt_tokens + total.completion_tokens;
+        total
+    }
 }
 
 /// One message. The assistant-only fields are left out of user messages.
@@ -77,6 +102,9 @@ pub struct MessageView {
     pub finish_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<UsageView>,
+    /// How many earlier messages of the session did not go upstream with this answer's prompt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_omitted: Option<i32>,
     /// Present while the answer is streaming, so a reloaded page can resume it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation_id: Option<Uuid>,
@@ -88,6 +116,7 @@ impl From<messages::Model> for MessageView {
             (m.prompt_tokens.is_some() || m.completion_tokens.is_some()).then_some(UsageView {
                 prompt_tokens: m.prompt_tokens,
                 completion_tokens: m.completion_tokens,
+                estimated: m.usage_estimated == Some(true),
             });
         let streaming = m.status.as_deref() == Some("streaming");
         MessageView {
@@ -100,6 +129,7 @@ impl From<messages::Model> for MessageView {
             model: m.model,
             finish_reason: m.finish_reason,
             usage,
+            context_omitted: m.context_omitted,
             generation_id: if streaming { m.generation_id } else { None },
         }
     }

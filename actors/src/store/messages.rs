@@ -6,7 +6,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::Store;
+use super::{usage::UsageRecord, Store};
 use crate::providers::TokenUsage;
 
 /// The `streaming` row written when a generation starts, before its first token is sent.
@@ -26,7 +26,13 @@ pub struct AssistantOutcome {
     /// `complete`, `stopped` or `error`.
     pub status: &'static str,
     pub finish_reason: Option<String>,
+    /// As the provider reported it, or estimated (then `usage_estimated`).
     pub usage: TokenUsage,
+    pub usage_estimated: bool,
+    /// Earlier messages of the session that did not go upstream with the prompt.
+    pub context_omitted: u32,
+    /// What the user is charged in `usage_daily`; `None` when nothing was spent.
+    pub charge: Option<UsageRecord>,
 }
 
 /// A session as a SessionActor loads it once: the row, the newest messages (oldest first) and

@@ -9,6 +9,7 @@ mod session_writes;
 mod sessions;
 mod settings;
 mod sqlite_writes;
+mod usage;
 mod users;
 mod writer;
 
@@ -24,6 +25,7 @@ use sea_orm::{
 pub use messages::{AssistantOutcome, LoadedSession, NewAssistantMessage};
 pub use nodes::HEARTBEAT_EVERY;
 pub use session_writes::{BeginAnswer, LiveLimit, Write, Written};
+pub use usage::{UsageRecord, UsageRow};
 pub use writer::{WriteError, WriteQueue};
 
 /// A cheap-to-clone handle on the database pools.

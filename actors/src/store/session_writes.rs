@@ -17,7 +17,9 @@ use uuid::Uuid;
 use super::{
     messages::{AssistantOutcome, NewAssistantMessage},
     sqlite_writes,
+    usage::{begin_refused_by_quota, claim_prompt_and_bump, statement, RECORD_USAGE},
 };
+use crate::budget::QuotaCheck;
 
 /// A prompt and the `streaming` row of its answer, written only if the session is still at the
 /// version the writer last saw (so a change made by another node is noticed here, not missed).
@@ -32,6 +34,11 @@ pub struct BeginAnswer {
     /// The node that runs the generation.
     pub node: String,
     pub at: DateTime<Utc>,
+    /// The user's quotas. On PostgreSQL, which other nodes may share, they are checked against
+    /// the stored counters and the prompt counted in the same statement as the session's bump
+    /// (a refusal writes nothing). On SQLite, where this node is alone and its SessionActor's
+    /// counters are the truth, the prompt is only counted, in the same round trip.
+    pub quota: QuotaCheck,
     /// On a database nodes share: the user's answers streaming on all live nodes are counted
     /// here, and the turn refused at the limit (see `answer_limit`). `None` on SQLite, where this
     /// node's memory is the whole count.
@@ -77,8 +84,10 @@ pub enum Written {
     Missing,
     /// The session is not at the expected version: it changed elsewhere, or is gone.
     Stale,
-    /// Nothing written: the user has as many answers streaming as its [`LiveLimit`] allows.
+    /// The user's quota refused the prompt: nothing was written.
     Limited,
+    /// Nothing written: the user has as many answers streaming as its [`LiveLimit`] allows.
+    TooManyAnswers,
 }
 
 impl Write {
@@ -176,15 +185,15 @@ fn bump(session_id: Uuid, at: DateTime<Utc>) -> sea_orm::UpdateMany<sessions::En
 async fn begin_answer<C: ConnectionTrait>(db: &C, begin: &BeginAnswer) -> Result<Written, DbErr> {
     if let Some(limit) = begin.live_limit {
         if super::answer_limit::at_limit(db, begin.user_id, limit).await? {
-            return Ok(Written::Limited);
+            return Ok(Written::TooManyAnswers);
         }
     }
-    let checked = bump(begin.answer.session_id, begin.at)
-        .filter(sessions::Column::UserId.eq(begin.user_id))
-        .filter(sessions::Column::Version.eq(begin.expected_version))
-        .exec(db)
-        .await?;
-    if checked.rows_affected == 0 {
+    // The prompt is counted (within the quotas) in the bump's own statement; a refused prompt
+    // leaves the session untouched.
+    if !claim_prompt_and_bump(db, begin, &begin.quota).await? {
+        if begin_refused_by_quota(db, begin).await? {
+            return Ok(Written::Limited);
+        }
         return Ok(Written::Stale);
     }
     let answer = &begin.answer;
@@ -200,6 +209,8 @@ async fn begin_answer<C: ConnectionTrait>(db: &C, begin: &BeginAnswer) -> Result
         finish_reason: Set(None),
         prompt_tokens: Set(None),
         completion_tokens: Set(None),
+        usage_estimated: Set(None),
+        context_omitted: Set(None),
         created_at: Set(begin.at),
         node: Set(None),
     };
@@ -215,6 +226,8 @@ async fn begin_answer<C: ConnectionTrait>(db: &C, begin: &BeginAnswer) -> Result
         finish_reason: Set(None),
         prompt_tokens: Set(None),
         completion_tokens: Set(None),
+        usage_estimated: Set(None),
+        context_omitted: Set(None),
         created_at: Set(begin.at),
         node: Set(Some(begin.node.clone())),
     };
@@ -248,8 +261,21 @@ async fn finish_answer<C: ConnectionTrait>(
             messages::Column::CompletionTokens,
             to_i32(outcome.usage.completion_tokens).into(),
         )
+        .col_expr(
+            messages::Column::UsageEstimated,
+            Some(outcome.usage_estimated).into(),
+        )
+        .col_expr(
+            messages::Column::ContextOmitted,
+            Some(i32::try_from(outcome.context_omitted).unwrap_or(i32::MAX)).into(),
+        )
         .filter(messages::Column::Id.eq(message_id))
         .exec(db)
-        .await
-        .map(|_| ())
+        .await?;
+    if let Some(charge) = &outcome.charge {
+        let backend = db.get_database_backend();
+        db.execute_raw(statement(backend, RECORD_USAGE, charge.values(Utc::now())))
+            .await?;
+    }
+    Ok(())
 }

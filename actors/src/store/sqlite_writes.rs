@@ -12,11 +12,16 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 use super::{
     messages::AssistantOutcome,
     session_writes::{BeginAnswer, Written},
+    usage::RECORD_USAGE,
 };
 
 /// Bumps the session if it is still at the expected version, then inserts the prompt and the
-/// `streaming` answer row only if that bump changed a row. `changes()` is the row count of the
-/// last completed statement on this connection: the update just before.
+/// `streaming` answer row only if that bump changed a row, then counts the prompt in the user's
+/// minute only if both rows went in. `changes()` is the row count of the last completed
+/// statement on this connection: the one just before. (The quota itself was checked by the
+/// SessionActor: alone on SQLite, its counters are the truth; this keeps them for a restart.)
+/// Placeholders are anonymous, bound in order: sqlx stops binding a statement's numbered
+/// placeholders at the first one past the values left after the statements before it.
 const BEGIN_ANSWER: &str = "\
 UPDATE sessions SET version = version + 1, updated_at = ? \
 WHERE id = ? AND user_id = ? AND version = ?; \
@@ -25,13 +30,26 @@ finish_reason, prompt_tokens, completion_tokens, created_at, node) \
 SELECT * FROM (VALUES \
 (?, ?, 'user', ?, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ?, NULL), \
 (?, ?, 'assistant', '', 'streaming', ?, ?, ?, NULL, NULL, NULL, ?, ?)) \
-WHERE changes() = 1";
+WHERE changes() = 1; \
+INSERT INTO prompt_rate (user_id, minute, prompts) SELECT ?, ?, 1 WHERE changes() = 2 \
+ON CONFLICT (user_id) DO UPDATE SET \
+prompts = CASE WHEN prompt_rate.minute = excluded.minute THEN prompt_rate.prompts + 1 ELSE 1 END, \
+minute = excluded.minute";
 
 /// Marks the session active (bumping its version), then stores the answer's final state.
 const FINISH_ANSWER: &str = "\
-UPDATE sessions SET version = version + 1, updated_at = ? WHERE id = ?; \
-UPDATE messages SET content = ?, status = ?, finish_reason = ?, prompt_tokens = ?, \
-completion_tokens = ? WHERE id = ?";
+UPDATE sessions SET version = version + 1, updated_at = ?1 WHERE id = ?2; \
+UPDATE messages SET content = ?3, status = ?4, finish_reason = ?5, prompt_tokens = ?6, \
+completion_tokens = ?7, usage_estimated = ?8, context_omitted = ?9 WHERE id = ?10";
+
+/// [`FINISH_ANSWER`], then the user's day charged (its placeholders renumbered after the ten).
+fn finish_and_charge() -> String {
+    let mut charge = RECORD_USAGE.to_owned();
+    for n in (1..=6).rev() {
+        charge = charge.replace(&format!("${n}"), &format!("?{}", n + 10));
+    }
+    format!("{FINISH_ANSWER}; {charge}")
+}
 
 pub(super) async fn begin_answer<C: ConnectionTrait>(
     db: &C,
@@ -56,6 +74,9 @@ pub(super) async fn begin_answer<C: ConnectionTrait>(
         answer.generation_id.into(),
         begin.at.into(),
         begin.node.as_str().into(),
+        // The prompt's minute.
+        begin.user_id.into(),
+        begin.quota.minute.into(),
     ];
     let result = db
         .execute_raw(Statement::from_sql_and_values(
@@ -79,19 +100,31 @@ pub(super) async fn finish_answer<C: ConnectionTrait>(
     outcome: &AssistantOutcome,
 ) -> Result<(), DbErr> {
     let to_i32 = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
-    let values: Vec<Value> = vec![
-        chrono::Utc::now().into(),
+    let now = chrono::Utc::now();
+    let mut values: Vec<Value> = vec![
+        now.into(),
         session_id.into(),
         outcome.content.as_str().into(),
         outcome.status.into(),
         outcome.finish_reason.clone().into(),
         to_i32(outcome.usage.prompt_tokens).into(),
         to_i32(outcome.usage.completion_tokens).into(),
+        outcome.usage_estimated.into(),
+        i32::try_from(outcome.context_omitted)
+            .unwrap_or(i32::MAX)
+            .into(),
         message_id.into(),
     ];
+    let sql = match &outcome.charge {
+        Some(charge) => {
+            values.extend(charge.values(now));
+            finish_and_charge()
+        }
+        None => FINISH_ANSWER.to_owned(),
+    };
     db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Sqlite,
-        FINISH_ANSWER,
+        sql,
         values,
     ))
     .await
@@ -135,6 +168,7 @@ mod tests {
             },
             node: "node-a".into(),
             at: Utc::now(),
+            quota: crate::budget::QuotaSettings::default().database_check(Utc::now()),
             live_limit: None,
         }))
     }
@@ -153,9 +187,20 @@ mod tests {
             .await;
         assert!(matches!(other_user, Ok(Written::Stale)), "{other_user:?}");
         assert_eq!(store.count_messages(session).await.unwrap(), 0);
+        // A prompt a minute: a stale begin counted none, the one that went in counts one.
+        let one_a_minute = crate::budget::QuotaSettings {
+            tokens_per_day: None,
+            prompts_per_minute: Some(1),
+        };
+        let counted = || async {
+            let quota = store.load_quota(user, Utc::now()).await.unwrap();
+            quota.check(&one_a_minute, Utc::now()).is_err()
+        };
+        assert!(!counted().await);
 
         let done = store.writes().write(session, begin(user, session, 0)).await;
         assert!(matches!(done, Ok(Written::Done)), "{done:?}");
+        assert!(counted().await);
         let loaded = store
             .load_session(user, session, 10)
             .await
@@ -202,6 +247,15 @@ mod tests {
                 prompt_tokens: Some(3),
                 completion_tokens: Some(u32::MAX),
             },
+            usage_estimated: false,
+            context_omitted: 7,
+            charge: Some(crate::store::UsageRecord {
+                user_id: user,
+                provider: "echo".into(),
+                model: "echo-1".into(),
+                prompt_tokens: 3,
+                completion_tokens: 4,
+            }),
         };
         let finished = store
             .writes()
@@ -227,5 +281,15 @@ mod tests {
         assert_eq!(answer.finish_reason.as_deref(), Some("stop"));
         assert_eq!(answer.prompt_tokens, Some(3));
         assert_eq!(answer.completion_tokens, Some(i32::MAX));
+        assert_eq!(answer.usage_estimated, Some(false));
+        assert_eq!(answer.context_omitted, Some(7));
+        let today = crate::budget::utc_day(Utc::now());
+        let report = store.usage_report(user, &today, &today).await.unwrap();
+        assert_eq!(report.len(), 1);
+        assert_eq!(
+            (report[0].prompt_tokens, report[0].completion_tokens),
+            (3, 4)
+        );
+        assert_eq!(store.tokens_today(user, Utc::now()).await.unwrap(), 7);
     }
 }
