@@ -278,7 +278,7 @@ impl SessionState {
                 at,
                 quota,
                 // Other nodes run this user's answers too: the limit is counted in the database.
-                live_limit: shared.then(|| LiveLimit { most, now: at }),
+                live_limit: shared.then_some(LiveLimit { most, now: at }),
             };
             let fitted = held.fit_upstream(prompt, prompt_tokens, room);
             let written = self
