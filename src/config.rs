@@ -270,6 +270,10 @@ pub struct ServeArgs {
     /// What a generation does when its last client disconnects.
     #[arg(long, env = "OMNICHAT_ON_DISCONNECT", value_enum, default_value_t = OnDisconnect::Continue)]
     pub on_disconnect: OnDisconnect,
+    /// Milliseconds between this node's heartbeats; a node silent for three is presumed dead and
+    /// its live answers are marked interrupted by the others.
+    #[arg(long, env = "OMNICHAT_HEARTBEAT_MS", default_value_t = 10_000)]
+    pub heartbeat_ms: u64,
     /// Seconds running generations get to finish on SIGTERM.
     #[arg(long, env = "OMNICHAT_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
@@ -375,6 +379,7 @@ impl ServeArgs {
                 .clone()
                 .unwrap_or_else(|| default_node_id(bound)),
             database_url: self.database_url.clone(),
+            heartbeat_every: Duration::from_millis(self.heartbeat_ms.max(100)),
             database_max_connections: self.db_max_connections.max(1),
             database_timeout: Duration::from_millis(self.db_timeout_ms.max(1)),
             jwt_secret: self.jwt_secret.clone(),

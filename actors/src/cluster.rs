@@ -1,7 +1,8 @@
 //! Cross-node signals over PostgreSQL `LISTEN/NOTIFY`: a stop asked on one node
 //! reaches the node that runs the generation, and a token revocation reaches every node's
-//! memory of token generations, a single token's logout every node's denylist. On SQLite there
-//! is one node and nothing to do.
+//! memory of token generations, a single token's logout every node's denylist; a resume asked on
+//! one node gets the events of an answer another runs (see `follow`). On SQLite there is one
+//! node and nothing to do.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Generations, RevokedTokens},
+    follow::{self, FollowRequest},
     root::ChildrenSlot,
     session::RegistryMsg,
     store::Store,
@@ -73,6 +75,24 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Asks every node to publish a generation's events to a follower (the one running it does).
+    pub(crate) async fn signal_follow(&self, request: &FollowRequest) -> Result<(), DbErr> {
+        self.notify(follow::REQUEST_CHANNEL, &request.encode())
+            .await
+    }
+
+    /// Sends `payload` on `channel` (a follower's notices).
+    pub(crate) async fn notify(&self, channel: &str, payload: &str) -> Result<(), DbErr> {
+        self.writer()
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [channel.into(), payload.into()],
+            ))
+            .await
+            .map(|_| ())
+    }
+
     /// Tells every node that `user_id`'s token generation is now `generation`.
     pub async fn signal_generation(&self, user_id: Uuid, generation: i64) -> Result<(), DbErr> {
         self.writer()
@@ -125,6 +145,8 @@ async fn listen(
             TOKEN_CHANNEL,
             USER_STOP_CHANNEL,
             TOKEN_REVOKED_CHANNEL,
+            follow::REQUEST_CHANNEL,
+            store.follows().channel(),
         ])
         .await?;
     // Revocations sent while no listener was connected were missed: from now on each is
@@ -143,6 +165,10 @@ async fn listen(
     }
     loop {
         let notification = listener.recv().await?;
+        if notification.channel() == store.follows().channel() {
+            store.follows().dispatch(notification.payload());
+            continue;
+        }
         if notification.channel() == TOKEN_REVOKED_CHANNEL {
             match parse_generation(notification.payload()) {
                 Some((token_id, expires_at)) => revoked.insert(token_id, expires_at),
@@ -167,6 +193,23 @@ async fn listen(
             .read()
             .ok()
             .and_then(|c| c.as_ref().map(|c| c.registry.clone()));
+        if notification.channel() == follow::REQUEST_CHANNEL {
+            if let Some(request) = follow::decode_leave(notification.payload()) {
+                store.follows().stop_publishing(request);
+                continue;
+            }
+            match (FollowRequest::decode(notification.payload()), registry) {
+                (Some(request), Some(registry)) => {
+                    let _ = registry.cast(RegistryMsg::PublishIfLocal { request });
+                }
+                (Some(_), None) => {}
+                (None, _) => tracing::warn!(
+                    payload = notification.payload(),
+                    "ignoring a malformed follow request"
+                ),
+            }
+            continue;
+        }
         if notification.channel() == USER_STOP_CHANNEL {
             match (Uuid::parse_str(notification.payload()), registry) {
                 (Ok(user_id), Some(registry)) => {

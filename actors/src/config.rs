@@ -69,6 +69,9 @@ pub struct CoreConfig {
     /// This server's identity among the nodes sharing a database: stable across its restarts.
     pub node_id: String,
     pub database_url: String,
+    /// How often this node heartbeats in `nodes` and marks the answers of dead peers (silent
+    /// for three heartbeats) interrupted.
+    pub heartbeat_every: Duration,
     pub database_max_connections: u32,
     /// The longest any request waits on the database before it is told to retry (503).
     pub database_timeout: Duration,

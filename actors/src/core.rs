@@ -76,7 +76,7 @@ impl Core {
         )
         .await?;
         store.migrate().await?;
-        let store = store.for_node(&config.node_id);
+        let store = store.for_node(&config.node_id, config.heartbeat_every);
         store.heartbeat().await?;
         let interrupted = store.mark_interrupted_generations(true).await?;
         if interrupted > 0 {
@@ -485,7 +485,7 @@ fn generate_secret() -> String {
 /// Keeps this node's heartbeat fresh and cleans up after peers that died; now and then also
 /// drops expired logouts and forgotten login failures.
 async fn heartbeat_loop(store: Store, revoked: RevokedTokens, throttle: LoginThrottle) {
-    let mut tick = tokio::time::interval(crate::store::HEARTBEAT_EVERY);
+    let mut tick = tokio::time::interval(store.heartbeat_every());
     tick.tick().await;
     let mut ticks: u64 = 0;
     loop {

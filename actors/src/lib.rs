@@ -11,6 +11,7 @@ mod core;
 pub mod error;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
+mod follow;
 pub mod metrics;
 pub mod providers;
 mod root;

@@ -9,6 +9,9 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
     pub heartbeat_at: DateTimeUtc,
+    /// Until when the node counts as alive without another heartbeat (three of its heartbeat
+    /// intervals); `None` from a node of an older version: 30 s after `heartbeat_at`.
+    pub alive_until: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

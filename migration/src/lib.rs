@@ -12,8 +12,9 @@ mod m20261125_000007_add_token_generation;
 mod m20261125_000008_create_login_failures;
 mod m20261125_000009_create_revoked_tokens;
 mod m20261125_000010_add_usage_and_quotas;
-mod m20261125_000011_create_search_index;
-mod m20261125_000012_add_session_prompt_and_title_state;
+mod m20261125_000011_add_node_alive_until;
+mod m20261125_000012_create_search_index;
+mod m20261125_000013_add_session_prompt_and_title_state;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -31,8 +32,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000008_create_login_failures::Migration),
             Box::new(m20261125_000009_create_revoked_tokens::Migration),
             Box::new(m20261125_000010_add_usage_and_quotas::Migration),
-            Box::new(m20261125_000011_create_search_index::Migration),
-            Box::new(m20261125_000012_add_session_prompt_and_title_state::Migration),
+            Box::new(m20261125_000011_add_node_alive_until::Migration),
+            Box::new(m20261125_000012_create_search_index::Migration),
+            Box::new(m20261125_000013_add_session_prompt_and_title_state::Migration),
         ]
     }
 }

@@ -278,7 +278,8 @@ fn last_event_id(headers: &HeaderMap) -> Result<u64, HttpError> {
     tag = "chat",
     summary = "Resume an answer's stream after `Last-Event-ID`",
     description = "Live or already ended, the rest of the answer comes exactly once, then its \
-                   error event if it failed, then `[DONE]`.",
+                   error event if it failed, then `[DONE]`. Any server node serves it: one that \
+                   does not run the answer follows it from the one that does.",
     security(("bearer" = [])),
     params(GenerationPath, ResumeHeaders),
     responses(
@@ -292,6 +293,10 @@ fn last_event_id(headers: &HeaderMap) -> Result<u64, HttpError> {
         (status = 409, description = "`Last-Event-ID` is no position in this answer (past its \
                                       end, or inside a character)", body = ErrorBody),
         (status = 404, description = "No such answer of the caller's", body = ErrorBody),
+        (status = 503, description = "The answer is still running on a server node that did not \
+                                      answer (it is being restarted or has just died): try \
+                                      again", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 pub async fn resume(

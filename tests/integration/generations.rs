@@ -695,14 +695,21 @@ async fn two_nodes_on_one_database_stop_across_nodes_and_never_fake_an_end() {
     let generation = generation_id(&stream);
     read_events(&mut stream, 1).await;
 
-    // Node B does not hold the generation: resuming there must not pretend it has ended.
+    // Node B does not hold the generation: resuming there must not pretend it has ended. Over
+    // PostgreSQL it follows the answer from node A; over SQLite it says to come back later.
     let elsewhere = b
         .get(&user, &format!("/chat/stream/{generation}"))
         .send()
         .await
         .unwrap();
-    assert!(elsewhere.headers().contains_key("retry-after"));
-    expect_error(elsewhere, StatusCode::SERVICE_UNAVAILABLE).await;
+    let followed = if crate::support::postgres_url().is_some() {
+        assert_eq!(elsewhere.status(), StatusCode::OK);
+        Some(elsewhere)
+    } else {
+        assert!(elsewhere.headers().contains_key("retry-after"));
+        expect_error(elsewhere, StatusCode::SERVICE_UNAVAILABLE).await;
+        None
+    };
 
     let stop = b
         .post(&user, &format!("/chat/stream/{generation}/stop"))
@@ -718,6 +725,13 @@ async fn two_nodes_on_one_database_stop_across_nodes_and_never_fake_an_end() {
         assert!(rest.ends_with("data: [DONE]\n\n"));
         let answer = settled_answer(&a, &user, id).await;
         assert_eq!(answer["status"], "stopped");
+        // The follower on node B got the answer up to the stop, and its end.
+        let followed = read_sse(followed.expect("followed on PostgreSQL")).await;
+        assert_eq!(followed.last().unwrap().data, "[DONE]");
+        assert_eq!(
+            streamed_text(&followed),
+            answer["content"].as_str().unwrap()
+        );
     } else {
         // SQLite has no signal between processes: say so rather than claim a stop.
         expect_error(stop, StatusCode::SERVICE_UNAVAILABLE).await;

@@ -34,4 +34,5 @@ mod sessions;
 mod support;
 mod system_prompt;
 mod systemd_unit;
+mod three_nodes;
 mod users;

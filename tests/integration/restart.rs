@@ -14,7 +14,7 @@ use crate::support::{
     parse_sse, read_sse, sign_up_and_log_in, streamed_text, TestDb, UNTHROTTLED_ADDRESS,
 };
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -22,9 +22,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Daemon {
@@ -33,7 +33,7 @@ impl Daemon {
     }
 
     /// Starts the binary; `extra` flags come last, so they override the defaults above them.
-    async fn spawn_with(db: &TestDb, port: u16, extra: &[&str]) -> Daemon {
+    pub(crate) async fn spawn_with(db: &TestDb, port: u16, extra: &[&str]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_omnichat"))
             .args([
                 "serve",
@@ -66,7 +66,7 @@ impl Daemon {
         panic!("omnichat did not become healthy");
     }
 
-    fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
@@ -74,7 +74,7 @@ impl Daemon {
         assert!(status.success());
     }
 
-    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+    pub(crate) fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

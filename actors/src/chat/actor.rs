@@ -320,7 +320,7 @@ async fn begin_stored(begin: BeginOutcome) -> Result<(), EarlyFailure> {
     };
     match written.await {
         Ok(Ok(Written::Done)) => Ok(()),
-        Ok(Ok(Written::Missing | Written::Stale | Written::Limited)) => {
+        Ok(Ok(Written::Missing | Written::Stale | Written::Limited | Written::TooManyAnswers)) => {
             Err(EarlyFailure::SessionChanged)
         }
         Ok(Err(err)) => {

@@ -112,6 +112,10 @@ pub enum SessionMsg {
     StopIfLocal {
         generation_id: Uuid,
     },
+    /// Publish a generation's events to a follower on another node if this node runs it.
+    PublishIfLocal {
+        request: crate::follow::FollowRequest,
+    },
     /// Stop every live generation (server shutdown); replies once all are stored.
     StopAll {
         reply: RpcReplyPort<CoreResult<()>>,
@@ -267,6 +271,14 @@ impl Actor for SessionActor {
             SessionMsg::StopIfLocal { generation_id } => {
                 if let Some(generation) = state.generations.get(&generation_id) {
                     let _ = generation.actor.cast(ChatMsg::Stop { reply: None });
+                }
+            }
+            SessionMsg::PublishIfLocal { request } => {
+                if let Some(actor) = state.generation_actor(request.generation_id) {
+                    let store = state.store.clone();
+                    store
+                        .follows()
+                        .start_publishing(store.clone(), actor, request);
                 }
             }
             SessionMsg::GenerationEnded {

@@ -22,7 +22,7 @@ use crate::{
     },
     error::{CoreError, CoreResult},
     providers::{ChatRequest, MessageText, Providers, Role},
-    store::{BeginAnswer, NewAssistantMessage, Store, Write, WriteError, Written},
+    store::{BeginAnswer, LiveLimit, NewAssistantMessage, Store, Write, WriteError, Written},
     text::storable,
 };
 
@@ -214,13 +214,7 @@ impl SessionState {
             ));
         }
         if self.generations.len() >= self.limits.max_generations_per_user {
-            return Err(CoreError::Limited {
-                message: format!(
-                    "At most {} answers may stream at once per user",
-                    self.limits.max_generations_per_user
-                ),
-                retry_after: Duration::from_secs(1),
-            });
+            return Err(too_many_answers(self.limits.max_generations_per_user));
         }
         Ok(())
     }
@@ -261,6 +255,7 @@ impl SessionState {
         } = turn;
         let session_id = answer.session_id;
         let shared = self.store.is_shared();
+        let most = self.limits.max_generations_per_user;
         for _ in 0..2 {
             let (user_id, node, limit) = (
                 self.user_id,
@@ -284,6 +279,8 @@ impl SessionState {
                 node,
                 at,
                 quota,
+                // Other nodes run this user's answers too: the limit is counted in the database.
+                live_limit: shared.then_some(LiveLimit { most, now: at }),
             };
             let fitted = held.fit_upstream(prompt, prompt_tokens, room);
             let written = self
@@ -293,6 +290,7 @@ impl SessionState {
             let outcome = if shared {
                 match written.await.unwrap_or(Err(WriteError::Closed))? {
                     Written::Done => BeginOutcome::Stored,
+                    Written::TooManyAnswers => return Err(too_many_answers(most)),
                     Written::Missing | Written::Stale => {
                         self.cache.forget(session_id);
                         continue;
@@ -348,6 +346,7 @@ impl SessionState {
     ) {
         let actor = self.generation_actor(generation_id);
         let (store, user_id) = (self.store.clone(), self.user_id);
+        let buffer = self.limits.subscriber_buffer;
         tokio::spawn(async move {
             if let Some(actor) = actor {
                 match ask(&actor, |reply| ChatMsg::Subscribe { after, reply }).await {
@@ -359,7 +358,8 @@ impl SessionState {
                     }
                 }
             }
-            let _ = reply.send(replay_stored(&store, user_id, generation_id, after).await);
+            let attached = attach_elsewhere(&store, user_id, generation_id, after, buffer).await;
+            let _ = reply.send(attached);
         });
     }
 
@@ -397,6 +397,14 @@ impl SessionState {
     }
 }
 
+/// 429: the user has `most` answers streaming already (on this node or, over PostgreSQL, any).
+fn too_many_answers(most: usize) -> CoreError {
+    CoreError::Limited {
+        message: format!("At most {most} answers may stream at once per user"),
+        retry_after: Duration::from_secs(1),
+    }
+}
+
 /// The stored status as one of the final statuses (a `streaming` row with no actor is lost).
 fn final_status(status: Option<&str>) -> &'static str {
     match status {
@@ -406,17 +414,42 @@ fn final_status(status: Option<&str>) -> &'static str {
     }
 }
 
-/// Replays a stored answer: the text after `after`, its error if it failed, then `Done`.
-async fn replay_stored(
+/// Attaches to a generation this node does not hold: the stored answer if it has ended, else
+/// (over PostgreSQL) the live answer followed from the node that runs it.
+async fn attach_elsewhere(
     store: &Store,
     user_id: Uuid,
     generation_id: Uuid,
     after: u64,
+    buffer: usize,
 ) -> CoreResult<mpsc::Receiver<StreamEvent>> {
-    let message = store
-        .owned_generation(user_id, generation_id)
-        .await?
-        .ok_or(CoreError::NotFound("Generation"))?;
+    let find = || async {
+        store
+            .owned_generation(user_id, generation_id)
+            .await?
+            .ok_or(CoreError::NotFound("Generation"))
+    };
+    let mut message = find().await?;
+    if message.status.as_deref() == Some("streaming") && store.is_shared() {
+        if let Some(events) =
+            crate::follow::follow(store, user_id, generation_id, after, buffer).await?
+        {
+            return Ok(events);
+        }
+        // Nobody runs it: it ended meanwhile, or its node is gone (503 until it is marked).
+        message = find().await?;
+    }
+    let events = stored_replay(&message, after)?;
+    let (tx, rx) = mpsc::channel(events.len().max(1));
+    for event in events {
+        let _ = tx.try_send(event);
+    }
+    Ok(rx)
+}
+
+/// A stored answer's events from byte `after`: the rest of the text, its error if it failed,
+/// then `Done`; 503 while it is still `streaming` (on another node).
+pub(crate) fn stored_replay(message: &messages::Model, after: u64) -> CoreResult<Vec<StreamEvent>> {
     if message.status.as_deref() == Some("streaming") {
         return Err(streaming_elsewhere());
     }
@@ -428,12 +461,7 @@ async fn replay_stored(
         message: "The answer ended with an error".into(),
         before_output: None,
     });
-    let events = replay(&message.content, after, Some(failure.as_ref()))?;
-    let (tx, rx) = mpsc::channel(events.len().max(1));
-    for event in events {
-        let _ = tx.try_send(event);
-    }
-    Ok(rx)
+    replay(&message.content, after, Some(failure.as_ref()))
 }
 
 /// A generation still `streaming` that this node does not hold runs on another node.

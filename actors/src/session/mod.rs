@@ -13,6 +13,7 @@ pub use actor::{
     StartChat, DEFAULT_TITLE, SYSTEM_PROMPT_MAX_CHARS,
 };
 pub use cache::HistoryMessage;
+pub(crate) use generations::stored_replay;
 pub use pages::{
     ListSessions, ListedSession, MessagePageRequest, SessionPage, MAX_PAGE, MAX_QUERY_CHARS,
 };

@@ -16,6 +16,7 @@ use super::actor::{SessionActor, SessionArgs, SessionMsg};
 use crate::{
     config::Limits,
     error::{CoreError, CoreResult},
+    follow::FollowRequest,
     metrics::Metrics,
     providers::Providers,
     store::Store,
@@ -33,6 +34,9 @@ pub enum RegistryMsg {
     },
     /// A stop signal from another node: stop the generation if one of ours runs it.
     StopIfLocal { user_id: Uuid, generation_id: Uuid },
+    /// A follower on another node asks for a generation's events: publish them if one of ours
+    /// runs it.
+    PublishIfLocal { request: FollowRequest },
     /// Stops the live generations of one user and then their SessionActor (account deletion).
     StopUser {
         user_id: Uuid,
@@ -101,6 +105,11 @@ impl Actor for SessionRegistry {
             } => {
                 if let Some(session) = state.by_user.get(&user_id) {
                     let _ = session.cast(SessionMsg::StopIfLocal { generation_id });
+                }
+            }
+            RegistryMsg::PublishIfLocal { request } => {
+                if let Some(session) = state.by_user.get(&request.user_id) {
+                    let _ = session.cast(SessionMsg::PublishIfLocal { request });
                 }
             }
             RegistryMsg::StopUser { user_id, reply } => {

@@ -1,5 +1,6 @@
 //! The store: every sea-orm call OmniChat makes, over SQLite (default) or PostgreSQL.
 
+mod answer_limit;
 mod login_failures;
 mod messages;
 mod nodes;
@@ -25,7 +26,7 @@ use sea_orm::{
 pub use messages::{AssistantOutcome, LoadedSession, NewAssistantMessage};
 pub use nodes::HEARTBEAT_EVERY;
 pub use search::SearchHit;
-pub use session_writes::{BeginAnswer, Write, Written};
+pub use session_writes::{BeginAnswer, LiveLimit, Write, Written};
 pub use usage::{UsageRecord, UsageRow};
 pub use writer::{WriteError, WriteQueue};
 
@@ -42,6 +43,10 @@ pub struct Store {
     writes: WriteQueue,
     /// The server node this process is, recorded on the generations it runs.
     node: Arc<str>,
+    /// How often this node heartbeats; a node silent for three times as long is presumed dead.
+    heartbeat_every: Duration,
+    /// This process's followers of answers that run on other nodes.
+    follows: crate::follow::Follows,
 }
 
 /// Writer tasks on PostgreSQL, where commits can run side by side; SQLite has one writer.
@@ -106,6 +111,8 @@ impl Store {
             writer,
             writes,
             node: Arc::from(""),
+            heartbeat_every: nodes::HEARTBEAT_EVERY,
+            follows: crate::follow::Follows::default(),
         })
     }
 
@@ -126,12 +133,27 @@ impl Store {
         txn.commit().await
     }
 
-    /// This store, acting for server node `node`.
-    pub fn for_node(self, node: &str) -> Self {
+    /// This store, acting for server node `node`, which heartbeats every `heartbeat_every`.
+    pub fn for_node(self, node: &str, heartbeat_every: Duration) -> Self {
         Store {
             node: Arc::from(node),
+            heartbeat_every: heartbeat_every.max(Duration::from_millis(100)),
             ..self
         }
+    }
+
+    /// How often this node heartbeats.
+    pub fn heartbeat_every(&self) -> Duration {
+        self.heartbeat_every
+    }
+
+    /// A node whose heartbeat is older than this is presumed dead: three missed heartbeats.
+    pub fn stale_after(&self) -> Duration {
+        self.heartbeat_every * 3
+    }
+
+    pub(crate) fn follows(&self) -> &crate::follow::Follows {
+        &self.follows
     }
 
     pub(crate) fn node(&self) -> &str {

@@ -12,22 +12,38 @@ use sea_orm::{
 
 use super::Store;
 
-/// A node whose heartbeat is older than this is presumed dead.
-pub const NODE_STALE_AFTER: Duration = Duration::from_secs(30);
-/// How often a node heartbeats (and sweeps up after dead peers).
+/// How often a node heartbeats (and sweeps up after dead peers) unless configured otherwise; a
+/// node silent for three times as long is presumed dead (see [`Store::stale_after`]).
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// How long a heartbeat without `alive_until` (from a node of an older version) counts.
+pub(super) const LEGACY_STALE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// The nodes alive at `now`: each by the `alive_until` its last heartbeat promised.
+pub(super) fn alive_at(now: chrono::DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(nodes::Column::AliveUntil.gte(now))
+        .add(
+            Condition::all()
+                .add(nodes::Column::AliveUntil.is_null())
+                .add(nodes::Column::HeartbeatAt.gte(now - LEGACY_STALE_AFTER)),
+        )
+}
 
 impl Store {
     /// Records that this node is alive now.
     pub async fn heartbeat(&self) -> Result<(), DbErr> {
+        let now = Utc::now();
+        let stale_after =
+            chrono::TimeDelta::from_std(self.stale_after()).unwrap_or(LEGACY_STALE_AFTER);
         let row = nodes::ActiveModel {
             id: Set(self.node().to_owned()),
-            heartbeat_at: Set(Utc::now()),
+            heartbeat_at: Set(now),
+            alive_until: Set(Some(now + stale_after)),
         };
         nodes::Entity::insert(row)
             .on_conflict(
                 sea_orm::sea_query::OnConflict::column(nodes::Column::Id)
-                    .update_column(nodes::Column::HeartbeatAt)
+                    .update_columns([nodes::Column::HeartbeatAt, nodes::Column::AliveUntil])
                     .to_owned(),
             )
             .exec_without_returning(self.writer())
@@ -47,11 +63,11 @@ impl Store {
     /// (`interrupted`): those of dead nodes and, when `including_own` (at start), this node's
     /// own from before a crash.
     pub async fn mark_interrupted_generations(&self, including_own: bool) -> Result<u64, DbErr> {
-        let stale_before = Utc::now() - NODE_STALE_AFTER;
+        let now = Utc::now();
         let live_peers = Query::select()
             .column(nodes::Column::Id)
             .from(nodes::Entity)
-            .and_where(Expr::col(nodes::Column::HeartbeatAt).gte(stale_before))
+            .cond_where(alive_at(now))
             .and_where(Expr::col(nodes::Column::Id).ne(self.node()))
             .to_owned();
         let mut orphaned = Condition::any().add(messages::Column::Node.is_null()).add(
@@ -73,7 +89,7 @@ impl Store {
             .exec(self.writer())
             .await?;
         nodes::Entity::delete_many()
-            .filter(nodes::Column::HeartbeatAt.lt(stale_before))
+            .filter(alive_at(now).not())
             .exec(self.writer())
             .await?;
         Ok(result.rows_affected)

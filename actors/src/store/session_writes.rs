@@ -39,6 +39,17 @@ pub struct BeginAnswer {
     /// (a refusal writes nothing). On SQLite, where this node is alone and its SessionActor's
     /// counters are the truth, the prompt is only counted, in the same round trip.
     pub quota: QuotaCheck,
+    /// On a database nodes share: the user's answers streaming on all live nodes are counted
+    /// here, and the turn refused at the limit (see `answer_limit`). `None` on SQLite, where this
+    /// node's memory is the whole count.
+    pub live_limit: Option<LiveLimit>,
+}
+
+/// At most `most` answers of a user streaming at once on the nodes alive at `now`.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveLimit {
+    pub most: usize,
+    pub now: DateTime<Utc>,
 }
 
 /// One write the writer applies.
@@ -84,6 +95,16 @@ pub enum Written {
     Stale,
     /// The user's quota refused the prompt: nothing was written.
     Limited,
+    /// Nothing written: the user has as many answers streaming as its [`LiveLimit`] allows.
+    TooManyAnswers,
+}
+
+impl Write {
+    /// True when the write's statements must share a transaction even alone in its batch (the
+    /// per-user lock of a limited turn holds until the commit).
+    pub(super) fn needs_transaction(&self) -> bool {
+        matches!(self, Write::BeginAnswer(begin) if begin.live_limit.is_some())
+    }
 }
 
 /// Applies `write` on `db` (the batch's transaction).
@@ -198,6 +219,11 @@ fn bump(session_id: Uuid, at: DateTime<Utc>) -> sea_orm::UpdateMany<sessions::En
 }
 
 async fn begin_answer<C: ConnectionTrait>(db: &C, begin: &BeginAnswer) -> Result<Written, DbErr> {
+    if let Some(limit) = begin.live_limit {
+        if super::answer_limit::at_limit(db, begin.user_id, limit).await? {
+            return Ok(Written::TooManyAnswers);
+        }
+    }
     // The prompt is counted (within the quotas) in the bump's own statement; a refused prompt
     // leaves the session untouched.
     if !claim_prompt_and_bump(db, begin, &begin.quota).await? {

@@ -172,6 +172,7 @@ mod tests {
             node: "node-a".into(),
             at: Utc::now(),
             quota: crate::budget::QuotaSettings::default().database_check(Utc::now()),
+            live_limit: None,
         }))
     }
 

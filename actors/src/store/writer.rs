@@ -139,7 +139,17 @@ async fn drain(
 /// no transaction of its own: its statements commit one by one (see `session_writes`).
 async fn commit(conn: &DatabaseConnection, batch: &mut Vec<Job>, timeout: Duration) {
     if let [job] = batch.as_slice() {
-        let result = bounded(timeout, apply(conn, &job.write)).await;
+        let result = if job.write.needs_transaction() {
+            bounded(timeout, async {
+                let txn = conn.begin().await?;
+                let written = apply(&txn, &job.write).await?;
+                txn.commit().await?;
+                Ok(written)
+            })
+            .await
+        } else {
+            bounded(timeout, apply(conn, &job.write)).await
+        };
         if let Some(job) = batch.pop() {
             let _ = job.reply.send(result);
         }
