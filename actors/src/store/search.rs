@@ -248,6 +248,7 @@ mod tests {
             node: "n".into(),
             at: chrono::Utc::now(),
             quota: crate::budget::QuotaSettings::default().database_check(chrono::Utc::now()),
+            live_limit: None,
         }));
         store.writes().write(session.id, begin).await.unwrap();
         index_is_consistent(&store).await;
