@@ -79,8 +79,16 @@ window.OmniApi = (() => {
     }
   }
 
+  /** The next page's path from a `Link: <…>; rel="next"` header, or null on the last page. */
+  function nextLink(response) {
+    const found = /<([^>]*)>\s*;\s*rel="?next"?/.exec(response.headers.get("link") || "");
+    // Only a path of this server is followed.
+    return found && found[1].startsWith("/") && !found[1].startsWith("//") ? found[1] : null;
+  }
+
   return {
     ApiError,
+    nextLink,
     call,
     json,
     readSse,

@@ -1,7 +1,8 @@
 "use strict";
-// The chat page's logic: login and logout, the session list (open, new, rename, delete), the
-// open chat named in the URL (#/chat/<id>), and answers streamed, resumed after a reload or a
-// dropped connection (GET /chat/stream/{id} with Last-Event-ID) and stopped.
+// The chat page's logic: login and logout, the session list (pages loaded as it is scrolled,
+// search, open, new, rename, delete), the open chat named in the URL (#/chat/<id>) and its system
+// prompt, answers streamed, resumed after a reload or a dropped connection (GET /chat/stream/{id}
+// with Last-Event-ID) and stopped, and the title the server gives a chat after its first answer.
 (() => {
   const Api = window.OmniApi;
   const View = window.OmniView;
@@ -11,13 +12,22 @@
   const TOKEN_KEY = "omnichat-token";
   const PROVIDERS_FRESH_MS = 30000;
   const DEFAULT_TITLE = "New Chat";
+  const PAGE = 50;
+  const SEARCH_DELAY_MS = 250;
+  // The server names a new chat in a task of its own shortly after its first answer ends: the
+  // page asks for the title a few times, then gives up (a title request that failed is retried
+  // by the server after the next answer).
+  const TITLE_POLLS = 10;
+  const TITLE_POLL_MS = 300;
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
   /**
    * Everything the page holds for the logged-in user. Logout replaces it whole, so work still
    * in flight for the old user sees `s !== state` and draws nothing.
    */
   const blank = () => ({
-    sessions: [], providersAt: 0, current: null, title: "", count: 0,
+    sessions: [], next: null, pages: 0, more: false, search: null, searchTicket: 0, searchTimer: 0,
+    providersAt: 0, current: null, title: "", systemPrompt: "", count: 0,
     stream: null, sending: false, loading: false, creating: null, ticket: 0, reloaded: new Set(),
   });
   let state = blank();
@@ -42,6 +52,7 @@
   function drawer(open) {
     document.body.classList.toggle("drawer-open", open);
     $("menu").setAttribute("aria-expanded", String(open));
+    if (open) guarded(loadMore)();
   }
 
   /** Runs an event handler; a failure becomes a notice unless the user has gone meanwhile. */
@@ -61,6 +72,7 @@
    * URL (an explicit logout); an expired login keeps it, to reopen it after logging in again. */
   function logout(message, forget) {
     if (state.stream) state.stream.controller.abort();
+    clearTimeout(state.searchTimer);
     state = blank();
     Api.setToken(null);
     sessionStorage.removeItem(TOKEN_KEY);
@@ -68,7 +80,8 @@
     Sessions.clear();
     Providers.clear();
     for (const id of ["who", "chat-title"]) $(id).textContent = "";
-    for (const id of ["model", "prompt", "email", "username", "password"]) $(id).value = "";
+    for (const id of ["model", "prompt", "email", "username", "password", "search"]) $(id).value = "";
+    showSystemPrompt("");
     if (forget) setUrl(null);
     drawer(false);
     $("app").hidden = true;
@@ -132,22 +145,101 @@
 
   // ---- sessions ----
 
+  /** Loads the first page of sessions (newest activity first). Pages already scrolled to stay:
+   * the first page replaces the top of the list, and the next page follows where it was. */
   async function loadSessions(s) {
-    const sessions = await Api.json("GET", "/sessions");
+    const response = await Api.call("GET", "/sessions?limit=" + PAGE);
+    const page = await response.json();
     if (s !== state) return;
-    s.sessions = sessions;
+    if (s.pages <= 1) {
+      s.sessions = page;
+      s.next = Api.nextLink(response);
+      s.pages = 1;
+    } else {
+      const fresh = new Set(page.map((x) => x.id));
+      s.sessions = page.concat(s.sessions.filter((x) => !fresh.has(x.id)));
+    }
+    // The open chat's title may have changed meanwhile (the server's title, a rename elsewhere).
+    const open = page.find((x) => x.id === s.current);
+    if (open && !s.loading) $("chat-title").textContent = s.title = open.title;
     drawList();
+  }
+
+  /** The list being shown: the search's results while the search box holds words. */
+  const shown = (s) => s.search || { items: s.sessions, next: s.next };
+
+  /** Loads the next page of what the list shows, when its end has scrolled into view. */
+  async function loadMore() {
+    const s = state;
+    const box = $("sessions");
+    const listing = shown(s);
+    // A list not on screen (the folded drawer on a phone) has no end in view.
+    if (s.more || !listing.next || !box.clientHeight || box.scrollHeight - box.scrollTop - box.clientHeight > 80) return;
+    s.more = true;
+    try {
+      const response = await Api.call("GET", listing.next);
+      const page = await response.json();
+      if (s !== state || shown(s).next !== listing.next) return;
+      const known = new Set(listing.items.map((x) => x.id));
+      const added = page.filter((x) => !known.has(x.id));
+      if (s.search) {
+        s.search.items = s.search.items.concat(added);
+        s.search.next = Api.nextLink(response);
+      } else {
+        s.sessions = s.sessions.concat(added);
+        s.next = Api.nextLink(response);
+        s.pages += 1;
+      }
+    } finally {
+      s.more = false;
+    }
+    drawList();
+  }
+
+  /** Shows the sessions whose titles or messages hold the words in the search box. */
+  async function search(s) {
+    if (s !== state) return;
+    const q = $("search").value.trim();
+    const ticket = ++s.searchTicket;
+    $("sessions").scrollTop = 0;
+    if (!q) {
+      s.search = null;
+      drawList();
+      return;
+    }
+    let found;
+    try {
+      const response = await Api.call("GET", "/sessions?q=" + encodeURIComponent(q));
+      found = { q, items: await response.json(), next: Api.nextLink(response), empty: "No chats match." };
+    } catch (error) {
+      // A query the server refuses (too long, no word in it) says why in the list.
+      if (!error.status || error.status === 401) throw error;
+      found = { q, items: [], next: null, empty: error.detail };
+    }
+    if (s !== state || ticket !== s.searchTicket) return;
+    s.search = found;
+    drawList();
+  }
+
+  /** Changes a session's fields in every list that holds it. */
+  function patchSession(s, id, fields) {
+    for (const items of [s.sessions, s.search ? s.search.items : []]) {
+      const entry = items.find((x) => x.id === id);
+      if (entry) Object.assign(entry, fields);
+    }
   }
 
   function drawList() {
     const s = state;
-    Sessions.render(s.sessions, s.current, {
+    const listing = shown(s);
+    Sessions.render(listing.items, s.current, {
       open: guarded((id) => openChat(id)),
       rename: guarded(async (id, title) => {
         if (title) {
           const renamed = await Api.json("PUT", "/sessions/" + id, { json: { title } });
           if (s !== state) return;
           if (id === s.current) $("chat-title").textContent = s.title = renamed.title;
+          patchSession(s, id, { title: renamed.title });
         }
         await loadSessions(s);
       }),
@@ -156,6 +248,7 @@
         await Api.json("DELETE", "/sessions/" + id);
         if (s !== state) return;
         s.sessions = s.sessions.filter((x) => x.id !== id);
+        if (s.search) s.search.items = s.search.items.filter((x) => x.id !== id);
         if (id === s.current) {
           closeChat();
           const next = s.sessions[0];
@@ -163,22 +256,64 @@
         }
         drawList();
       }),
-    });
+    }, listing.empty);
+    // A list shorter than its box never scrolls: its next page is loaded at once.
+    if (listing.next) guarded(loadMore)();
   }
 
-  /** New chat: an untouched empty one is reused rather than piling up empty chats. */
-  async function newChat() {
+  /** After a chat's first answer: shows the title the server gives it, without a reload. */
+  async function awaitTitle(s, id) {
+    for (let i = 0; i < TITLE_POLLS; i++) {
+      await sleep(TITLE_POLL_MS);
+      if (s !== state) return;
+      const session = await Api.json("GET", "/sessions/" + id + "?limit=1");
+      if (s !== state) return;
+      if (session.title !== DEFAULT_TITLE) {
+        if (id === s.current) $("chat-title").textContent = s.title = session.title;
+        patchSession(s, id, { title: session.title });
+        drawList();
+        return;
+      }
+    }
+  }
+
+  // ---- the system prompt ----
+
+  function showSystemPrompt(text) {
+    state.systemPrompt = text;
+    $("system-prompt").value = text;
+    $("system-preview").textContent = text ? text.replace(/\s+/g, " ") : "none";
+    $("system").classList.toggle("set", Boolean(text));
+  }
+
+  /** Saves the system prompt field on the open chat (a new one when none is open). */
+  async function saveSystemPrompt() {
+    const s = state;
+    const wanted = $("system-prompt").value.trim();
+    if (wanted === s.systemPrompt || s.loading) return;
+    const id = s.current && !s.creating ? s.current : await newChat(true);
+    if (s !== state || !id) return;
+    const saved = await Api.json("PUT", "/sessions/" + id, { json: { system_prompt: wanted || null } });
+    if (s !== state) return;
+    patchSession(s, id, { system_prompt: saved.system_prompt, updated_at: saved.updated_at });
+    if (id === s.current) showSystemPrompt(saved.system_prompt || "");
+    await loadSessions(s);
+  }
+
+  /** New chat: an untouched empty one is reused rather than piling up empty chats. It is
+   * created without a title, so the server names it after its first answer. */
+  async function newChat(keepFocus) {
     const s = state;
     if (s.creating) return s.creating;
     s.creating = (async () => {
-      if (s.current && s.count === 0 && s.title === DEFAULT_TITLE) return s.current;
-      const untouched = s.sessions.find((x) =>
-        x.id !== s.current && x.title === DEFAULT_TITLE && x.created_at === x.updated_at);
+      if (s.current && s.count === 0 && s.title === DEFAULT_TITLE && !s.systemPrompt) return s.current;
+      const untouched = s.sessions.find((x) => x.id !== s.current && x.title === DEFAULT_TITLE
+        && !x.system_prompt && x.created_at === x.updated_at);
       if (untouched) {
         await openChat(untouched.id);
         if (s === state && s.current === untouched.id && s.count === 0) return untouched.id;
       }
-      const session = await Api.json("POST", "/sessions", { json: { title: DEFAULT_TITLE } });
+      const session = await Api.json("POST", "/sessions", { json: {} });
       if (s !== state) return null;
       s.sessions.unshift(session);
       await openChat(session.id);
@@ -188,7 +323,7 @@
       return await s.creating;
     } finally {
       s.creating = null;
-      if (s === state) $("prompt").focus();
+      if (s === state && !keepFocus) $("prompt").focus();
     }
   }
 
@@ -201,6 +336,7 @@
     s.title = "";
     s.count = 0;
     s.ticket += 1;
+    showSystemPrompt("");
     View.clear();
     $("chat-title").textContent = "";
     setUrl(null);
@@ -215,7 +351,8 @@
     const ticket = ++s.ticket;
     s.current = id;
     s.count = 0;
-    s.loading = true; // Send waits until the history is in: it decides the chat's title
+    s.loading = true; // Send waits until the history is in
+    showSystemPrompt("");
     setUrl(id);
     drawer(false);
     View.clear();
@@ -235,6 +372,7 @@
     s.loading = false;
     s.title = session.title;
     $("chat-title").textContent = session.title;
+    showSystemPrompt(session.system_prompt || "");
     s.count = session.messages.length;
     let answer = null;
     for (const message of session.messages) {
@@ -281,6 +419,9 @@
     if (outcome === "done" && !stream.failed) stream.answer.finish(stream.stopped ? "stopped" : "complete");
     updateButtons();
     loadSessions(s).catch(() => {});
+    const entry = s.sessions.find((x) => x.id === stream.sessionId);
+    const untitled = stream.sessionId === s.current ? s.title === DEFAULT_TITLE : entry && entry.title === DEFAULT_TITLE;
+    if (untitled) awaitTitle(s, stream.sessionId).catch(() => {});
   }
 
   async function send() {
@@ -298,17 +439,6 @@
       const info = Providers.find(provider);
       const body = { session_id: id, prompt, provider };
       if (model) body.model = model;
-      if (s.count === 0 && s.title === DEFAULT_TITLE) {
-        // A chat's first prompt names it, as chat apps do (unless it was named already).
-        const firstLine = prompt.split("\n").map((l) => l.replace(/^[\s#>*+-]+/, "").trim()).find(Boolean);
-        const title = (firstLine || prompt).replace(/\s+/g, " ").slice(0, 60);
-        Api.json("PUT", "/sessions/" + id, { json: { title } })
-          .then(() => {
-            if (s === state && s.current === id) $("chat-title").textContent = s.title = title;
-            return loadSessions(s);
-          })
-          .catch(() => {});
-      }
       $("prompt").value = "";
       View.user(prompt);
       s.count += 2;
@@ -377,6 +507,30 @@
   $("provider").onfocus = guarded(async () => {
     if (Date.now() - state.providersAt > PROVIDERS_FRESH_MS) await loadProviders(state);
   });
+  $("search").oninput = () => {
+    const s = state;
+    clearTimeout(s.searchTimer);
+    s.searchTimer = setTimeout(guarded(() => search(s)), SEARCH_DELAY_MS);
+  };
+  $("search").onkeydown = (event) => {
+    if (event.key === "Escape" && $("search").value) {
+      $("search").value = "";
+      clearTimeout(state.searchTimer);
+      guarded(search)(state);
+    }
+  };
+  $("sessions").onscroll = guarded(loadMore);
+  $("system-prompt").onblur = guarded(saveSystemPrompt);
+  $("system-prompt").onkeydown = (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      $("system-prompt").blur();
+    }
+    if (event.key === "Escape") {
+      $("system-prompt").value = state.systemPrompt; // nothing saved
+      $("system-prompt").blur();
+    }
+  };
   $("menu").onclick = () => drawer(!document.body.classList.contains("drawer-open"));
   $("scrim").onclick = () => drawer(false);
   window.addEventListener("hashchange", guarded(async () => {

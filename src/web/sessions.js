@@ -1,7 +1,8 @@
 "use strict";
 // The session list: one row per chat with its title (opens it), rename in place (Enter saves,
 // Escape cancels) and delete (a second click within a few seconds confirms, so one stray tap
-// loses nothing and no blocking confirm() dialog is needed).
+// loses nothing and no blocking confirm() dialog is needed). Search results are the same rows
+// with the server's snippet under the title, always as text.
 window.OmniSessions = (() => {
   const list = () => document.getElementById("sessions");
   const CONFIRM_FOR_MS = 4000;
@@ -44,8 +45,16 @@ window.OmniSessions = (() => {
   /**
    * Shows `sessions` with `currentId` highlighted. `on` has open(id), rename(id, title) and
    * remove(id), each returning a promise; the list is drawn again by the caller afterwards.
+   * `empty` is what an empty list says (a search that found nothing).
    */
-  function render(sessions, currentId, on) {
+  function render(sessions, currentId, on, empty) {
+    if (!sessions.length && empty) {
+      const row = document.createElement("li");
+      row.className = "empty";
+      row.textContent = empty;
+      list().replaceChildren(row);
+      return;
+    }
     list().replaceChildren(...sessions.map((session) => {
       const row = document.createElement("li");
       row.dataset.id = session.id;
@@ -53,8 +62,17 @@ window.OmniSessions = (() => {
       const title = document.createElement("a");
       title.className = "title";
       title.href = "#/chat/" + session.id;
-      title.textContent = session.title;
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = session.title;
+      title.append(name);
       title.title = session.title;
+      if (typeof session.snippet === "string") {
+        const snippet = document.createElement("span");
+        snippet.className = "snippet";
+        snippet.textContent = session.snippet;
+        title.append(snippet);
+      }
       title.onclick = (event) => { event.preventDefault(); on.open(session.id); };
       const rename = button("rename", "✎", "Rename chat");
       rename.onclick = async () => {

@@ -122,7 +122,7 @@ def test_new_reuses_an_untouched_empty_chat(server, browser):
     assert len(server.json("GET", "/sessions", user["token"])) == 1
     send(browser, "now it is used")
     wait_answer_done(browser)
-    wait_for(lambda: titles(browser) == ["now it is used"], message="the first prompt as title")
+    wait_for(lambda: titles(browser) == ["Now it is used"], message="the server's title from the first prompt")
     el(browser, "#new").click()
     wait_for(lambda: len(titles(browser)) == 2, message="a second chat")
     el(browser, "#new").click()
