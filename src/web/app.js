@@ -26,7 +26,7 @@
    * in flight for the old user sees `s !== state` and draws nothing.
    */
   const blank = () => ({
-    sessions: [], next: null, pages: 0, more: false, search: null, searchTicket: 0, searchTimer: 0,
+    sessions: [], drawn: "", next: null, pages: 0, more: false, search: null, searchTicket: 0, searchTimer: 0,
     providersAt: 0, current: null, title: "", systemPrompt: "", count: 0,
     stream: null, sending: false, loading: false, creating: null, ticket: 0, reloaded: new Set(),
   });
@@ -229,9 +229,18 @@
     }
   }
 
+  /** Draws the list when what it shows has changed, so a refresh that changes nothing leaves
+   * the rows (and whatever the user is about to click) in place. */
   function drawList() {
     const s = state;
     const listing = shown(s);
+    const drawn = JSON.stringify([s.current, listing.empty,
+      listing.items.map((x) => [x.id, x.title, x.snippet])]);
+    if (drawn === s.drawn) {
+      if (listing.next) guarded(loadMore)();
+      return;
+    }
+    s.drawn = drawn;
     Sessions.render(listing.items, s.current, {
       open: guarded((id) => openChat(id)),
       rename: guarded(async (id, title) => {
@@ -241,7 +250,12 @@
           if (id === s.current) $("chat-title").textContent = s.title = renamed.title;
           patchSession(s, id, { title: renamed.title });
         }
-        await loadSessions(s);
+        s.drawn = ""; // the row's title back in place of the rename box, even if nothing changed
+        try {
+          await loadSessions(s);
+        } finally {
+          if (s === state && !s.drawn) drawList();
+        }
       }),
       remove: guarded(async (id) => {
         if (s.stream && s.stream.sessionId === id) s.stream.controller.abort();

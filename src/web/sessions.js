@@ -6,6 +6,21 @@
 window.OmniSessions = (() => {
   const list = () => document.getElementById("sessions");
   const CONFIRM_FOR_MS = 4000;
+  // While a row is being renamed or its delete waits for the confirming click, the list is not
+  // drawn again under the user (a title arriving from the server, a page loaded): the latest
+  // drawing waits and is done afterwards, unless the action that ends it draws the list itself.
+  let holding = 0;
+  let pending = null;
+
+  function hold() { holding += 1; }
+
+  function release(drawPending) {
+    holding = Math.max(0, holding - 1);
+    if (holding || !pending) return;
+    const args = pending;
+    pending = null;
+    if (drawPending) draw(...args);
+  }
 
   function button(className, label, title) {
     const node = document.createElement("button");
@@ -47,7 +62,12 @@ window.OmniSessions = (() => {
    * remove(id), each returning a promise; the list is drawn again by the caller afterwards.
    * `empty` is what an empty list says (a search that found nothing).
    */
-  function render(sessions, currentId, on, empty) {
+  function render(...args) {
+    if (holding) pending = args;
+    else draw(...args);
+  }
+
+  function draw(sessions, currentId, on, empty) {
     if (!sessions.length && empty) {
       const row = document.createElement("li");
       row.className = "empty";
@@ -76,7 +96,9 @@ window.OmniSessions = (() => {
       title.onclick = (event) => { event.preventDefault(); on.open(session.id); };
       const rename = button("rename", "✎", "Rename chat");
       rename.onclick = async () => {
+        hold();
         const wanted = await askTitle(row, session.title);
+        release(false); // on.rename draws the list again
         on.rename(session.id, wanted !== null && wanted !== session.title ? wanted : null);
       };
       const remove = button("delete", "✕", "Delete chat");
@@ -84,15 +106,19 @@ window.OmniSessions = (() => {
       remove.onclick = () => {
         if (armed) {
           clearTimeout(armed);
+          armed = null;
+          release(false); // on.remove draws the list again
           on.remove(session.id);
           return;
         }
+        hold();
         remove.textContent = "Delete?";
         remove.classList.add("armed");
         armed = setTimeout(() => {
           armed = null;
           remove.textContent = "✕";
           remove.classList.remove("armed");
+          release(true);
         }, CONFIRM_FOR_MS);
       };
       row.append(title, rename, remove);
@@ -100,5 +126,12 @@ window.OmniSessions = (() => {
     }));
   }
 
-  return { render, clear() { list().replaceChildren(); } };
+  return {
+    render,
+    clear() {
+      holding = 0;
+      pending = null;
+      list().replaceChildren();
+    },
+  };
 })();

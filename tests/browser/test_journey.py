@@ -94,10 +94,16 @@ def test_a_whole_visit_from_sign_up_to_delete(server, browser):
     assert answer_text(browser) == LONG
 
     # A second chat, then rename the first and delete the second from the list.
+    before = browser.current_url
     el(browser, "#new").click()
+    # Send waits while the new chat loads: the message goes once the chat is open.
+    wait_for(lambda: browser.current_url != before and el(browser, "#send").is_enabled(),
+             message="the new chat open")
     send(browser, "a chat to delete")
     wait_answer_done(browser)
     wait_for(lambda: len(titles(browser)) == 2, message="two chats in the list")
+    # The server names a new chat after its first answer (the echo provider: its first words).
+    wait_for(lambda: "A chat to delete" in titles(browser), message="the new chat's title")
     chats = server.json("GET", "/sessions", server.json(
         "POST", "/token", form={"username": email, "password": password})["access_token"])
     first = min(chats, key=lambda s: s["created_at"])["id"]
