@@ -145,3 +145,22 @@ def test_the_system_prompt_is_saved_and_shown_after_a_reload(server, browser):
     send(browser, "hello there")
     wait_answer_done(browser)
     assert el(browser, "#system-prompt").get_attribute("value") == ""
+
+
+def test_a_system_prompt_typed_before_any_chat_starts_one(server, browser):
+    user = server.user()
+    log_in(browser, server, user)
+    assert server.json("GET", "/sessions", user["token"]) == []
+    el(browser, "#system summary").click()
+    box = el(browser, "#system-prompt")
+    box.send_keys("Answer in French.", Keys.ENTER)
+    wait_for(lambda: [s.get("system_prompt") for s in server.json("GET", "/sessions", user["token"])]
+             == ["Answer in French."], message="a chat made with the prompt")
+    [session] = server.json("GET", "/sessions", user["token"])
+    assert session["title"] == "New Chat"
+    wait_for(lambda: session["id"] in browser.current_url, message="the chat open")
+    assert box.get_attribute("value") == "Answer in French."
+    # New does not hand back a chat that has a system prompt as if it were untouched.
+    el(browser, "#new").click()
+    wait_for(lambda: len(server.json("GET", "/sessions", user["token"])) == 2, message="a second chat")
+    wait_for(lambda: box.get_attribute("value") == "", message="the new chat's empty prompt")
