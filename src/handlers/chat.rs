@@ -56,12 +56,32 @@ pub struct ChatBody {
         example = "gemini-pro"
     )]
     model: Option<String>,
-    /// The longest answer wanted, in tokens: 1 to the server's cap (32,768 unless configured
-    /// otherwise), and less than the model's context window; passed to every provider in its
-    /// own form. Absent: the provider's default, with the server's answer reserve kept free.
-    #[serde(default)]
-    #[schema(minimum = 1, example = 1024)]
+    /// The longest answer wanted, in tokens (at least 1); passed to every provider in its own
+    /// form. It is capped by the server (32,768 unless configured otherwise) and by what the
+    /// model's context window leaves beside the prompt: an answer asked longer than fits gets
+    /// what fits. Absent: the provider's default, with the server's answer reserve kept free.
+    #[serde(default, deserialize_with = "whole_tokens")]
+    #[schema(value_type = Option<u64>, minimum = 1, example = 1024)]
     max_tokens: Option<u32>,
+}
+
+/// `max_tokens` read as JSON Schema reads an integer: any number without a fraction (`1024` and
+/// `1024.0` alike). One past what a `u32` holds is past every cap anyway, so it is held at the
+/// largest (and capped later like any other); a negative or fractional one is refused.
+fn whole_tokens<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u32>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = match (number.as_u64(), number.as_f64()) {
+        (Some(n), _) => Some(n),
+        (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 => Some(f.min(u64::MAX as f64) as u64),
+        _ => None,
+    };
+    whole
+        .map(|n| Some(u32::try_from(n).unwrap_or(u32::MAX)))
+        .ok_or_else(|| serde::de::Error::custom("max_tokens must be a whole number of at least 1"))
 }
 
 /// What `POST /chat/stream/{generation_id}/stop` answers.
@@ -88,12 +108,12 @@ pub struct GenerationPath {
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct ResumeHeaders {
-    /// The id of the last event received: the answer's length in bytes so far. Absent or
-    /// empty: from the start. Not a whole number: 400; no position in this answer: 409.
-    #[param(rename = "Last-Event-ID", required = false)]
+    /// The id of the last event received: the answer's length in bytes so far, as digits.
+    /// Absent or empty: from the start. Not a whole number: 400; no position in this answer: 409.
+    #[param(rename = "Last-Event-ID", required = false, pattern = "^[0-9]{0,19}$")]
     #[allow(dead_code)]
     // read from the headers by `last_event_id`; this type only documents it
-    last_event_id: u64,
+    last_event_id: String,
 }
 
 /// Checks the fields and turns them into a request for the core.

@@ -55,7 +55,7 @@ impl SessionState {
         // Counted once: the history keeps the count for every later turn.
         let prompt_tokens =
             count_tokens(request.provider, &model, &prompt).saturating_add(MESSAGE_OVERHEAD_TOKENS);
-        let room = self.context_room(&model, request.max_tokens, prompt_tokens)?;
+        let (room, max_tokens) = self.context_room(&model, request.max_tokens, prompt_tokens)?;
         self.check_quota().await?;
         // v7 ids are monotonic: the prompt's, made first, sorts before its answer's.
         let prompt_id = Uuid::now_v7();
@@ -84,7 +84,7 @@ impl SessionState {
             request: ChatRequest {
                 model: model.clone(),
                 messages: fitted.messages,
-                max_tokens: request.max_tokens,
+                max_tokens,
             },
             begin,
             providers: self.providers.clone(),
@@ -125,37 +125,38 @@ impl SessionState {
         })
     }
 
-    /// The tokens the history and the prompt may take for `model`: its window less the answer's
-    /// reserve (`max_tokens` when asked for). A prompt that cannot fit even alone is refused
+    /// The tokens the history and the prompt may take for `model`, and the `max_tokens` that
+    /// goes upstream. An asked `max_tokens` is capped by configuration and by what the window
+    /// leaves beside the prompt (an answer asked longer than fits gets what fits); without one
+    /// the server's answer reserve is kept free. A prompt that cannot fit even alone is refused
     /// here, before anything is stored or sent.
     fn context_room(
         &self,
         model: &str,
         max_tokens: Option<u32>,
         prompt_tokens: u32,
-    ) -> CoreResult<u32> {
+    ) -> CoreResult<(u32, Option<u32>)> {
         let context = &self.limits.context;
-        if let Some(asked) = max_tokens {
-            if asked == 0 || asked > context.max_tokens_cap {
-                return Err(CoreError::Invalid(format!(
-                    "max_tokens must be between 1 and {}",
-                    context.max_tokens_cap
-                )));
-            }
+        if max_tokens == Some(0) {
+            return Err(CoreError::Invalid("max_tokens must be at least 1".into()));
         }
         let window = context.windows.window(model);
-        let reserve = max_tokens.unwrap_or(context.answer_reserve);
-        let room = window.checked_sub(reserve).filter(|room| *room > 0);
-        match room {
-            Some(room) if prompt_tokens <= room => Ok(room),
-            Some(room) => Err(CoreError::Invalid(format!(
+        let asked = max_tokens.map(|asked| {
+            asked
+                .min(context.max_tokens_cap)
+                .min(window.saturating_sub(prompt_tokens))
+        });
+        let reserve = asked.unwrap_or(context.answer_reserve);
+        let room = window.saturating_sub(reserve);
+        if reserve == 0 || prompt_tokens > room {
+            return Err(CoreError::Invalid(format!(
                 "The prompt is about {prompt_tokens} tokens; {model} takes {window} tokens with \
-                 {reserve} kept for the answer, so a prompt may be at most {room} tokens"
-            ))),
-            None => Err(CoreError::Invalid(format!(
-                "max_tokens must be below {model}'s context window of {window} tokens"
-            ))),
+                 {} kept for the answer, so a prompt may be at most {} tokens",
+                reserve.max(1),
+                window.saturating_sub(reserve.max(1))
+            )));
         }
+        Ok((room, asked))
     }
 
     /// The user's own quotas, checked in memory (loaded from the database on the first turn of
