@@ -250,6 +250,23 @@ async fn regenerate_sends_the_same_conversation_again_and_keeps_the_earlier_answ
         .filter(|m| m["superseded"] == true)
         .count();
     assert_eq!(marked, 3, "A2, A2b, A3");
+    let markdown = server
+        .get(&user, &format!("/sessions/{id}/export?format=markdown"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        markdown.matches("(earlier version)").count(),
+        3,
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("A2c") && markdown.contains("A2b"),
+        "{markdown}"
+    );
 }
 
 #[tokio::test]
@@ -482,6 +499,99 @@ async fn replacing_is_refused_while_streaming_and_for_anything_but_the_last_prom
             "assistant: A1",
             "user: second",
             "assistant: A2",
+            "user: third"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_answer_streaming_on_another_node_blocks_a_replace_there_too() {
+    if crate::support::postgres_url().is_none() {
+        eprintln!("skipped: two nodes need PostgreSQL (OMNICHAT_TEST_DATABASE_URL)");
+        return;
+    }
+    let fake = FakeUpstream::start(Wire::OpenAi).await;
+    let flags = [
+        "--openai-api-key",
+        "sk-test",
+        "--openai-base-url",
+        &fake.base_url,
+    ];
+    let db = crate::support::TestDb::new();
+    let shared = db.shared();
+    let a = TestServer::start_on(db, &flags).await;
+    let b = TestServer::start_on(shared, &flags).await;
+    let user = a.user().await;
+    let id = a.session(&user, "two nodes").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    turn(
+        &a,
+        &fake,
+        &user,
+        json!({ "session_id": id, "prompt": "first" }),
+        "A1",
+    )
+    .await;
+
+    fake.set_reply(["slow", " answer"].map(String::from).to_vec());
+    fake.set_token_delay(Duration::from_millis(700));
+    let live = a
+        .chat(
+            &user,
+            json!({ "session_id": id, "prompt": "second", "provider": "openai" }),
+        )
+        .await;
+    assert_eq!(live.status(), StatusCode::OK);
+    let second = last_id(&b, &user, &id, "user").await;
+    for body in [
+        json!({ "session_id": id, "regenerate": true, "provider": "openai" }),
+        json!({ "session_id": id, "prompt": "p", "edit_message_id": second, "provider": "openai" }),
+    ] {
+        expect_error(b.chat(&user, body).await, StatusCode::CONFLICT).await;
+    }
+    assert_eq!(streamed_text(&read_sse(live).await), "slow answer");
+    fake.set_token_delay(Duration::ZERO);
+    // Ended there, node B regenerates it with what node A stored.
+    turn(
+        &b,
+        &fake,
+        &user,
+        json!({ "session_id": id, "regenerate": true }),
+        "A2b",
+    )
+    .await;
+    assert_eq!(
+        last_sent(&fake),
+        ["user: first", "assistant: A1", "user: second"]
+    );
+    assert_eq!(
+        stored(&a, &user, &id).await,
+        [
+            "user: first",
+            "assistant: A1",
+            "user: second",
+            "assistant: slow answer (earlier)",
+            "assistant: A2b"
+        ]
+    );
+    // Node A held the session: the change on B is noticed, and its next turn sends the current line.
+    turn(
+        &a,
+        &fake,
+        &user,
+        json!({ "session_id": id, "prompt": "third" }),
+        "A3",
+    )
+    .await;
+    assert_eq!(
+        last_sent(&fake),
+        [
+            "user: first",
+            "assistant: A1",
+            "user: second",
+            "assistant: A2b",
             "user: third"
         ]
     );
