@@ -60,6 +60,18 @@ pub struct StartChat {
     pub model: Option<String>,
     /// The longest answer asked for (capped by configuration).
     pub max_tokens: Option<u32>,
+    /// `None` for a new prompt; else what of the session's last turn this one replaces.
+    pub replace: Option<Replace>,
+}
+
+/// What a turn replaces of the session's last turn: those messages stay as earlier versions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Replace {
+    /// The last prompt answered again (its answer replaced). `prompt` is unused; when the client
+    /// sent one (`Some`), it must be that prompt's text.
+    Regenerate { sent_prompt: Option<String> },
+    /// The last prompt, this message, replaced by `prompt` (its answer too) and answered.
+    Edit { message_id: Uuid },
 }
 
 /// A started generation: its id and the first subscription to its events.
