@@ -258,7 +258,7 @@ pub struct ServeArgs {
     /// Tokens of a model's window kept for the answer when a prompt asks for no `max_tokens`.
     #[arg(long, env = "OMNICHAT_ANSWER_RESERVE_TOKENS", default_value_t = 1_024)]
     pub answer_reserve_tokens: u32,
-    /// The largest `max_tokens` a prompt may ask for.
+    /// The largest `max_tokens` sent upstream: a prompt asking more gets this.
     #[arg(long, env = "OMNICHAT_MAX_TOKENS_CAP", default_value_t = 32_768)]
     pub max_tokens_cap: u32,
     /// Tokens (prompt and answer) each user may spend a UTC day; 0 switches the quota off.

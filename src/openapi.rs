@@ -183,6 +183,20 @@ impl Modify for CommonErrors {
             for operation in operations(item) {
                 let protected = operation.security.as_ref().is_some_and(|s| !s.is_empty());
                 let has_body = operation.request_body.is_some();
+                let has_query = operation.parameters.iter().flatten().any(|parameter| {
+                    matches!(
+                        parameter.parameter_in,
+                        utoipa::openapi::path::ParameterIn::Query
+                    )
+                });
+                if has_query && !has_body {
+                    add_error(
+                        operation,
+                        400,
+                        "The query string is malformed (a parameter given twice, say)",
+                        None,
+                    );
+                }
                 if protected {
                     add_error(
                         operation,

@@ -30,6 +30,9 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// The server node running (or that ran) this answer's generation.
     pub node: Option<String>,
+    /// Set when a regenerate or an edit replaced this message: an earlier version, kept
+    /// readable, never sent upstream again.
+    pub superseded_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -15,6 +15,7 @@ mod m20261125_000010_add_usage_and_quotas;
 mod m20261125_000011_add_node_alive_until;
 mod m20261125_000012_create_search_index;
 mod m20261125_000013_add_session_prompt_and_title_state;
+mod m20261125_000014_add_message_superseded_at;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000011_add_node_alive_until::Migration),
             Box::new(m20261125_000012_create_search_index::Migration),
             Box::new(m20261125_000013_add_session_prompt_and_title_state::Migration),
+            Box::new(m20261125_000014_add_message_superseded_at::Migration),
         ]
     }
 }

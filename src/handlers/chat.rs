@@ -7,7 +7,12 @@
 //! `error` event.
 
 use hyper::{body::Incoming, HeaderMap, Request, Response};
-use omnichat_actors::{chat::StreamEvent, providers::ProviderKind, session::StartChat, CoreError};
+use omnichat_actors::{
+    chat::StreamEvent,
+    providers::ProviderKind,
+    session::{Replace, StartChat},
+    CoreError,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -35,14 +40,17 @@ pub struct ChatBody {
     #[schema(format = Uuid, example = "0193a4c2-6f1e-7c3a-9d2b-5e8f0a1b2c3d")]
     session_id: String,
     /// Not blank (some character other than white space); at most 100,000 bytes (UTF-8).
+    /// Required, except with `regenerate`: there it may be left out, and when sent it must be
+    /// the session's last prompt exactly (422 otherwise; `edit_message_id` changes a prompt).
     // The pattern is unanchored, so it means "contains": its class is Unicode's White_Space,
     // exactly what `trim` removes.
+    #[serde(default)]
     #[schema(
         min_length = 1,
         pattern = "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
         example = "Tell me a joke"
     )]
-    prompt: String,
+    prompt: Option<String>,
     /// `echo` when absent. A provider this server has no key for is 422.
     #[serde(default)]
     #[schema(value_type = Option<ProviderKind>)]
@@ -56,12 +64,43 @@ pub struct ChatBody {
         example = "gemini-pro"
     )]
     model: Option<String>,
-    /// The longest answer wanted, in tokens: 1 to the server's cap (32,768 unless configured
-    /// otherwise), and less than the model's context window; passed to every provider in its
-    /// own form. Absent: the provider's default, with the server's answer reserve kept free.
-    #[serde(default)]
-    #[schema(minimum = 1, example = 1024)]
+    /// The longest answer wanted, in tokens (at least 1); passed to every provider in its own
+    /// form. It is capped by the server (32,768 unless configured otherwise) and by what the
+    /// model's context window leaves beside the prompt: an answer asked longer than fits gets
+    /// what fits. Absent: the provider's default, with the server's answer reserve kept free.
+    #[serde(default, deserialize_with = "whole_tokens")]
+    #[schema(value_type = Option<u64>, minimum = 1, example = 1024)]
     max_tokens: Option<u32>,
+    /// `true`: answer the session's last prompt again. Its answer stays readable as an earlier
+    /// version (`superseded: true` in `GET /sessions/{session_id}`); what goes upstream is the
+    /// current line of the conversation only. 422 when the session has no answered prompt or
+    /// with `edit_message_id`; 409 while an answer of the session is streaming.
+    #[serde(default)]
+    regenerate: Option<bool>,
+    /// The id of the session's last prompt, to replace it with `prompt` and answer that: the
+    /// prompt and its answer stay readable as earlier versions. 422 for any other message.
+    #[serde(default)]
+    #[schema(format = Uuid, example = "0193a4c2-6f1e-7c3a-9d2b-5e8f0a1b2c3d")]
+    edit_message_id: Option<String>,
+}
+
+/// `max_tokens` read as JSON Schema reads an integer: any number without a fraction (`1024` and
+/// `1024.0` alike). One past what a `u32` holds is past every cap anyway, so it is held at the
+/// largest (and capped later like any other); a negative or fractional one is refused.
+fn whole_tokens<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u32>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = match (number.as_u64(), number.as_f64()) {
+        (Some(n), _) => Some(n),
+        (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 => Some(f.min(u64::MAX as f64) as u64),
+        _ => None,
+    };
+    whole
+        .map(|n| Some(u32::try_from(n).unwrap_or(u32::MAX)))
+        .ok_or_else(|| serde::de::Error::custom("max_tokens must be a whole number of at least 1"))
 }
 
 /// What `POST /chat/stream/{generation_id}/stop` answers.
@@ -88,22 +127,44 @@ pub struct GenerationPath {
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct ResumeHeaders {
-    /// The id of the last event received: the answer's length in bytes so far. Absent or
-    /// empty: from the start. Not a whole number: 400; no position in this answer: 409.
-    #[param(rename = "Last-Event-ID", required = false)]
+    /// The id of the last event received: the answer's length in bytes so far, as digits.
+    /// Absent or empty: from the start. Not a whole number: 400; no position in this answer: 409.
+    #[param(rename = "Last-Event-ID", required = false, pattern = "^[0-9]{0,19}$")]
     #[allow(dead_code)]
     // read from the headers by `last_event_id`; this type only documents it
-    last_event_id: u64,
+    last_event_id: String,
 }
 
 /// Checks the fields and turns them into a request for the core.
 fn validate(body: ChatBody) -> Result<StartChat, HttpError> {
     let session_id = Uuid::parse_str(body.session_id.trim())
         .map_err(|_| HttpError::unprocessable("session_id must be a UUID"))?;
-    if body.prompt.trim().is_empty() {
+    let replace = match (body.regenerate == Some(true), body.edit_message_id) {
+        (true, Some(_)) => {
+            return Err(HttpError::unprocessable(
+                "regenerate and edit_message_id cannot be sent together",
+            ))
+        }
+        (true, None) => Some(Replace::Regenerate {
+            sent_prompt: body.prompt.clone(),
+        }),
+        (false, Some(id)) => Some(Replace::Edit {
+            message_id: Uuid::parse_str(id.trim())
+                .map_err(|_| HttpError::unprocessable("edit_message_id must be a UUID"))?,
+        }),
+        (false, None) => None,
+    };
+    let regenerate = matches!(replace, Some(Replace::Regenerate { .. }));
+    let prompt = match body.prompt {
+        Some(prompt) => prompt,
+        // The stored prompt is answered again: none is needed.
+        None if regenerate => String::new(),
+        None => return Err(HttpError::unprocessable("missing field `prompt`")),
+    };
+    if !regenerate && prompt.trim().is_empty() {
         return Err(HttpError::unprocessable("prompt must not be empty"));
     }
-    if body.prompt.len() > MAX_PROMPT_BYTES {
+    if prompt.len() > MAX_PROMPT_BYTES {
         return Err(HttpError::unprocessable(format!(
             "prompt must be at most {MAX_PROMPT_BYTES} bytes"
         )));
@@ -131,10 +192,11 @@ fn validate(body: ChatBody) -> Result<StartChat, HttpError> {
     };
     Ok(StartChat {
         session_id,
-        prompt: body.prompt,
+        prompt,
         provider,
         model,
         max_tokens: body.max_tokens,
+        replace,
     })
 }
 
@@ -144,7 +206,9 @@ fn validate(body: ChatBody) -> Result<StartChat, HttpError> {
     operation_id = "stream_chat",
     tag = "chat",
     summary = "Send a prompt and stream the answer (Server-Sent Events)",
-    description = "The prompt is stored first; the session's history goes upstream with it. \
+    description = "The prompt is stored first; the session's history goes upstream with it \
+                   (its current line: never the earlier versions a `regenerate` or an \
+                   `edit_message_id` replaced). \
                    Whatever goes wrong before the answer's first event and within the server's \
                    first-event wait is a JSON error with its status; a failure after that is \
                    the stream's error event. The answer belongs to the server, not to this \
@@ -172,6 +236,10 @@ fn validate(body: ChatBody) -> Result<StartChat, HttpError> {
         (status = 404, description = "No such session of the caller's", body = ErrorBody),
         (status = 409, description = "The session is full, already has an answer streaming, or \
                                       was changed by another server node", body = ErrorBody),
+        (status = 422, description = "A field is invalid (the detail names it): among others, \
+                                      `regenerate` or `edit_message_id` when the session has no \
+                                      answered last prompt, or `edit_message_id` naming another \
+                                      message than the session's last prompt", body = ErrorBody),
         (status = 429, description = "The caller's own quota (tokens a day, prompts a minute: \
                                       with the `RateLimit-*` headers), too many answers of the \
                                       caller's at once, or the provider rate-limited us (the \

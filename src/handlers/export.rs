@@ -147,7 +147,13 @@ fn markdown(detail: &SessionDetail) -> String {
             },
             other => other.to_owned(),
         };
-        let _ = writeln!(out, "## {author}\n");
+        // An earlier version a regenerate or an edit replaced is kept, and said to be one.
+        let earlier = if message.superseded == Some(true) {
+            " (earlier version)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "## {author}{earlier}\n");
         let _ = writeln!(out, "{}\n", message.content.trim_end());
         match message.status.as_deref() {
             Some("stopped") => out.push_str("_(stopped before the end)_\n\n"),

@@ -86,7 +86,8 @@ fn session_id(raw: &str) -> Result<Uuid, HttpError> {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Words to search titles and message text for (every word must match; at most 200
-    /// characters, 16 words); results best first, each with a `snippet`, 20 a page by default.
+    /// characters; the first 16 words count); results best first, each with a `snippet`, 20 a
+    /// page by default. Empty: no search. No word at all (only punctuation): no results.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[param(max_length = 200)]
     q: Option<String>,
@@ -166,8 +167,9 @@ pub async fn list(app: &App, req: Request<Incoming>) -> Result<Response<Body>, H
     let params: ListQuery = query(&req)?;
     let request = ListSessions {
         limit: limit(params.limit.as_deref())?,
-        cursor: params.cursor.clone(),
-        q: params.q.clone(),
+        cursor: params.cursor.clone().filter(|c| !c.is_empty()),
+        // An empty search box searches nothing: the plain listing.
+        q: params.q.clone().filter(|q| !q.trim().is_empty()),
     };
     let page = app.core.list_sessions(user_id, request).await?;
     let response = json(&page.sessions);

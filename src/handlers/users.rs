@@ -103,8 +103,8 @@ pub struct UsageRange {
     #[param(required = false, format = Date, example = "2026-11-01")]
     #[allow(dead_code)] // read from the query by `usage`; this type only documents it
     from: String,
-    /// The last UTC day, `YYYY-MM-DD`, included; by default today. At most 366 days after
-    /// `from`.
+    /// The last UTC day, `YYYY-MM-DD`, included; by default today. A range with `from` after
+    /// `to` reports nothing.
     #[param(required = false, format = Date, example = "2026-11-25")]
     #[allow(dead_code)]
     to: String,
@@ -121,8 +121,7 @@ pub struct UsageRange {
     responses(
         (status = 200, description = "The usage over the range, days without usage left out",
             body = UsageReport),
-        (status = 422, description = "A bound is not a date, `from` is after `to`, the range is \
-                                      longer than 366 days, or the query has another parameter",
+        (status = 422, description = "A bound is not a date, or the query has another parameter",
             body = ErrorBody),
     )
 )]

@@ -60,3 +60,24 @@ def log_in_as_the_run_user(context, case):
     if positive and all(LOGIN) and isinstance(case.body, dict) and len(repr(case.body)) % 2 == 0:
         case.body = {**case.body, "username": LOGIN[0], "password": LOGIN[1]}
     return case
+
+
+# Page tokens: `cursor` (GET /sessions) and `before` (GET /sessions/{id}) are valid only as the
+# server gave them out in a `Link: <...>; rel="next"` header, for that listing. A made-up value
+# of the right type is refused with the documented 422 ("not one this server gave out"), which
+# JSON Schema cannot tell from a schema-valid value refused. So generated cases that carry one
+# are dropped; the paging itself is tested over HTTP in tests/integration (session_search.rs,
+# message_pages.rs), and every other parameter of these operations is still generated.
+def _carries_page_token(case, name):
+    query = case.query
+    return isinstance(query, dict) and query.get(name) not in (None, "")
+
+
+@schemathesis.hook("filter_case").apply_to(operation_id="list_sessions")
+def no_made_up_cursor(context, case):
+    return not _carries_page_token(case, "cursor")
+
+
+@schemathesis.hook("filter_case").apply_to(operation_id="get_session")
+def no_made_up_before(context, case):
+    return not _carries_page_token(case, "before")

@@ -16,8 +16,9 @@
 #
 # Every check runs, none is loosened. hooks.py only (1) drops generated new passwords that the
 # server's breach list or the email/username rule refuses, a rule JSON Schema cannot state (the
-# document states it in words), and (2) logs half the valid `POST /token` cases in as the run's
-# user, so the 200 is checked too. schemathesis.toml lets linked-call chains run longer.
+# document states it in words), (2) logs half the valid `POST /token` cases in as the run's user,
+# so the 200 is checked too, and (3) drops made-up page tokens (`cursor`, `before`), valid only as
+# the server gave them out. schemathesis.toml lets linked-call chains run longer.
 set -euo pipefail
 
 ST_VERSION=4.32.5

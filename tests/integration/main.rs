@@ -26,6 +26,7 @@ mod operations;
 mod provider_adapters;
 mod providers_http;
 mod providers_reachable;
+mod regenerate;
 mod restart;
 mod search_latency;
 mod session_search;

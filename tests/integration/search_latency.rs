@@ -115,6 +115,7 @@ async fn search_latency_with_ten_thousand_sessions() {
                 node: Set(None),
                 usage_estimated: Set(None),
                 context_omitted: Set(None),
+                superseded_at: Set(None),
             });
             index += 1;
             if message_rows.len() == ROWS_PER_INSERT {

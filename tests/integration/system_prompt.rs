@@ -175,8 +175,18 @@ async fn system_prompts_are_bounded_and_puts_need_a_field() {
     assert_eq!(at_cap.status(), StatusCode::OK);
     let session: Value = at_cap.json().await.unwrap();
     let path = format!("/sessions/{}", session["id"].as_str().unwrap());
+    // Nothing to change changes nothing: the session comes back as it is.
+    let unchanged = server
+        .put(&user, &path)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unchanged.status(), StatusCode::OK);
+    let unchanged: Value = unchanged.json().await.unwrap();
+    assert_eq!(unchanged["system_prompt"].as_str().unwrap().len(), 16_000);
+    assert_eq!(unchanged["title"], session["title"]);
     for (body, status) in [
-        (json!({}), StatusCode::UNPROCESSABLE_ENTITY),
         (
             json!({ "system_prompt": long }),
             StatusCode::UNPROCESSABLE_ENTITY,

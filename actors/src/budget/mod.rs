@@ -7,6 +7,6 @@ mod tokens;
 mod windows;
 
 pub use quota::{utc_day, utc_minute, QuotaCheck, QuotaRefusal, QuotaSettings, UserQuota};
-pub use report::{usage_report, UsageReport, UsageTotal, MAX_REPORT_DAYS};
+pub use report::{usage_report, UsageReport, UsageTotal};
 pub use tokens::{count_tokens, estimate_tokens, warm_up_tokenizers, MESSAGE_OVERHEAD_TOKENS};
 pub use windows::{ContextSettings, ContextWindows};

@@ -60,6 +60,18 @@ pub struct StartChat {
     pub model: Option<String>,
     /// The longest answer asked for (capped by configuration).
     pub max_tokens: Option<u32>,
+    /// `None` for a new prompt; else what of the session's last turn this one replaces.
+    pub replace: Option<Replace>,
+}
+
+/// What a turn replaces of the session's last turn: those messages stay as earlier versions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Replace {
+    /// The last prompt answered again (its answer replaced). `prompt` is unused; when the client
+    /// sent one (`Some`), it must be that prompt's text.
+    Regenerate { sent_prompt: Option<String> },
+    /// The last prompt, this message, replaced by `prompt` (its answer too) and answered.
+    Edit { message_id: Uuid },
 }
 
 /// A started generation: its id and the first subscription to its events.
@@ -452,11 +464,25 @@ impl SessionState {
             Some(None) => Some(None),
             Some(Some(raw)) => Some(valid_system_prompt(raw)?),
         };
-        if title.is_none() && system_prompt.is_none() {
-            return Err(CoreError::Invalid(
-                "give a title, a system_prompt, or both".into(),
-            ));
+        // Nothing to change (`{}`, or only nulls for what has no null meaning) changes nothing:
+        // the session is answered as it is, like a PUT of what is there already.
+        if title.is_some() || system_prompt.is_some() {
+            self.write_update(session_id, title, system_prompt).await?;
         }
+        self.store
+            .owned_session(self.user_id, session_id)
+            .await?
+            .map(SessionView::from)
+            .ok_or(CoreError::NotFound("Session"))
+    }
+
+    /// Writes a client's change and keeps the cached session in step.
+    async fn write_update(
+        &mut self,
+        session_id: Uuid,
+        title: Option<String>,
+        system_prompt: Option<Option<String>>,
+    ) -> CoreResult<()> {
         if !self
             .store
             .update_session(
@@ -480,11 +506,7 @@ impl SessionState {
                 held.system_prompt = prompt.map(Into::into);
             }
         }
-        self.store
-            .owned_session(self.user_id, session_id)
-            .await?
-            .map(SessionView::from)
-            .ok_or(CoreError::NotFound("Session"))
+        Ok(())
     }
 
     async fn on_delete(&mut self, session_id: Uuid) -> CoreResult<()> {

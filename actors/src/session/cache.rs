@@ -50,8 +50,11 @@ pub struct CachedSession {
     pub title_is_default: bool,
     /// Sent upstream before the history, as a system message.
     pub system_prompt: Option<MessageText>,
-    /// Every message the session holds, not only the window.
+    /// Every message the session holds, not only the window (earlier versions too: the
+    /// session's size limit counts them).
     pub message_count: u64,
+    /// How many of those are earlier versions a regenerate or an edit replaced: never history.
+    pub superseded_count: u64,
     /// The newest finished messages, oldest first, at most the window's length.
     history: VecDeque<HistoryMessage>,
     window: usize,
@@ -66,6 +69,7 @@ impl CachedSession {
             title_is_default: session.title_is_default,
             system_prompt: session.system_prompt.as_deref().map(MessageText::from),
             message_count,
+            superseded_count: 0,
             history: VecDeque::new(),
             window,
             last_used: Instant::now(),
@@ -82,6 +86,22 @@ impl CachedSession {
             self.history.pop_front();
         }
         self.history.push_back(message);
+    }
+
+    /// Takes the session's last prompt and its answer out of the history, for a regenerate or an
+    /// edit that replaces them (they become earlier versions): the answer when the history ends
+    /// with one (an empty answer never entered it), then the prompt.
+    pub fn drop_last_exchange(&mut self) {
+        if self
+            .history
+            .back()
+            .is_some_and(|m| m.role == Role::Assistant)
+        {
+            self.history.pop_back();
+        }
+        if self.history.back().is_some_and(|m| m.role == Role::User) {
+            self.history.pop_back();
+        }
     }
 
     /// The newest prompt and the answer after it, if the history ends with such a pair.
@@ -163,8 +183,12 @@ impl CachedSession {
         });
         Fitted {
             messages,
-            omitted: u32::try_from(self.message_count.saturating_sub(sent_earlier))
-                .unwrap_or(u32::MAX),
+            omitted: u32::try_from(
+                self.message_count
+                    .saturating_sub(self.superseded_count)
+                    .saturating_sub(sent_earlier),
+            )
+            .unwrap_or(u32::MAX),
             tokens,
         }
     }
@@ -223,6 +247,7 @@ impl SessionCache {
     /// Holds a session just loaded from the database.
     pub fn insert_loaded(&mut self, loaded: LoadedSession) -> &mut CachedSession {
         let mut session = CachedSession::new(&loaded.session, loaded.message_count, self.window);
+        session.superseded_count = loaded.superseded_count;
         for message in loaded.recent.into_iter().filter_map(history_message) {
             session.push(message);
         }

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{
-    actor::{ChatStart, Generation, SessionMsg, SessionState, StartChat},
+    actor::{ChatStart, Generation, Replace, SessionMsg, SessionState, StartChat},
     cache::{CachedSession, Fitted, HistoryMessage},
 };
 use crate::{
@@ -33,6 +33,16 @@ struct Turn<'a> {
     prompt_tokens: u32,
     /// The tokens the history and the prompt may take.
     room: u32,
+    /// A regenerate or an edit: what it replaces.
+    replacing: Option<&'a Replacing>,
+}
+
+/// A regenerate or an edit, checked against the session's stored last turn.
+struct Replacing {
+    /// Regenerate: the stored prompt answered again (no new user row). Edit: `None`.
+    stored_prompt: Option<(Uuid, String)>,
+    /// The messages that become earlier versions: the last answer, and for an edit its prompt.
+    supersede: Vec<Uuid>,
 }
 
 impl SessionState {
@@ -48,17 +58,25 @@ impl SessionState {
         crate::faults::maybe_panic_session(&request.prompt);
         self.providers.check_configured(request.provider)?;
         self.check_room_for_an_answer(request.session_id)?;
-        let prompt = MessageText::from(storable(request.prompt));
+        let replacing = match &request.replace {
+            Some(replace) => Some(self.replacing(request.session_id, replace).await?),
+            None => None,
+        };
+        let (stored_prompt_id, prompt) =
+            match replacing.as_ref().and_then(|r| r.stored_prompt.clone()) {
+                Some((id, text)) => (Some(id), MessageText::from(text)),
+                None => (None, MessageText::from(storable(request.prompt))),
+            };
         let model = request
             .model
             .unwrap_or_else(|| Providers::default_model(request.provider).to_owned());
         // Counted once: the history keeps the count for every later turn.
         let prompt_tokens =
             count_tokens(request.provider, &model, &prompt).saturating_add(MESSAGE_OVERHEAD_TOKENS);
-        let room = self.context_room(&model, request.max_tokens, prompt_tokens)?;
+        let (room, max_tokens) = self.context_room(&model, request.max_tokens, prompt_tokens)?;
         self.check_quota().await?;
         // v7 ids are monotonic: the prompt's, made first, sorts before its answer's.
-        let prompt_id = Uuid::now_v7();
+        let prompt_id = stored_prompt_id.unwrap_or_else(Uuid::now_v7);
         let answer = NewAssistantMessage {
             id: Uuid::now_v7(),
             session_id: request.session_id,
@@ -71,6 +89,7 @@ impl SessionState {
             prompt: &prompt,
             prompt_tokens,
             room,
+            replacing: replacing.as_ref(),
         };
         let (fitted, begin) = self.begin_turn(turn, answer.clone()).await?;
 
@@ -84,7 +103,7 @@ impl SessionState {
             request: ChatRequest {
                 model: model.clone(),
                 messages: fitted.messages,
-                max_tokens: request.max_tokens,
+                max_tokens,
             },
             begin,
             providers: self.providers.clone(),
@@ -125,37 +144,38 @@ impl SessionState {
         })
     }
 
-    /// The tokens the history and the prompt may take for `model`: its window less the answer's
-    /// reserve (`max_tokens` when asked for). A prompt that cannot fit even alone is refused
+    /// The tokens the history and the prompt may take for `model`, and the `max_tokens` that
+    /// goes upstream. An asked `max_tokens` is capped by configuration and by what the window
+    /// leaves beside the prompt (an answer asked longer than fits gets what fits); without one
+    /// the server's answer reserve is kept free. A prompt that cannot fit even alone is refused
     /// here, before anything is stored or sent.
     fn context_room(
         &self,
         model: &str,
         max_tokens: Option<u32>,
         prompt_tokens: u32,
-    ) -> CoreResult<u32> {
+    ) -> CoreResult<(u32, Option<u32>)> {
         let context = &self.limits.context;
-        if let Some(asked) = max_tokens {
-            if asked == 0 || asked > context.max_tokens_cap {
-                return Err(CoreError::Invalid(format!(
-                    "max_tokens must be between 1 and {}",
-                    context.max_tokens_cap
-                )));
-            }
+        if max_tokens == Some(0) {
+            return Err(CoreError::Invalid("max_tokens must be at least 1".into()));
         }
         let window = context.windows.window(model);
-        let reserve = max_tokens.unwrap_or(context.answer_reserve);
-        let room = window.checked_sub(reserve).filter(|room| *room > 0);
-        match room {
-            Some(room) if prompt_tokens <= room => Ok(room),
-            Some(room) => Err(CoreError::Invalid(format!(
+        let asked = max_tokens.map(|asked| {
+            asked
+                .min(context.max_tokens_cap)
+                .min(window.saturating_sub(prompt_tokens))
+        });
+        let reserve = asked.unwrap_or(context.answer_reserve);
+        let room = window.saturating_sub(reserve);
+        if reserve == 0 || prompt_tokens > room {
+            return Err(CoreError::Invalid(format!(
                 "The prompt is about {prompt_tokens} tokens; {model} takes {window} tokens with \
-                 {reserve} kept for the answer, so a prompt may be at most {room} tokens"
-            ))),
-            None => Err(CoreError::Invalid(format!(
-                "max_tokens must be below {model}'s context window of {window} tokens"
-            ))),
+                 {} kept for the answer, so a prompt may be at most {} tokens",
+                reserve.max(1),
+                window.saturating_sub(reserve.max(1))
+            )));
         }
+        Ok((room, asked))
     }
 
     /// The user's own quotas, checked in memory (loaded from the database on the first turn of
@@ -252,6 +272,7 @@ impl SessionState {
             prompt,
             prompt_tokens,
             room,
+            replacing,
         } = turn;
         let session_id = answer.session_id;
         let shared = self.store.is_shared();
@@ -265,10 +286,23 @@ impl SessionState {
             let at = Utc::now();
             let quota = self.limits.quota.database_check(at);
             let held = self.held_session(session_id).await?;
-            if held.message_count + 2 > limit {
+            // A regenerate writes only the answer; earlier versions count against the limit too.
+            let new_rows = if replacing.is_some_and(|r| r.stored_prompt.is_some()) {
+                1
+            } else {
+                2
+            };
+            if held.message_count + new_rows > limit {
                 return Err(CoreError::Conflict(
                     "This session is full; start a new one".into(),
                 ));
+            }
+            if let Some(replacing) = replacing {
+                // The replaced turn leaves the history before the fit: only the current line
+                // goes upstream. (The window holds up to two messages fewer until the session is
+                // next loaded; what that leaves out is counted in `context_omitted` as usual.)
+                held.drop_last_exchange();
+                held.superseded_count += replacing.supersede.len() as u64;
             }
             let begin = BeginAnswer {
                 user_id,
@@ -281,16 +315,27 @@ impl SessionState {
                 quota,
                 // Other nodes run this user's answers too: the limit is counted in the database.
                 live_limit: shared.then_some(LiveLimit { most, now: at }),
+                supersede: replacing.map(|r| r.supersede.clone()).unwrap_or_default(),
+                new_prompt: new_rows == 2,
             };
             let fitted = held.fit_upstream(prompt, prompt_tokens, room);
             let written = self
                 .store
                 .writes()
                 .submit(session_id, Write::BeginAnswer(Box::new(begin)));
-            let outcome = if shared {
-                match written.await.unwrap_or(Err(WriteError::Closed))? {
+            // A replacing turn is awaited on every database: it is no hot path, and the history
+            // held was changed for it, so a write that failed must not leave it held.
+            let outcome = if shared || replacing.is_some() {
+                let result = written.await.unwrap_or(Err(WriteError::Closed));
+                if replacing.is_some() && !matches!(result, Ok(Written::Done)) {
+                    self.cache.forget(session_id);
+                }
+                match result? {
                     Written::Done => BeginOutcome::Stored,
                     Written::TooManyAnswers => return Err(too_many_answers(most)),
+                    // The replaced messages were chosen at the version held: another change
+                    // means choosing again, which is the client's to ask.
+                    Written::Missing | Written::Stale if replacing.is_some() => break,
                     Written::Missing | Written::Stale => {
                         self.cache.forget(session_id);
                         continue;
@@ -304,7 +349,7 @@ impl SessionState {
             // Re-borrowed: the await above may not hold the first borrow.
             if let Some(held) = self.cache.get_mut(session_id) {
                 held.version += 1;
-                held.message_count += 2;
+                held.message_count += new_rows;
                 held.push(HistoryMessage {
                     role: Role::User,
                     content: prompt.clone(),
@@ -314,6 +359,68 @@ impl SessionState {
             return Ok((fitted, outcome));
         }
         Err(EarlyFailure::SessionChanged.into())
+    }
+
+    /// Checks a regenerate or an edit against the session's stored last turn, read afresh (the
+    /// session is reloaded too, so the begin expects the version these messages were read at).
+    async fn replacing(&mut self, session_id: Uuid, replace: &Replace) -> CoreResult<Replacing> {
+        self.cache.forget(session_id);
+        // 404 when the session is not this user's.
+        self.held_session(session_id).await?;
+        let field = match replace {
+            Replace::Regenerate { .. } => "regenerate",
+            Replace::Edit { .. } => "edit_message_id",
+        };
+        let mut newest = self
+            .store
+            .list_messages(session_id, 2)
+            .await?
+            .into_iter()
+            .rev();
+        let (answer, prompt) = match (newest.next(), newest.next()) {
+            (Some(answer), Some(prompt)) if answer.role == "assistant" && prompt.role == "user" => {
+                (answer, prompt)
+            }
+            _ => {
+                return Err(CoreError::Invalid(format!(
+                    "{field}: the session has no answered prompt to replace"
+                )))
+            }
+        };
+        if answer.status.as_deref() == Some("streaming") {
+            return Err(CoreError::Conflict(
+                "An answer is still streaming in this session; stop it or wait for it to finish"
+                    .into(),
+            ));
+        }
+        match replace {
+            Replace::Regenerate { sent_prompt } => {
+                if let Some(sent) = sent_prompt {
+                    if storable(sent.clone()) != prompt.content {
+                        return Err(CoreError::Invalid(
+                            "With regenerate, prompt must be left out or be the session's last \
+                             prompt; to change the prompt, send edit_message_id"
+                                .into(),
+                        ));
+                    }
+                }
+                Ok(Replacing {
+                    stored_prompt: Some((prompt.id, prompt.content)),
+                    supersede: vec![answer.id],
+                })
+            }
+            Replace::Edit { message_id } => {
+                if *message_id != prompt.id {
+                    return Err(CoreError::Invalid(
+                        "edit_message_id must be the id of the session's last prompt".into(),
+                    ));
+                }
+                Ok(Replacing {
+                    stored_prompt: None,
+                    supersede: vec![prompt.id, answer.id],
+                })
+            }
+        }
     }
 
     pub(super) fn generation_of(&self, cell: &ractor::ActorCell) -> Option<Uuid> {

@@ -9,8 +9,8 @@ mod titles;
 mod views;
 
 pub use actor::{
-    ChatStart, EndedTurn, NewSession, SessionActor, SessionArgs, SessionChange, SessionMsg,
-    StartChat, DEFAULT_TITLE, SYSTEM_PROMPT_MAX_CHARS,
+    ChatStart, EndedTurn, NewSession, Replace, SessionActor, SessionArgs, SessionChange,
+    SessionMsg, StartChat, DEFAULT_TITLE, SYSTEM_PROMPT_MAX_CHARS,
 };
 pub use cache::HistoryMessage;
 pub(crate) use generations::stored_replay;

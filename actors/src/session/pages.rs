@@ -147,17 +147,9 @@ fn search_terms(q: &str) -> CoreResult<Vec<String>> {
         .filter(|t| !t.is_empty())
         .map(str::to_lowercase)
         .collect();
-    if terms.is_empty() {
-        return Err(CoreError::Invalid(
-            "q must contain at least one word (letters or digits)".into(),
-        ));
-    }
-    if terms.len() > MAX_QUERY_TERMS {
-        return Err(CoreError::Invalid(format!(
-            "q may hold at most {MAX_QUERY_TERMS} words"
-        )));
-    }
-    Ok(terms)
+    // The first words are searched for, as search boxes do; a query with no word at all (only
+    // punctuation) matches nothing.
+    Ok(terms.into_iter().take(MAX_QUERY_TERMS).collect())
 }
 
 /// FNV-1a: the same on every node and every build, unlike std's hasher.
@@ -178,13 +170,20 @@ pub async fn list_sessions(
     request: ListSessions,
     cap: u64,
 ) -> CoreResult<SessionPage> {
-    let cursor = match request.cursor.as_deref() {
+    // An empty cursor (`?cursor=`) is no cursor: the first page.
+    let cursor = match request.cursor.as_deref().filter(|text| !text.is_empty()) {
         Some(text) => Some(Cursor::decode(text).ok_or_else(bad_cursor)?),
         None => None,
     };
     if let Some(q) = request.q.as_deref() {
         let terms = search_terms(q)?;
         let limit = checked_limit(request.limit, DEFAULT_SEARCH_PAGE)?;
+        if terms.is_empty() {
+            return Ok(SessionPage {
+                sessions: Vec::new(),
+                next: None,
+            });
+        }
         let query = query_hash(&terms);
         let offset = match cursor {
             None => 0,
@@ -307,8 +306,8 @@ mod tests {
             search_terms("Zephyr-wind, OR \"x\"*").unwrap(),
             ["zephyr", "wind", "or", "x"]
         );
-        assert!(search_terms(" -*- ").is_err());
+        assert!(search_terms(" -*- ").unwrap().is_empty());
         assert!(search_terms(&"a".repeat(201)).is_err());
-        assert!(search_terms(&"a ".repeat(17)).is_err());
+        assert_eq!(search_terms(&"a ".repeat(17)).unwrap().len(), 16);
     }
 }

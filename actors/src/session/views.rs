@@ -116,6 +116,10 @@ pub struct MessageView {
     /// Present while the answer is streaming, so a reloaded page can resume it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation_id: Option<Uuid>,
+    /// `true` for an earlier version a regenerate or an edit replaced: kept readable, never
+    /// sent upstream again. Absent on the current line of the conversation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded: Option<bool>,
 }
 
 impl From<messages::Model> for MessageView {
@@ -139,6 +143,7 @@ impl From<messages::Model> for MessageView {
             usage,
             context_omitted: m.context_omitted,
             generation_id: if streaming { m.generation_id } else { None },
+            superseded: m.superseded_at.is_some().then_some(true),
         }
     }
 }

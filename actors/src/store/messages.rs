@@ -36,13 +36,16 @@ pub struct AssistantOutcome {
     pub charge: Option<UsageRecord>,
 }
 
-/// A session as a SessionActor loads it once: the row, the newest messages (oldest first) and
-/// how many messages it holds in all.
+/// A session as a SessionActor loads it once: the row, the newest current messages (oldest
+/// first; no earlier versions a regenerate or an edit replaced) and how many messages it holds
+/// in all, earlier versions included (the session's size limit counts them).
 #[derive(Debug)]
 pub struct LoadedSession {
     pub session: sessions::Model,
     pub recent: Vec<messages::Model>,
     pub message_count: u64,
+    /// How many of those messages are earlier versions.
+    pub superseded_count: u64,
 }
 
 impl Store {
@@ -54,10 +57,11 @@ impl Store {
         session_id: Uuid,
         window: u64,
     ) -> Result<Option<LoadedSession>, DbErr> {
-        let (session, recent, count) = tokio::join!(
+        let (session, recent, count, superseded) = tokio::join!(
             self.owned_session(user_id, session_id),
             self.list_messages(session_id, window),
             self.count_messages(session_id),
+            self.count_superseded(session_id),
         );
         let Some(session) = session? else {
             return Ok(None);
@@ -66,7 +70,17 @@ impl Store {
             session,
             recent: recent?,
             message_count: count?,
+            superseded_count: superseded?,
         }))
+    }
+
+    /// How many earlier versions (replaced by a regenerate or an edit) a session holds.
+    pub async fn count_superseded(&self, session_id: Uuid) -> Result<u64, DbErr> {
+        messages::Entity::find()
+            .filter(messages::Column::SessionId.eq(session_id))
+            .filter(messages::Column::SupersededAt.is_not_null())
+            .count(self.conn())
+            .await
     }
 
     /// How many messages a session holds.
@@ -165,7 +179,8 @@ impl Store {
         Ok(Some(newest_first))
     }
 
-    /// A session's messages, oldest first, at most `limit` (the most recent ones).
+    /// A session's current messages (the line that goes upstream, without earlier versions),
+    /// oldest first, at most `limit` (the most recent ones).
     pub async fn list_messages(
         &self,
         session_id: Uuid,
@@ -173,6 +188,7 @@ impl Store {
     ) -> Result<Vec<messages::Model>, DbErr> {
         let mut newest_first = messages::Entity::find()
             .filter(messages::Column::SessionId.eq(session_id))
+            .filter(messages::Column::SupersededAt.is_null())
             .order_by_desc(messages::Column::CreatedAt)
             .order_by_desc(messages::Column::Id)
             .limit(limit)

@@ -249,6 +249,8 @@ mod tests {
             at: chrono::Utc::now(),
             quota: crate::budget::QuotaSettings::default().database_check(chrono::Utc::now()),
             live_limit: None,
+            supersede: Vec::new(),
+            new_prompt: true,
         }));
         store.writes().write(session.id, begin).await.unwrap();
         index_is_consistent(&store).await;

@@ -43,6 +43,13 @@ pub struct BeginAnswer {
     /// here, and the turn refused at the limit (see `answer_limit`). `None` on SQLite, where this
     /// node's memory is the whole count.
     pub live_limit: Option<LiveLimit>,
+    /// A regenerate or an edit: the messages it replaces, marked superseded in the same write
+    /// as the new answer's begin (so no replaced answer is ever left without its replacement).
+    /// Empty for a plain turn.
+    pub supersede: Vec<Uuid>,
+    /// False for a regenerate: `prompt_id` names the stored prompt answered again, and no user
+    /// row is written.
+    pub new_prompt: bool,
 }
 
 /// At most `most` answers of a user streaming at once on the nodes alive at `now`.
@@ -103,7 +110,9 @@ impl Write {
     /// True when the write's statements must share a transaction even alone in its batch (the
     /// per-user lock of a limited turn holds until the commit).
     pub(super) fn needs_transaction(&self) -> bool {
-        matches!(self, Write::BeginAnswer(begin) if begin.live_limit.is_some())
+        // A replacing begin takes several statements that must land together.
+        matches!(self, Write::BeginAnswer(begin)
+            if begin.live_limit.is_some() || !begin.supersede.is_empty())
     }
 }
 
@@ -177,7 +186,9 @@ pub(super) async fn apply<C: ConnectionTrait>(db: &C, write: &Write) -> Result<W
                 .await?;
             Ok(found(result.rows_affected))
         }
-        Write::BeginAnswer(begin) if sqlite => sqlite_writes::begin_answer(db, begin).await,
+        Write::BeginAnswer(begin) if sqlite && begin.supersede.is_empty() => {
+            sqlite_writes::begin_answer(db, begin).await
+        }
         Write::BeginAnswer(begin) => begin_answer(db, begin).await,
         Write::FinishAnswer {
             message_id,
@@ -218,21 +229,38 @@ fn bump(session_id: Uuid, at: DateTime<Utc>) -> sea_orm::UpdateMany<sessions::En
         .filter(sessions::Column::Id.eq(session_id))
 }
 
+/// The portable begin (and, on SQLite, a replacing one: it runs in a transaction, so its
+/// several round trips are no risk there).
 async fn begin_answer<C: ConnectionTrait>(db: &C, begin: &BeginAnswer) -> Result<Written, DbErr> {
     if let Some(limit) = begin.live_limit {
         if super::answer_limit::at_limit(db, begin.user_id, limit).await? {
             return Ok(Written::TooManyAnswers);
         }
     }
-    // The prompt is counted (within the quotas) in the bump's own statement; a refused prompt
-    // leaves the session untouched.
-    if !claim_prompt_and_bump(db, begin, &begin.quota).await? {
+    if db.get_database_backend() == DbBackend::Sqlite {
+        if !sqlite_writes::bump_and_count_prompt(db, begin).await? {
+            return Ok(Written::Stale);
+        }
+    } else if !claim_prompt_and_bump(db, begin, &begin.quota).await? {
+        // The prompt is counted (within the quotas) in the bump's own statement; a refused
+        // prompt leaves the session untouched.
         if begin_refused_by_quota(db, begin).await? {
             return Ok(Written::Limited);
         }
         return Ok(Written::Stale);
     }
     let answer = &begin.answer;
+    if !begin.supersede.is_empty() {
+        // The version check above is what makes these the session's current last messages: the
+        // SessionActor chose them at the version this write expected.
+        messages::Entity::update_many()
+            .col_expr(messages::Column::SupersededAt, Some(begin.at).into())
+            .filter(messages::Column::Id.is_in(begin.supersede.iter().copied()))
+            .filter(messages::Column::SessionId.eq(answer.session_id))
+            .filter(messages::Column::SupersededAt.is_null())
+            .exec(db)
+            .await?;
+    }
     let user = messages::ActiveModel {
         id: Set(begin.prompt_id),
         session_id: Set(answer.session_id),
@@ -249,6 +277,7 @@ async fn begin_answer<C: ConnectionTrait>(db: &C, begin: &BeginAnswer) -> Result
         context_omitted: Set(None),
         created_at: Set(begin.at),
         node: Set(None),
+        superseded_at: Set(None),
     };
     let assistant = messages::ActiveModel {
         id: Set(answer.id),
@@ -266,8 +295,14 @@ async fn begin_answer<C: ConnectionTrait>(db: &C, begin: &BeginAnswer) -> Result
         context_omitted: Set(None),
         created_at: Set(begin.at),
         node: Set(Some(begin.node.clone())),
+        superseded_at: Set(None),
     };
-    messages::Entity::insert_many([user, assistant])
+    let rows = if begin.new_prompt {
+        vec![user, assistant]
+    } else {
+        vec![assistant]
+    };
+    messages::Entity::insert_many(rows)
         .exec_without_returning(db)
         .await?;
     Ok(Written::Done)

@@ -36,6 +36,16 @@ ON CONFLICT (user_id) DO UPDATE SET \
 prompts = CASE WHEN prompt_rate.minute = excluded.minute THEN prompt_rate.prompts + 1 ELSE 1 END, \
 minute = excluded.minute";
 
+/// The first half of [`BEGIN_ANSWER`] for a replacing begin (which writes its rows itself): the
+/// bump at the expected version, then the prompt counted only if the bump changed a row.
+const BUMP_AND_COUNT_PROMPT: &str = "\
+UPDATE sessions SET version = version + 1, updated_at = ? \
+WHERE id = ? AND user_id = ? AND version = ?; \
+INSERT INTO prompt_rate (user_id, minute, prompts) SELECT ?, ?, 1 WHERE changes() = 1 \
+ON CONFLICT (user_id) DO UPDATE SET \
+prompts = CASE WHEN prompt_rate.minute = excluded.minute THEN prompt_rate.prompts + 1 ELSE 1 END, \
+minute = excluded.minute";
+
 /// Marks the session active (bumping its version), then stores the answer's final state.
 const FINISH_ANSWER: &str = "\
 UPDATE sessions SET version = version + 1, updated_at = ?1 WHERE id = ?2; \
@@ -91,6 +101,30 @@ pub(super) async fn begin_answer<C: ConnectionTrait>(
     } else {
         Written::Done
     })
+}
+
+/// Bumps the session if it is at the expected version and counts the prompt; false when the
+/// session was not at that version (nothing written).
+pub(super) async fn bump_and_count_prompt<C: ConnectionTrait>(
+    db: &C,
+    begin: &BeginAnswer,
+) -> Result<bool, DbErr> {
+    let values: Vec<Value> = vec![
+        begin.at.into(),
+        begin.answer.session_id.into(),
+        begin.user_id.into(),
+        begin.expected_version.into(),
+        begin.user_id.into(),
+        begin.quota.minute.into(),
+    ];
+    let result = db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            BUMP_AND_COUNT_PROMPT,
+            values,
+        ))
+        .await?;
+    Ok(result.rows_affected() > 0)
 }
 
 pub(super) async fn finish_answer<C: ConnectionTrait>(
@@ -173,6 +207,8 @@ mod tests {
             at: Utc::now(),
             quota: crate::budget::QuotaSettings::default().database_check(Utc::now()),
             live_limit: None,
+            supersede: Vec::new(),
+            new_prompt: true,
         }))
     }
 
