@@ -47,6 +47,8 @@
     // One answer at a time per chat: the server would refuse a second one (409).
     $("send").disabled = state.sending || state.loading || stream !== null;
     $("stop").disabled = !(stream && stream.generation && !stream.stopping);
+    const idle = state.current && !state.sending && !state.loading && stream === null;
+    View.lastTurn(idle ? { regenerate: guarded(regenerate), edit: guarded(edit) } : null);
   }
 
   function drawer(open) {
@@ -387,14 +389,16 @@
     s.title = session.title;
     $("chat-title").textContent = session.title;
     showSystemPrompt(session.system_prompt || "");
-    s.count = session.messages.length;
+    // Prompts and answers a regenerate or an edit replaced stay stored, but are not shown.
+    const messages = session.messages.filter((m) => !m.superseded);
+    s.count = messages.length;
     let answer = null;
-    for (const message of session.messages) {
+    for (const message of messages) {
       if (message.role === "user") View.user(message.content);
       else answer = View.stored(message);
     }
     updateButtons();
-    const last = session.messages[session.messages.length - 1];
+    const last = messages[messages.length - 1];
     if (answer && last.status === "streaming" && last.generation_id) {
       // Event ids are byte offsets into the answer: ask for what comes after the stored part.
       const stream = newStream(s, {
@@ -448,31 +452,80 @@
     try {
       const id = s.current && !s.creating ? s.current : await newChat();
       if (s !== state || !id || id !== s.current) return;
-      const provider = $("provider").value;
-      const model = $("model").value.trim();
-      const info = Providers.find(provider);
-      const body = { session_id: id, prompt, provider };
-      if (model) body.model = model;
+      const body = { ...chatBody(id), prompt };
       $("prompt").value = "";
       View.user(prompt);
       s.count += 2;
-      const answer = View.assistant({ provider, model: model || (info && info.default_model) });
-      const stream = newStream(s, { sessionId: id, answer, generation: null, lastId: 0 });
-      let response;
-      try {
-        response = await Api.call("POST", "/chat/stream", { json: body, signal: stream.controller.signal });
-      } catch (error) {
-        if (gone(s, stream)) return;
-        answer.fail(error);
-        if (!$("prompt").value) $("prompt").value = prompt; // nothing lost: try again at once
-        s.stream = null;
-        loadSessions(s).catch(() => {});
-        return;
-      }
-      stream.generation = response.headers.get("x-generation-id");
+      await converse(s, id, body, prompt);
+    } finally {
       s.sending = false;
-      updateButtons();
-      await follow(s, stream, response);
+      if (s === state) updateButtons();
+    }
+  }
+
+  /** The fields every POST /chat/stream of chat `id` carries: the provider and model chosen. */
+  function chatBody(id) {
+    const body = { session_id: id, provider: $("provider").value };
+    const model = $("model").value.trim();
+    if (model) body.model = model;
+    return body;
+  }
+
+  /** Posts `body` to /chat/stream and shows its answer to its end. `prompt`, when given, goes
+   * back into the message box if the server refuses it, so nothing typed is lost. */
+  async function converse(s, id, body, prompt) {
+    const info = Providers.find(body.provider);
+    const answer = View.assistant({ provider: body.provider, model: body.model || (info && info.default_model) });
+    const stream = newStream(s, { sessionId: id, answer, generation: null, lastId: 0 });
+    let response;
+    try {
+      response = await Api.call("POST", "/chat/stream", { json: body, signal: stream.controller.signal });
+    } catch (error) {
+      if (gone(s, stream)) return;
+      answer.fail(error);
+      if (prompt && !$("prompt").value) $("prompt").value = prompt; // nothing lost: try again at once
+      s.stream = null;
+      loadSessions(s).catch(() => {});
+      return;
+    }
+    stream.generation = response.headers.get("x-generation-id");
+    s.sending = false;
+    updateButtons();
+    await follow(s, stream, response);
+  }
+
+  /** Answers the chat's last prompt again; the answer it replaces leaves the screen. */
+  async function regenerate() {
+    const s = state;
+    const id = s.current;
+    if (!id || s.sending || s.stream || s.loading) return;
+    s.sending = true;
+    updateButtons();
+    try {
+      View.dropLastTurn(false);
+      await converse(s, id, { ...chatBody(id), regenerate: true }, null);
+    } finally {
+      s.sending = false;
+      if (s === state) updateButtons();
+    }
+  }
+
+  /** Replaces the chat's last prompt with `text` and answers that instead. */
+  async function edit(text) {
+    const s = state;
+    const id = s.current;
+    if (!id || !text || s.sending || s.stream || s.loading) return;
+    s.sending = true;
+    updateButtons();
+    try {
+      // The prompt's id: a prompt just sent is on screen before the page knows it.
+      const session = await Api.json("GET", "/sessions/" + id);
+      if (s !== state || id !== s.current) return;
+      const last = session.messages.filter((m) => m.role === "user" && !m.superseded).pop();
+      if (!last) return;
+      View.dropLastTurn(true);
+      View.user(text);
+      await converse(s, id, { ...chatBody(id), prompt: text, edit_message_id: last.id }, null);
     } finally {
       s.sending = false;
       if (s === state) updateButtons();

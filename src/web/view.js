@@ -184,8 +184,86 @@ window.OmniView = (() => {
     if (button) copyWith(button, button.parentElement.querySelector("pre").textContent);
   });
 
+  function actionButton(className, label, title, onclick) {
+    const button = element("button", className, label);
+    button.type = "button";
+    button.title = title;
+    button.onclick = onclick;
+    return button;
+  }
+
+  /**
+   * Regenerate on the last answer and Edit on the last prompt, nowhere else; `on` (with
+   * regenerate() and edit(text)) null takes them away, while an answer streams.
+   */
+  function lastTurn(on) {
+    for (const button of area().querySelectorAll("button.regenerate, button.edit")) button.remove();
+    if (!on) return;
+    const bubbles = area().querySelectorAll(".msg.user, .msg.assistant");
+    const last = bubbles[bubbles.length - 1];
+    const prompt = [...bubbles].reverse().find((b) => b.classList.contains("user"));
+    if (last && last.classList.contains("assistant") && prompt) {
+      const meta = last.querySelector(".meta");
+      meta.insertBefore(actionButton("regenerate", "Regenerate", "Answer the last prompt again",
+        () => on.regenerate()), meta.querySelector("button.copy-answer"));
+    }
+    if (prompt && !prompt.classList.contains("editing")) {
+      let meta = prompt.querySelector(".meta");
+      if (!meta) {
+        meta = element("div", "meta");
+        prompt.append(meta);
+      }
+      meta.append(actionButton("edit", "Edit", "Change the last prompt and answer it again",
+        () => editPrompt(prompt, on)));
+    }
+  }
+
+  /** Edits the prompt in its bubble: Enter or Save sends it, Escape or Cancel leaves it. */
+  function editPrompt(bubble, on) {
+    const body = bubble.querySelector(".body");
+    const meta = bubble.querySelector(".meta");
+    const box = element("textarea", "edit-box");
+    box.value = body.textContent;
+    box.rows = Math.min(8, box.value.split("\n").length + 1);
+    box.setAttribute("aria-label", "Edit the prompt");
+    const save = actionButton("primary save-edit", "Save", "Send the changed prompt", () => done(box.value.trim()));
+    const cancel = actionButton("cancel-edit", "Cancel", "Keep the prompt as it is", () => done(null));
+    const buttons = element("div", "edit-actions");
+    buttons.append(save, cancel);
+    bubble.classList.add("editing");
+    body.hidden = true;
+    if (meta) meta.hidden = true;
+    bubble.append(box, buttons);
+    box.focus();
+    box.onkeydown = (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        done(box.value.trim());
+      }
+      if (event.key === "Escape") { event.preventDefault(); done(null); }
+    };
+    function done(text) {
+      box.remove();
+      buttons.remove();
+      body.hidden = false;
+      if (meta) meta.hidden = false;
+      bubble.classList.remove("editing");
+      if (text && text !== body.textContent) on.edit(text);
+    }
+  }
+
+  /** Takes the last answer (and with `andPrompt`, the prompt before it) off the screen. */
+  function dropLastTurn(andPrompt) {
+    const bubbles = [...area().querySelectorAll(".msg.user, .msg.assistant")];
+    const last = bubbles.pop();
+    if (last && last.classList.contains("assistant")) last.remove();
+    if (!andPrompt) return;
+    const prompt = bubbles.reverse().find((b) => b.classList.contains("user"));
+    if (prompt) prompt.remove();
+  }
+
   return {
-    user, assistant, stored, notice, describe,
+    user, assistant, stored, notice, describe, lastTurn, dropLastTurn,
     clear() { area().replaceChildren(); },
   };
 })();

@@ -99,7 +99,7 @@ def test_stopped_is_marked_at_once_and_send_waits_for_the_answer(server, browser
     type_prompt(browser, "too early")
     el(browser, "#prompt").send_keys(Keys.ENTER)
     time.sleep(0.3)
-    assert [u.text for u in els(browser, "#messages .msg.user")] == [answer_prompt(server, user)]
+    assert [u.text for u in els(browser, "#messages .msg.user .body")] == [answer_prompt(server, user)]
     el(browser, "#stop").click()
     wait_for(lambda: answer.get_attribute("data-status") == "stopped", timeout=1.5,
              message="stopped shown at once")
@@ -138,7 +138,7 @@ def test_a_double_click_on_send_sends_once(server, browser):
     wait_answer_done(browser)
     time.sleep(0.5)
     assert len(server.json("GET", "/sessions", user["token"])) == 1
-    assert [u.text for u in els(browser, "#messages .msg.user")] == ["only once"]
+    assert [u.text for u in els(browser, "#messages .msg.user .body")] == ["only once"]
     assert len(answers(browser)) == 1 and els(browser, "#messages .error") == []
     session = server.json("GET", "/sessions", user["token"])[0]
     assert len(server.json("GET", f"/sessions/{session['id']}", user["token"])["messages"]) == 2

@@ -164,3 +164,64 @@ def test_a_system_prompt_typed_before_any_chat_starts_one(server, browser):
     el(browser, "#new").click()
     wait_for(lambda: len(server.json("GET", "/sessions", user["token"])) == 2, message="a second chat")
     wait_for(lambda: box.get_attribute("value") == "", message="the new chat's empty prompt")
+
+
+def current_line(server, user):
+    [session] = server.json("GET", "/sessions", user["token"])
+    messages = server.json("GET", f"/sessions/{session['id']}", user["token"])["messages"]
+    return ([(m["role"], m["content"]) for m in messages if not m.get("superseded")],
+            [(m["role"], m["content"]) for m in messages if m.get("superseded")])
+
+
+def test_regenerate_and_edit_the_last_turn(server, browser):
+    user = server.user()
+    log_in(browser, server, user)
+    send(browser, "first question")
+    wait_answer_done(browser)
+    send(browser, " ".join(f"w{i}" for i in range(60)))
+    answer = wait_for(lambda: len(els(browser, "#messages .msg.assistant")) == 2
+                      and els(browser, "#messages .msg.assistant")[-1], message="the second answer")
+    wait_for(lambda: "w3" in answer.text, message="the answer under way")
+    assert els(browser, "button.regenerate, button.edit") == [], "no replacing while an answer streams"
+    wait_answer_done(browser, count=2)
+
+    # Only the last answer and the last prompt carry the buttons.
+    wait_for(lambda: len(els(browser, "button.regenerate")) == 1, message="Regenerate")
+    assert els(browser, "#messages .msg.assistant:last-of-type button.regenerate")
+    edits = els(browser, "#messages .msg.user button.edit")
+    assert len(edits) == 1
+    assert edits[0].find_element("xpath", "ancestor::div[contains(@class,'msg')]").text.startswith("w0")
+
+    el(browser, "button.regenerate").click()
+    wait_for(lambda: len(els(browser, "#messages .msg.assistant")) == 2
+             and els(browser, "#messages .msg.assistant")[-1].get_attribute("data-status") == "complete",
+             message="the new answer")
+    line, superseded = current_line(server, user)
+    assert [role for role, _ in line] == ["user", "assistant", "user", "assistant"]
+    assert superseded == [("assistant", line[3][1])], "the replaced answer is kept, marked"
+
+    # Edit the last prompt in its bubble; Escape leaves it.
+    el(browser, "button.edit").click()
+    box = el(browser, "#messages .msg.user textarea.edit-box")
+    box.send_keys(Keys.ESCAPE)
+    assert els(browser, "textarea.edit-box") == []
+    wait_for(lambda: els(browser, "button.edit"), message="Edit again").pop().click()
+    box = el(browser, "#messages .msg.user textarea.edit-box")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys("second question", Keys.ENTER)
+    wait_for(lambda: [u.find_element("css selector", ".body").text for u in els(browser, "#messages .msg.user")]
+             == ["first question", "second question"], message="the edited prompt")
+    done = wait_answer_done(browser, count=2)
+    assert done.find_element("css selector", ".body").text == "second question"
+    line, superseded = current_line(server, user)
+    assert line == [("user", "first question"), ("assistant", "first question"),
+                    ("user", "second question"), ("assistant", "second question")]
+    assert len(superseded) == 3
+
+    # After a reload only the current line shows, the buttons on its last turn.
+    browser.refresh()
+    wait_for(lambda: len(els(browser, "#messages .msg.assistant")) == 2, message="the chat again")
+    assert [u.find_element("css selector", ".body").text for u in els(browser, "#messages .msg.user")] \
+        == ["first question", "second question"]
+    wait_for(lambda: len(els(browser, "button.regenerate")) == 1 and len(els(browser, "button.edit")) == 1,
+             message="the buttons after a reload")

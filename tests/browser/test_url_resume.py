@@ -16,7 +16,7 @@ def chat_in_url(driver):
 
 
 def user_texts(driver):
-    return [b.text for b in els(driver, "#messages .msg.user")]
+    return [b.text for b in els(driver, "#messages .msg.user .body")]
 
 
 def test_reload_and_bookmark_open_the_chat_in_the_url(server, browser):
