@@ -1,7 +1,7 @@
 "use strict";
 // The message area: user bubbles, assistant answers (Markdown re-rendered as text streams in, a
-// "thinking" sign before the first token, their final status), and errors in their own style with
-// a short message and the server's detail on demand.
+// "thinking" sign before the first token, their final status), errors in their own style with
+// a short message and the server's detail on demand, and the last turn's Regenerate and Edit.
 window.OmniView = (() => {
   const { markdown, copyButton, copyWith } = window.OmniRender;
   const area = () => document.getElementById("messages");
