@@ -112,23 +112,39 @@ impl Store {
 /// Listens for stop signals and hands each to the local SessionRegistry, which acts only on
 /// generations this node runs, for token revocations, which raise `generations`, and for single
 /// token logouts, which go on `revoked`. `None` on SQLite.
-pub(crate) fn spawn_stop_listener(
+///
+/// Returns once the listener is listening (or after `ready_within`, with a warning): a node
+/// that served requests before it listened would miss what other nodes signal meanwhile (a
+/// logout, a stop, a follow request) with nothing to tell it so.
+pub(crate) async fn spawn_stop_listener(
     store: Store,
     children: ChildrenSlot,
     generations: Generations,
     revoked: RevokedTokens,
+    ready_within: Duration,
 ) -> Option<JoinHandle<()>> {
     if !store.is_shared() {
         return None;
     }
-    Some(tokio::spawn(async move {
+    let (listening, mut ready) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
         loop {
-            if let Err(err) = listen(&store, &children, &generations, &revoked).await {
+            if let Err(err) = listen(&store, &children, &generations, &revoked, &listening).await {
                 tracing::warn!(%err, "stop-signal listener failed; reconnecting");
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-    }))
+    });
+    if tokio::time::timeout(ready_within, ready.wait_for(|listening| *listening))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?ready_within,
+            "not yet listening for other nodes' signals; serving anyway and retrying"
+        );
+    }
+    Some(task)
 }
 
 async fn listen(
@@ -136,6 +152,7 @@ async fn listen(
     children: &ChildrenSlot,
     generations: &Generations,
     revoked: &RevokedTokens,
+    listening: &tokio::sync::watch::Sender<bool>,
 ) -> Result<(), sea_orm::sqlx::Error> {
     let mut listener =
         PgListener::connect_with(store.conn().get_postgres_connection_pool()).await?;
@@ -163,6 +180,7 @@ async fn listen(
             )));
         }
     }
+    listening.send_replace(true);
     loop {
         let notification = listener.recv().await?;
         if notification.channel() == store.follows().channel() {

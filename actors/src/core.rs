@@ -146,7 +146,9 @@ impl Core {
             children.clone(),
             generations.clone(),
             revoked.clone(),
-        );
+            config.database_timeout.max(Duration::from_secs(5)),
+        )
+        .await;
         Ok(Core {
             metrics,
             heartbeat,
