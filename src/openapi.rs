@@ -96,8 +96,32 @@ pub fn document_json() -> &'static str {
         let mut json = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
         spell_links_as_openapi_does(&mut json);
         describe_event_streams(&mut json);
+        describe_chat_body_shapes(&mut json);
         serde_json::to_string_pretty(&json).unwrap_or_else(|_| "{}".into())
     })
+}
+
+/// A chat body is one of two shapes, which utoipa cannot state: a prompt (new, or replacing the
+/// last one with `edit_message_id`), or `regenerate: true` with no `edit_message_id` (its
+/// `prompt` optional). Stated as `anyOf`, so a tool that generates bodies from the document
+/// makes only bodies the server takes.
+fn describe_chat_body_shapes(json: &mut serde_json::Value) {
+    if let Some(body) = json.pointer_mut("/components/schemas/ChatBody") {
+        body["anyOf"] = serde_json::json!([
+            {
+                "required": ["prompt"],
+                "properties": {
+                    "prompt": { "type": "string" },
+                    "regenerate": { "enum": [false, null] }
+                }
+            },
+            {
+                "required": ["regenerate"],
+                "properties": { "regenerate": { "const": true } },
+                "not": { "required": ["edit_message_id"] }
+            }
+        ]);
+    }
 }
 
 /// Every `text/event-stream` answer gets the schema of one event (`sse::event_schema`), as a

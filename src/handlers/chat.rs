@@ -235,11 +235,13 @@ fn validate(body: ChatBody) -> Result<StartChat, HttpError> {
         (status = 402, description = "The provider account's quota or credit is exhausted", body = ErrorBody),
         (status = 404, description = "No such session of the caller's", body = ErrorBody),
         (status = 409, description = "The session is full, already has an answer streaming, or \
-                                      was changed by another server node", body = ErrorBody),
-        (status = 422, description = "A field is invalid (the detail names it): among others, \
-                                      `regenerate` or `edit_message_id` when the session has no \
-                                      answered last prompt, or `edit_message_id` naming another \
-                                      message than the session's last prompt", body = ErrorBody),
+                                      was changed by another server node; or `regenerate` / \
+                                      `edit_message_id` do not fit the session as it is (no \
+                                      answered prompt yet, `edit_message_id` naming another \
+                                      message than its last prompt, a regenerate `prompt` that \
+                                      is not its last prompt)", body = ErrorBody),
+        (status = 422, description = "A field is invalid (the detail names it)",
+            body = ErrorBody),
         (status = 429, description = "The caller's own quota (tokens a day, prompts a minute: \
                                       with the `RateLimit-*` headers), too many answers of the \
                                       caller's at once, or the provider rate-limited us (the \

@@ -317,7 +317,7 @@ async fn edit_replaces_the_last_prompt_and_sends_the_history_before_it() {
     let stale = server
         .chat(&user, json!({ "session_id": id, "prompt": "x", "provider": "openai", "edit_message_id": second }))
         .await;
-    let detail = expect_error(stale, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let detail = expect_error(stale, StatusCode::CONFLICT).await;
     assert!(detail.contains("edit_message_id"), "{detail}");
     let edited = last_id(&server, &user, &id, "user").await;
     let body = json!({ "session_id": id, "prompt": "second, again", "edit_message_id": edited });
@@ -367,16 +367,16 @@ async fn replacing_is_refused_while_streaming_and_for_anything_but_the_last_prom
         }
     };
 
-    // Nothing to replace yet.
+    // Nothing to replace yet: well-formed requests the session's state refuses (409).
     let detail = refused(
         json!({ "session_id": id, "regenerate": true }),
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::CONFLICT,
     )
     .await;
     assert!(detail.contains("regenerate"), "{detail}");
     let detail = refused(
         json!({ "session_id": id, "prompt": "p", "edit_message_id": uuid::Uuid::now_v7() }),
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::CONFLICT,
     )
     .await;
     assert!(detail.contains("edit_message_id"), "{detail}");
@@ -405,15 +405,17 @@ async fn replacing_is_refused_while_streaming_and_for_anything_but_the_last_prom
     let answer = last_id(&server, &user, &id, "assistant").await;
     let second = last_id(&server, &user, &id, "user").await;
 
+    // Anything but the last prompt: the session's state refuses it (409).
+    for target in [&first, &answer] {
+        let body = json!({ "session_id": id, "prompt": "p", "edit_message_id": target });
+        let detail = refused(body.clone(), StatusCode::CONFLICT).await;
+        assert!(detail.contains("edit_message_id"), "{body}: {detail}");
+    }
+    let body = json!({ "session_id": id, "prompt": "not the last prompt", "regenerate": true });
+    let detail = refused(body, StatusCode::CONFLICT).await;
+    assert!(detail.contains("prompt"), "{detail}");
+    // Malformed requests (422).
     for (body, field) in [
-        (
-            json!({ "session_id": id, "prompt": "p", "edit_message_id": first }),
-            "edit_message_id",
-        ),
-        (
-            json!({ "session_id": id, "prompt": "p", "edit_message_id": answer }),
-            "edit_message_id",
-        ),
         (
             json!({ "session_id": id, "prompt": "p", "edit_message_id": "nope" }),
             "edit_message_id",
@@ -421,10 +423,6 @@ async fn replacing_is_refused_while_streaming_and_for_anything_but_the_last_prom
         (
             json!({ "session_id": id, "prompt": "p", "edit_message_id": second, "regenerate": true }),
             "edit_message_id",
-        ),
-        (
-            json!({ "session_id": id, "prompt": "not the last prompt", "regenerate": true }),
-            "prompt",
         ),
         (
             json!({ "session_id": id, "prompt": "  ", "edit_message_id": second }),

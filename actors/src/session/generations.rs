@@ -382,9 +382,10 @@ impl SessionState {
                 (answer, prompt)
             }
             _ => {
-                return Err(CoreError::Invalid(format!(
+                // The request is well formed; the session is not in a state it applies to.
+                return Err(CoreError::Conflict(format!(
                     "{field}: the session has no answered prompt to replace"
-                )))
+                )));
             }
         };
         if answer.status.as_deref() == Some("streaming") {
@@ -397,7 +398,7 @@ impl SessionState {
             Replace::Regenerate { sent_prompt } => {
                 if let Some(sent) = sent_prompt {
                     if storable(sent.clone()) != prompt.content {
-                        return Err(CoreError::Invalid(
+                        return Err(CoreError::Conflict(
                             "With regenerate, prompt must be left out or be the session's last \
                              prompt; to change the prompt, send edit_message_id"
                                 .into(),
@@ -411,7 +412,7 @@ impl SessionState {
             }
             Replace::Edit { message_id } => {
                 if *message_id != prompt.id {
-                    return Err(CoreError::Invalid(
+                    return Err(CoreError::Conflict(
                         "edit_message_id must be the id of the session's last prompt".into(),
                     ));
                 }
