@@ -73,6 +73,14 @@
   /** Drops the token and everything of the user. `forget` also clears the chat named in the
    * URL (an explicit logout); an expired login keeps it, to reopen it after logging in again. */
   function logout(message, forget) {
+    // "Out" also ends the token on the server (this token only: the user's other devices stay
+    // logged in), so a copy of it left anywhere stops working. Fire and forget: the page drops
+    // everything at once whatever the answer.
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (forget && token) {
+      fetch("/logout", { method: "POST", headers: { authorization: "Bearer " + token }, keepalive: true })
+        .catch(() => {});
+    }
     if (state.stream) state.stream.controller.abort();
     clearTimeout(state.searchTimer);
     state = blank();

@@ -15,6 +15,8 @@ def test_logout_clears_messages_list_fields_and_state(server, browser):
     el(browser, "#model").send_keys("echo-1")
     el(browser, "#prompt").send_keys("a draft not sent")
     assert SECRET in browser.find_element("tag name", "body").text
+    page_token = browser.execute_script("return sessionStorage.getItem('omnichat-token')")
+    assert server.request("GET", "/users/me/", page_token)[0] == 200
 
     el(browser, "#logout").click()
     wait_for(lambda: visible(browser, "#auth"), message="the login form")
@@ -28,6 +30,10 @@ def test_logout_clears_messages_list_fields_and_state(server, browser):
     assert "#/chat/" not in browser.current_url
     assert browser.execute_script("return sessionStorage.length") == 0
     assert SECRET not in browser.page_source
+    # Out ended the page's token on the server too; the user's other token still works.
+    wait_for(lambda: server.request("GET", "/users/me/", page_token)[0] == 401,
+             message="the page's token refused after Out")
+    assert server.request("GET", "/users/me/", ann["token"])[0] == 200
 
     # The next person on this tab sees only their own (empty) account.
     log_in(browser, server, bob)
