@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use hyper_util::client::proxy::matcher::Matcher;
 use tokio::{net::TcpStream, sync::Mutex};
 
 use super::{ProviderKind, ProviderSettings, Providers};
@@ -15,9 +16,21 @@ pub const PROBE_TTL: Duration = Duration::from_secs(30);
 
 /// The last probe of each provider. A per-provider async lock makes concurrent askers wait for
 /// one probe instead of each opening a connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Reachability {
     last: [Mutex<Option<(Instant, bool)>>; ProviderKind::ALL.len()],
+    /// The environment's proxy rules, read as the provider client reads them (reqwest's system
+    /// proxy is this matcher): where requests go through a proxy, the proxy must answer.
+    proxies: Matcher,
+}
+
+impl Default for Reachability {
+    fn default() -> Self {
+        Reachability {
+            last: std::array::from_fn(|_| Mutex::new(None)),
+            proxies: Matcher::from_system(),
+        }
+    }
 }
 
 impl Reachability {
@@ -37,7 +50,7 @@ impl Reachability {
         }
         let reachable = match endpoint(kind, settings) {
             None => true,
-            Some(url) => probe(&url).await,
+            Some(url) => probe(&url, &self.proxies).await,
         };
         *last = Some((Instant::now(), reachable));
         reachable
@@ -57,16 +70,19 @@ fn endpoint(kind: ProviderKind, settings: &ProviderSettings) -> Option<String> {
 
 /// A TCP connect (name lookup included) within [`PROBE_TIMEOUT`]; the connection is closed at
 /// once. Nothing is sent, so no key or prompt can leave. Where the provider's requests go through
-/// an HTTP proxy (the environment's `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`, which the provider
-/// client follows), the proxy is what must answer.
-async fn probe(url: &str) -> bool {
+/// an HTTP proxy (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, less `NO_PROXY`), the proxy is what
+/// must answer.
+async fn probe(url: &str, proxies: &Matcher) -> bool {
     let Ok(url) = reqwest::Url::parse(url) else {
         return false;
     };
-    let url = match proxy_for(&url, &|name| std::env::var(name).ok()) {
-        Some(proxy) => proxy,
-        None => url,
-    };
+    let proxy = url
+        .as_str()
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|uri| proxies.intercept(&uri))
+        .and_then(|intercept| reqwest::Url::parse(&intercept.uri().to_string()).ok());
+    let url = proxy.unwrap_or(url);
     let Some(port) = url.port_or_known_default() else {
         return false;
     };
@@ -84,102 +100,11 @@ async fn probe(url: &str) -> bool {
     )
 }
 
-/// The proxy requests to `url` go through, read as reqwest reads the environment: the
-/// scheme's variable (lower case first), then `ALL_PROXY`, unless `NO_PROXY` names the host (`*`,
-/// the host itself, or a domain it is under).
-fn proxy_for(url: &reqwest::Url, env: &dyn Fn(&str) -> Option<String>) -> Option<reqwest::Url> {
-    let var = |name: &str| {
-        env(&name.to_ascii_lowercase())
-            .or_else(|| env(name))
-            .filter(|v| !v.trim().is_empty())
-    };
-    let host = url
-        .host_str()?
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    if let Some(no_proxy) = var("NO_PROXY") {
-        let exempt = no_proxy.split(',').map(str::trim).any(|entry| {
-            let entry = entry.trim_start_matches('.');
-            entry == "*"
-                || (!entry.is_empty()
-                    && (host.eq_ignore_ascii_case(entry)
-                        || host
-                            .to_ascii_lowercase()
-                            .ends_with(&format!(".{}", entry.to_ascii_lowercase()))))
-        });
-        if exempt {
-            return None;
-        }
-    }
-    let proxy = match url.scheme() {
-        "https" => var("HTTPS_PROXY"),
-        "http" => var("HTTP_PROXY"),
-        _ => None,
-    }
-    .or_else(|| var("ALL_PROXY"))?;
-    // A proxy given as `host:port` is an HTTP proxy, as reqwest reads it.
-    let proxy = if proxy.contains("://") {
-        proxy
-    } else {
-        format!("http://{proxy}")
-    };
-    reqwest::Url::parse(&proxy).ok()
-}
-
 impl Providers {
     /// Whether `kind` looks able to answer now: echo always; the others when a TCP connection
     /// to their host opens within [`PROBE_TIMEOUT`], remembered for [`PROBE_TTL`]. Says nothing
     /// about the key: an unconfigured provider is not listed at all.
     pub async fn reachable(&self, kind: ProviderKind) -> bool {
         self.reachability.check(kind, &self.settings).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::proxy_for;
-
-    fn proxied(url: &str, vars: &[(&str, &str)]) -> Option<String> {
-        let env = |name: &str| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        };
-        proxy_for(&reqwest::Url::parse(url).unwrap(), &env).map(|u| u.to_string())
-    }
-
-    #[test]
-    fn the_schemes_proxy_is_probed_unless_no_proxy_names_the_host() {
-        let vars = [
-            ("HTTPS_PROXY", "http://proxy.corp:3128"),
-            ("http_proxy", "plain.corp:8080"),
-            ("NO_PROXY", "localhost, .internal.example"),
-        ];
-        assert_eq!(
-            proxied("https://api.openai.com/v1", &vars).as_deref(),
-            Some("http://proxy.corp:3128/")
-        );
-        assert_eq!(
-            proxied("http://ollama.lan:11434", &vars).as_deref(),
-            Some("http://plain.corp:8080/")
-        );
-        assert_eq!(proxied("http://localhost:11434", &vars), None);
-        assert_eq!(proxied("https://llm.internal.example/v1", &vars), None);
-        assert_eq!(proxied("https://api.openai.com/v1", &[]), None);
-        assert_eq!(
-            proxied(
-                "https://api.anthropic.com",
-                &[("ALL_PROXY", "http://all:1")]
-            )
-            .as_deref(),
-            Some("http://all:1/")
-        );
-        assert_eq!(
-            proxied(
-                "https://x.example",
-                &[("ALL_PROXY", "http://all:1"), ("no_proxy", "*")]
-            ),
-            None
-        );
     }
 }

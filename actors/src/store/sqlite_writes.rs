@@ -53,13 +53,14 @@ UPDATE messages SET content = ?3, status = ?4, finish_reason = ?5, prompt_tokens
 completion_tokens = ?7, usage_estimated = ?8, context_omitted = ?9 WHERE id = ?10";
 
 /// [`FINISH_ANSWER`], then the user's day charged (its placeholders renumbered after the ten).
-fn finish_and_charge() -> String {
+/// Built once: every finished answer runs it.
+static FINISH_AND_CHARGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let mut charge = RECORD_USAGE.to_owned();
     for n in (1..=6).rev() {
         charge = charge.replace(&format!("${n}"), &format!("?{}", n + 10));
     }
     format!("{FINISH_ANSWER}; {charge}")
-}
+});
 
 pub(super) async fn begin_answer<C: ConnectionTrait>(
     db: &C,
@@ -152,7 +153,7 @@ pub(super) async fn finish_answer<C: ConnectionTrait>(
     let sql = match &outcome.charge {
         Some(charge) => {
             values.extend(charge.values(now));
-            finish_and_charge()
+            FINISH_AND_CHARGE.clone()
         }
         None => FINISH_ANSWER.to_owned(),
     };
