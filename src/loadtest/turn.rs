@@ -162,6 +162,10 @@ impl Drop for Live<'_> {
     }
 }
 
+/// How long a turn waits, after `[DONE]`, for the end of the body before it gives up the
+/// connection instead of reusing it.
+const BODY_END_WAIT: Duration = Duration::from_secs(1);
+
 /// Sends `request` and reads its stream to `[DONE]`, or until `stop_at`.
 pub async fn run_turn(
     request: reqwest::RequestBuilder,
@@ -214,6 +218,12 @@ pub async fn run_turn(
         }
     }
     let total = started.elapsed();
+    if done {
+        // The body's own end follows `[DONE]` at once: reading it lets the connection go back to
+        // the pool, as a browser's would, instead of a new connection for every turn.
+        let end = async { while let Ok(Some(_)) = response.chunk().await {} };
+        let _ = tokio::time::timeout(BODY_END_WAIT, end).await;
+    }
     match (failure, done, first_token) {
         (Some(kind), _, _) => TurnOutcome::Failed(kind),
         (None, false, _) => TurnOutcome::Failed(ErrorKind::Lost),

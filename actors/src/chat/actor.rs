@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::{
     sync::{mpsc, oneshot},
@@ -39,6 +39,9 @@ use crate::{
     text::storable,
 };
 
+/// The most upstream events one mailbox message carries: a bound on the work of one message, so
+/// a `Stop` never waits long behind a burst.
+const MAX_EVENTS_PER_MESSAGE: usize = 64;
 /// How often the actor looks for subscribers that went away (for the `cancel` policy).
 const SUBSCRIBER_CHECK: Duration = Duration::from_millis(250);
 /// How long a finished generation stays in memory for late subscribers. Short: the stored answer
@@ -57,8 +60,10 @@ pub enum BeginOutcome {
 pub enum ChatMsg {
     /// The prompt could not be stored; the reader task has given up the upstream.
     BeginFailed(EarlyFailure),
-    /// An item from the upstream reader task.
-    Upstream(Result<ProviderEvent, ProviderError>),
+    /// What the upstream reader task read at once, in order: everything the provider stream had
+    /// ready (several tokens arrive in one network read under load), so the mailbox takes one
+    /// message per read rather than one per token. An error is always last.
+    Upstream(Vec<Result<ProviderEvent, ProviderError>>),
     /// The upstream stream ended without an error.
     UpstreamEnded,
     /// Attach a subscriber that first gets the answer after byte `after`.
@@ -260,8 +265,24 @@ impl ChatStreamActor {
             // Everything below is about a running generation; once ended it is moot.
             _ if state.ended.is_some() => {}
             ChatMsg::BeginFailed(failure) => state.on_begin_failed(&myself, failure).await,
-            ChatMsg::Upstream(Ok(event)) => state.on_upstream_event(&myself, event).await,
-            ChatMsg::Upstream(Err(error)) => state.on_upstream_error(&myself, error).await,
+            ChatMsg::Upstream(items) => {
+                if state.subscribers_short_of_room(items.len()) {
+                    // Let the subscribers' connections drain their buffers before a burst (a
+                    // fast provider's whole answer may be ready at once): a reader that is only
+                    // waiting its turn on this thread is not one that fell behind.
+                    tokio::task::yield_now().await;
+                }
+                for item in items {
+                    // An event may end the generation (an answer too long): the rest is moot.
+                    if state.ended.is_some() {
+                        break;
+                    }
+                    match item {
+                        Ok(event) => state.on_upstream_event(&myself, event).await,
+                        Err(error) => state.on_upstream_error(&myself, error).await,
+                    }
+                }
+            }
             ChatMsg::UpstreamEnded => state.finish(&myself, "complete", None).await,
             ChatMsg::CheckSubscribers => state.on_check_subscribers(&myself).await,
         }
@@ -300,14 +321,33 @@ async fn read_upstream(
     let mut stream = match opened {
         Ok(stream) => stream,
         Err(error) => {
-            let _ = myself.cast(ChatMsg::Upstream(Err(error)));
+            let _ = myself.cast(ChatMsg::Upstream(vec![Err(error)]));
             return;
         }
     };
-    while let Some(item) = stream.next().await {
-        let failed = item.is_err();
-        if myself.cast(ChatMsg::Upstream(item)).is_err() || failed {
+    while let Some(first) = stream.next().await {
+        let mut failed = first.is_err();
+        let mut ended = false;
+        let mut items = vec![first];
+        // Whatever else is ready goes in the same message; nothing waits for more.
+        while !failed && items.len() < MAX_EVENTS_PER_MESSAGE {
+            match stream.next().now_or_never() {
+                Some(Some(item)) => {
+                    failed = item.is_err();
+                    items.push(item);
+                }
+                Some(None) => {
+                    ended = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        if myself.cast(ChatMsg::Upstream(items)).is_err() || failed {
             return;
+        }
+        if ended {
+            break;
         }
     }
     let _ = myself.cast(ChatMsg::UpstreamEnded);
@@ -433,6 +473,13 @@ impl ChatState {
             .into_iter()
             .filter(|s| self.offer(s, event.clone()))
             .collect();
+    }
+
+    /// Whether some subscriber has room for fewer than twice `burst` more events.
+    fn subscribers_short_of_room(&self, burst: usize) -> bool {
+        self.subscribers
+            .iter()
+            .any(|subscriber| subscriber.capacity() < burst.saturating_mul(2))
     }
 
     /// Hands `event` to one subscriber; false when it is gone or fell behind.

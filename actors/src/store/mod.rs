@@ -117,9 +117,6 @@ impl Store {
             let writes = WriteQueue::spawn(db.clone(), shards, timeout, writer::Connection::Shared);
             (db.clone(), writes)
         };
-        if db.get_database_backend() == DbBackend::Sqlite {
-            writes.spawn_search_indexer(SEARCH_INDEX_EVERY);
-        }
         Ok(Store {
             db,
             writer,
@@ -144,7 +141,12 @@ impl Store {
             .await?;
         }
         Migrator::up(&txn, None).await?;
-        txn.commit().await
+        txn.commit().await?;
+        // The search index's queue exists from here on (and is indexed in batches on SQLite).
+        if self.writer.get_database_backend() == DbBackend::Sqlite {
+            self.writes.spawn_search_indexer(SEARCH_INDEX_EVERY);
+        }
+        Ok(())
     }
 
     /// This store, acting for server node `node`, which heartbeats every `heartbeat_every`.

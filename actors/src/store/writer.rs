@@ -57,6 +57,8 @@ pub struct WriteQueue {
     metrics: WriterMetrics,
     /// Set by every write queued since the search index last caught up (SQLite).
     unindexed: Arc<AtomicBool>,
+    /// The indexer runs once per writer, however often the schema is migrated.
+    indexer_started: Arc<AtomicBool>,
 }
 
 /// How the writer may use its connection.
@@ -98,12 +100,16 @@ impl WriteQueue {
             metrics,
             // Rows a previous run queued and never indexed are indexed at the first tick.
             unindexed: Arc::new(AtomicBool::new(true)),
+            indexer_started: Arc::new(AtomicBool::new(false)),
         }
     }
 
     /// SQLite: every `every`, if anything was written since, the messages queued for the search
     /// index go in as one write. Ends when the writer has stopped.
     pub(super) fn spawn_search_indexer(&self, every: Duration) {
+        if self.indexer_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let queue = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
