@@ -5,71 +5,54 @@
 //! `choices[0].delta.content`, then a chunk with `finish_reason`, a usage chunk with
 //! `choices: []` (asked for with `stream_options.include_usage`), and `data: [DONE]`.
 
-use serde::{Deserialize, Serialize};
+use reqwest::header::HeaderValue;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    error_body, pipeline, settings::base, ChatRequest, MessageText, ProviderError, ProviderEvent,
-    ProviderSettings, TokenUsage,
+    endpoints::Endpoint,
+    error_body,
+    json_body::{self, JsonBody},
+    pipeline, ChatRequest, ProviderError, ProviderEvent, ProviderSettings, TokenUsage,
 };
 
 const PROVIDER: &str = "openai";
 
-#[derive(Serialize)]
-struct RequestBody<'a> {
-    model: &'a str,
-    messages: Vec<Message<'a>>,
-    stream: bool,
-    stream_options: StreamOptions,
-    /// `max_tokens`: the name every OpenAI-compatible server takes (OpenAI's own newer
-    /// `max_completion_tokens` is unknown to most of them).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_tokens: Option<u32>,
-}
-
-#[derive(Serialize)]
-struct Message<'a> {
-    role: &'static str,
-    content: &'a MessageText,
-}
-
-#[derive(Serialize)]
-struct StreamOptions {
-    include_usage: bool,
-}
-
-/// The upstream request for `request`.
+/// The upstream request for `request`: `{"model", "messages": [{"role", "content"}…], "stream",
+/// "stream_options": {"include_usage"}, "max_tokens"}` (`max_tokens` only when set; it is the name
+/// every OpenAI-compatible server takes, OpenAI's own newer `max_completion_tokens` is unknown to
+/// most of them).
 pub(crate) fn build_request(
     client: &reqwest::Client,
+    endpoint: &Endpoint,
     settings: &ProviderSettings,
     request: &ChatRequest,
 ) -> reqwest::RequestBuilder {
-    let messages = request
-        .messages
-        .iter()
-        .map(|message| Message {
-            role: message.role.as_str(),
-            content: &message.content,
-        })
-        .collect();
-    let body = RequestBody {
-        model: &request.model,
-        messages,
-        stream: true,
-        stream_options: StreamOptions {
-            include_usage: true,
-        },
-        max_tokens: request.max_tokens,
-    };
+    let mut body = JsonBody::with_texts(request.messages.iter().map(|message| &message.content));
+    body.raw("{\"model\":")
+        .string(&request.model)
+        .raw(",\"messages\":[");
+    for (index, message) in request.messages.iter().enumerate() {
+        if index > 0 {
+            body.raw(",");
+        }
+        body.raw("{\"role\":\"")
+            .raw(message.role.as_str())
+            .raw("\",\"content\":")
+            .text(&message.content)
+            .raw("}");
+    }
+    body.raw("],\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+    if let Some(max_tokens) = request.max_tokens {
+        body.raw(",\"max_tokens\":").number(max_tokens);
+    }
+    body.raw("}");
     let key = settings.openai_api_key.as_deref().unwrap_or_default();
-    client
-        .post(format!(
-            "{}/chat/completions",
-            base(&settings.openai_base_url)
-        ))
-        .bearer_auth(key)
-        .header(reqwest::header::ACCEPT, "text/event-stream")
-        .json(&body)
+    let builder = endpoint.post(client).bearer_auth(key).header(
+        reqwest::header::ACCEPT,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    json_body::attach(builder, body)
 }
 
 #[derive(Deserialize)]
@@ -194,8 +177,11 @@ fn upstream_error(message: Option<String>) -> ProviderError {
 mod tests {
     use super::*;
     use crate::providers::pipeline::testing::{
-        built, conversation, error_code, every_split, settings, text,
+        awkward_conversation, body_bytes, built, conversation, endpoints, error_code, every_split,
+        settings, text,
     };
+    use crate::providers::MessageText;
+    use serde::Serialize;
     use serde_json::json;
 
     fn chunk(delta: Value, finish: Value) -> String {
@@ -304,7 +290,12 @@ mod tests {
     #[test]
     fn builds_the_request() {
         let client = reqwest::Client::new();
-        let request = build_request(&client, &settings(), &conversation("gpt-4o"));
+        let request = build_request(
+            &client,
+            &endpoints().openai,
+            &settings(),
+            &conversation("gpt-4o"),
+        );
         let (url, headers, body) = built(request);
         assert_eq!(url, "http://fake.test/v1/chat/completions");
         assert_eq!(headers["authorization"], "Bearer sk-openai");
@@ -323,5 +314,58 @@ mod tests {
                 "stream_options": {"include_usage": true},
             })
         );
+    }
+
+    /// The body as `serde_json` wrote it from these structs before it was written by hand.
+    #[derive(Serialize)]
+    struct RequestBody<'a> {
+        model: &'a str,
+        messages: Vec<Message<'a>>,
+        stream: bool,
+        stream_options: StreamOptions,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        max_tokens: Option<u32>,
+    }
+
+    #[derive(Serialize)]
+    struct Message<'a> {
+        role: &'static str,
+        content: &'a MessageText,
+    }
+
+    #[derive(Serialize)]
+    struct StreamOptions {
+        include_usage: bool,
+    }
+
+    #[test]
+    fn the_body_is_byte_for_byte_what_serde_json_writes() {
+        let client = reqwest::Client::new();
+        for max_tokens in [Some(77), None] {
+            let mut request = awkward_conversation("gpt-\"4o\"");
+            request.max_tokens = max_tokens;
+            let expected = serde_json::to_vec(&RequestBody {
+                model: &request.model,
+                messages: request
+                    .messages
+                    .iter()
+                    .map(|message| Message {
+                        role: message.role.as_str(),
+                        content: &message.content,
+                    })
+                    .collect(),
+                stream: true,
+                stream_options: StreamOptions {
+                    include_usage: true,
+                },
+                max_tokens: request.max_tokens,
+            })
+            .unwrap();
+            let built = build_request(&client, &endpoints().openai, &settings(), &request);
+            assert_eq!(
+                String::from_utf8(body_bytes(built)).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
     }
 }

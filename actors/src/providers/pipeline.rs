@@ -218,6 +218,43 @@ pub(crate) mod testing {
         }
     }
 
+    /// A conversation whose texts need escaping, with two system prompts, an empty answer and a
+    /// longest answer: what request bodies are checked against byte for byte.
+    pub(crate) fn awkward_conversation(model: &str) -> ChatRequest {
+        let message = |role, content: &str| ChatMessage {
+            role,
+            content: content.into(),
+        };
+        ChatRequest {
+            model: model.to_owned(),
+            messages: vec![
+                message(Role::System, "Be \"terse\".\n"),
+                message(Role::User, "Hi, I'm Zoë 😀 \\ \t \u{1} </script>"),
+                message(Role::Assistant, ""),
+                message(Role::System, "  "),
+                message(Role::System, "Answer in French."),
+                message(Role::Assistant, "Hello\r\nZoë!"),
+                message(Role::User, "What's my name?"),
+            ],
+            max_tokens: Some(77),
+        }
+    }
+
+    /// The endpoints of [`settings`].
+    pub(crate) fn endpoints() -> super::super::endpoints::Endpoints {
+        super::super::endpoints::Endpoints::new(&settings())
+    }
+
+    /// The bytes of a built request's body.
+    pub(crate) fn body_bytes(builder: reqwest::RequestBuilder) -> Vec<u8> {
+        let request = builder.build().expect("request builds");
+        request
+            .body()
+            .and_then(|body| body.as_bytes())
+            .expect("a buffered body")
+            .to_vec()
+    }
+
     /// Settings with every key set and every base URL pointing at a fake host.
     pub(crate) fn settings() -> ProviderSettings {
         ProviderSettings {
