@@ -14,7 +14,8 @@ use super::{
     endpoints::Endpoint,
     error_body,
     json_body::{self, JsonBody},
-    pipeline, ChatRequest, ProviderError, ProviderEvent, ProviderSettings, Role, TokenUsage,
+    pipeline::{self, Events},
+    ChatRequest, ProviderError, ProviderEvent, ProviderSettings, Role, TokenUsage,
 };
 
 const PROVIDER: &str = "anthropic";
@@ -158,9 +159,14 @@ pub(crate) struct Decoder {
 impl pipeline::Decoder for Decoder {
     const PROVIDER: &'static str = PROVIDER;
 
-    fn on_frame(&mut self, event: &str, data: &str) -> Result<Vec<ProviderEvent>, ProviderError> {
+    fn on_frame(
+        &mut self,
+        event: &str,
+        data: &str,
+        events: &mut Events,
+    ) -> Result<(), ProviderError> {
         if matches!(event, "ping" | "content_block_stop") {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let parsed: Event = match serde_json::from_str(data) {
             Ok(parsed) => parsed,
@@ -178,13 +184,12 @@ impl pipeline::Decoder for Decoder {
             "message" => parsed.kind.as_deref().unwrap_or_default(),
             named => named,
         };
-        let mut events = Vec::new();
         match kind {
             "message_start" => {
                 if let Some(usage) = parsed.message.and_then(|message| message.usage) {
                     self.usage.prompt_tokens = usage.prompt_tokens();
                     self.usage.completion_tokens = usage.output_tokens;
-                    events.push(ProviderEvent::Usage(self.usage));
+                    events.push_back(ProviderEvent::Usage(self.usage));
                 }
             }
             "content_block_start" => {
@@ -210,7 +215,7 @@ impl pipeline::Decoder for Decoder {
                     if let Some(output) = usage.output_tokens {
                         self.usage.completion_tokens = Some(output);
                     }
-                    events.push(ProviderEvent::Usage(self.usage));
+                    events.push_back(ProviderEvent::Usage(self.usage));
                 }
             }
             "message_stop" => {
@@ -226,10 +231,10 @@ impl pipeline::Decoder for Decoder {
             }
             _ => {}
         }
-        Ok(events)
+        Ok(())
     }
 
-    fn on_end(&mut self) -> Result<Vec<ProviderEvent>, ProviderError> {
+    fn on_end(&mut self, _events: &mut Events) -> Result<(), ProviderError> {
         Err(ProviderError::Stream {
             provider: PROVIDER,
             code: "upstream_closed",

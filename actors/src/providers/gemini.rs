@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{
     error_body,
     json_body::{self, JsonBody},
-    pipeline,
+    pipeline::{self, Events},
     settings::base,
     ChatRequest, ProviderError, ProviderEvent, ProviderSettings, Role, TokenUsage,
 };
@@ -175,9 +175,14 @@ pub(crate) struct Decoder {
 impl pipeline::Decoder for Decoder {
     const PROVIDER: &'static str = PROVIDER;
 
-    fn on_frame(&mut self, _event: &str, data: &str) -> Result<Vec<ProviderEvent>, ProviderError> {
+    fn on_frame(
+        &mut self,
+        _event: &str,
+        data: &str,
+        events: &mut Events,
+    ) -> Result<(), ProviderError> {
         if data.trim().is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let frame: Frame = serde_json::from_str(data).map_err(|err| {
             pipeline::malformed::<Self>(format!(
@@ -199,13 +204,12 @@ impl pipeline::Decoder for Decoder {
         {
             return Err(filtered(format!("the prompt was blocked ({reason})")));
         }
-        let mut events = Vec::new();
         if let Some(candidate) = frame.candidates.into_iter().find(|c| c.index == 0) {
             let parts = candidate.content.map(|content| content.parts);
             for part in parts.into_iter().flatten().filter(|part| !part.thought) {
                 if let Some(text) = part.text.filter(|text| !text.is_empty()) {
                     self.produced_text = true;
-                    events.push(ProviderEvent::Delta(text));
+                    events.push_back(ProviderEvent::Delta(text));
                 }
             }
             if let Some(reason) = candidate.finish_reason {
@@ -223,15 +227,18 @@ impl pipeline::Decoder for Decoder {
             // A running total repeated on every frame: report it only when it changed.
             if self.last_usage != Some(usage) {
                 self.last_usage = Some(usage);
-                events.push(ProviderEvent::Usage(usage));
+                events.push_back(ProviderEvent::Usage(usage));
             }
         }
-        Ok(events)
+        Ok(())
     }
 
-    fn on_end(&mut self) -> Result<Vec<ProviderEvent>, ProviderError> {
+    fn on_end(&mut self, events: &mut Events) -> Result<(), ProviderError> {
         match self.finish_reason.take() {
-            Some(reason) => Ok(vec![ProviderEvent::Finish(reason)]),
+            Some(reason) => {
+                events.push_back(ProviderEvent::Finish(reason));
+                Ok(())
+            }
             None => Err(ProviderError::Stream {
                 provider: PROVIDER,
                 code: "upstream_closed",

@@ -20,6 +20,7 @@ mod http;
 mod json_body;
 mod message_text;
 mod models;
+mod ndjson_framer;
 mod ollama;
 mod openai;
 mod pipeline;

@@ -11,7 +11,8 @@ use super::{
     endpoints::Endpoint,
     error_body,
     json_body::{self, JsonBody},
-    pipeline, ChatRequest, ProviderError, ProviderEvent, TokenUsage,
+    pipeline::{self, Events},
+    ChatRequest, ProviderError, ProviderEvent, TokenUsage,
 };
 
 const PROVIDER: &str = "ollama";
@@ -84,7 +85,12 @@ pub(crate) struct Decoder {
 impl pipeline::Decoder for Decoder {
     const PROVIDER: &'static str = PROVIDER;
 
-    fn on_frame(&mut self, _event: &str, line: &str) -> Result<Vec<ProviderEvent>, ProviderError> {
+    fn on_frame(
+        &mut self,
+        _event: &str,
+        line: &str,
+        events: &mut Events,
+    ) -> Result<(), ProviderError> {
         let line: Line = serde_json::from_str(line).map_err(|err| {
             pipeline::malformed::<Self>(format!(
                 "unreadable line ({err}): {}",
@@ -99,23 +105,22 @@ impl pipeline::Decoder for Decoder {
                     .unwrap_or_else(|| "the provider reported an error".to_owned()),
             });
         }
-        let mut events = Vec::new();
         let text = line.message.and_then(|message| message.content);
         events.extend(text.filter(|t| !t.is_empty()).map(ProviderEvent::Delta));
         if line.done {
             self.done = true;
             if line.prompt_eval_count.is_some() || line.eval_count.is_some() {
-                events.push(ProviderEvent::Usage(TokenUsage {
+                events.push_back(ProviderEvent::Usage(TokenUsage {
                     prompt_tokens: line.prompt_eval_count,
                     completion_tokens: line.eval_count,
                 }));
             }
             events.extend(line.done_reason.map(ProviderEvent::Finish));
         }
-        Ok(events)
+        Ok(())
     }
 
-    fn on_end(&mut self) -> Result<Vec<ProviderEvent>, ProviderError> {
+    fn on_end(&mut self, _events: &mut Events) -> Result<(), ProviderError> {
         Err(ProviderError::Stream {
             provider: PROVIDER,
             code: "upstream_closed",

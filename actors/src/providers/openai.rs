@@ -5,15 +5,21 @@
 //! `choices[0].delta.content`, then a chunk with `finish_reason`, a usage chunk with
 //! `choices: []` (asked for with `stream_options.include_usage`), and `data: [DONE]`.
 
+use std::fmt;
+
 use reqwest::header::HeaderValue;
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{
+    de::{SeqAccess, Visitor},
+    Deserialize, Deserializer,
+};
+use serde_json::{value::RawValue, Value};
 
 use super::{
     endpoints::Endpoint,
     error_body,
     json_body::{self, JsonBody},
-    pipeline, ChatRequest, ProviderError, ProviderEvent, ProviderSettings, TokenUsage,
+    pipeline::{self, Events},
+    ChatRequest, ProviderError, ProviderEvent, ProviderSettings, TokenUsage,
 };
 
 const PROVIDER: &str = "openai";
@@ -55,14 +61,17 @@ pub(crate) fn build_request(
     json_body::attach(builder, body)
 }
 
+/// What a chunk says that we read; every other field is skipped without being kept.
 #[derive(Deserialize)]
-struct Chunk {
-    #[serde(default)]
-    choices: Vec<Choice>,
+struct Chunk<'a> {
+    /// The choice with index 0, the only one asked for (the others are checked and dropped).
+    #[serde(default, rename = "choices", deserialize_with = "first_choice")]
+    choice: Option<Choice>,
     #[serde(default)]
     usage: Option<Usage>,
-    #[serde(default)]
-    error: Option<Value>,
+    /// Left as JSON text: read only in the rare chunk that carries one.
+    #[serde(default, borrow)]
+    error: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +101,31 @@ struct Usage {
     completion_tokens: Option<u32>,
 }
 
+/// `choices`: the first choice with index 0, without collecting them all.
+fn first_choice<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Choice>, D::Error> {
+    struct FirstChoice;
+
+    impl<'de> Visitor<'de> for FirstChoice {
+        type Value = Option<Choice>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+            formatter.write_str("a sequence")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut first = None;
+            while let Some(choice) = seq.next_element::<Choice>()? {
+                if first.is_none() && choice.index == 0 {
+                    first = Some(choice);
+                }
+            }
+            Ok(first)
+        }
+    }
+
+    deserializer.deserialize_seq(FirstChoice)
+}
+
 /// Decodes the chunks of one completion.
 #[derive(Default)]
 pub(crate) struct Decoder {
@@ -103,16 +137,17 @@ pub(crate) struct Decoder {
 impl pipeline::Decoder for Decoder {
     const PROVIDER: &'static str = PROVIDER;
 
-    fn on_frame(&mut self, event: &str, data: &str) -> Result<Vec<ProviderEvent>, ProviderError> {
+    fn on_frame(
+        &mut self,
+        event: &str,
+        data: &str,
+        events: &mut Events,
+    ) -> Result<(), ProviderError> {
         let data = data.trim();
         if data == "[DONE]" {
             self.done = true;
-            return Ok(self
-                .finish_reason
-                .take()
-                .map(ProviderEvent::Finish)
-                .into_iter()
-                .collect());
+            events.extend(self.finish_reason.take().map(ProviderEvent::Finish));
+            return Ok(());
         }
         if event == "error" {
             // Some compatible servers name their error events; the data may not even be JSON.
@@ -120,23 +155,24 @@ impl pipeline::Decoder for Decoder {
             return Err(upstream_error(message));
         }
         if data.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let chunk: Chunk = serde_json::from_str(data).map_err(|err| {
+        let unreadable = |err: serde_json::Error| {
             pipeline::malformed::<Self>(format!(
                 "unreadable chunk ({err}): {}",
                 error_body::clip(data)
             ))
-        })?;
-        if let Some(error) = chunk.error.filter(|error| !error.is_null()) {
+        };
+        let chunk: Chunk = serde_json::from_str(data).map_err(unreadable)?;
+        if let Some(error) = chunk.error {
+            let error: Value = serde_json::from_str(error.get()).map_err(unreadable)?;
             return Err(upstream_error(error_body::message_from_value(&error)));
         }
-        let mut events = Vec::new();
-        if let Some(choice) = chunk.choices.into_iter().find(|choice| choice.index == 0) {
+        if let Some(choice) = chunk.choice {
             let delta = choice.delta.unwrap_or_default();
             for text in [delta.content, delta.refusal].into_iter().flatten() {
                 if !text.is_empty() {
-                    events.push(ProviderEvent::Delta(text));
+                    events.push_back(ProviderEvent::Delta(text));
                 }
             }
             if let Some(reason) = choice.finish_reason {
@@ -144,15 +180,15 @@ impl pipeline::Decoder for Decoder {
             }
         }
         if let Some(usage) = chunk.usage {
-            events.push(ProviderEvent::Usage(TokenUsage {
+            events.push_back(ProviderEvent::Usage(TokenUsage {
                 prompt_tokens: usage.prompt_tokens,
                 completion_tokens: usage.completion_tokens,
             }));
         }
-        Ok(events)
+        Ok(())
     }
 
-    fn on_end(&mut self) -> Result<Vec<ProviderEvent>, ProviderError> {
+    fn on_end(&mut self, _events: &mut Events) -> Result<(), ProviderError> {
         Err(ProviderError::Stream {
             provider: PROVIDER,
             code: "upstream_closed",
@@ -270,6 +306,22 @@ mod tests {
         let outcome = decode(&recorded).await;
         assert_eq!(text(&outcome), "Half");
         assert_eq!(error_code(&outcome), Some("upstream_closed"));
+    }
+
+    #[tokio::test]
+    async fn only_the_first_choice_is_the_answer() {
+        let recorded = "data: {\"choices\":[{\"index\":1,\"delta\":{\"content\":\"other\"}},\
+                        {\"index\":0,\"delta\":{\"content\":\"mine\"},\"finish_reason\":null},\
+                        {\"index\":0,\"delta\":{\"content\":\"again\"}}]}\n\n\
+                        data: [DONE]\n\n";
+        let outcome = decode(recorded).await;
+        assert_eq!(text(&outcome), "mine");
+        assert_eq!(outcome.len(), 1);
+        let null_choices = "data: {\"choices\":null}\n\ndata: [DONE]\n\n";
+        assert_eq!(
+            error_code(&decode(null_choices).await),
+            Some("upstream_malformed")
+        );
     }
 
     #[tokio::test]
