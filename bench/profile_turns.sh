@@ -26,7 +26,7 @@ PIDS+=($!)
 # profile TURNS OUT: one server under callgrind, TURNS turns through it, then a clean stop.
 profile() {
   local turns=$1 out=$2
-  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN" serve \
+  RUST_LOG=warn OMNICHAT_DB_TIMEOUT_MS=60000 valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN" serve \
     --addr "127.0.0.1:$PORT" --database-url "sqlite://$TMP/db-$turns?mode=rwc" --scrypt-log-n 4 \
     --openai-base-url "http://127.0.0.1:$((PORT + 1))/v1" --openai-api-key x 2>"$TMP/vg-$turns.log" &
   local pid=$!
@@ -52,5 +52,6 @@ echo "per turn: $(( (full - base) / (TURNS - 1 > 0 ? TURNS - 1 : 1) ))"
 echo
 out=${PROFILE_OUT:-/tmp/omnichat-turns.callgrind}
 cp "$TMP/turns.out" "$out"
+cp "$TMP/base.out" "$out.base"
 echo "(the whole profile: callgrind_annotate $out)"
 callgrind_annotate --inclusive=yes "$out" 2>/dev/null | head -60 || true

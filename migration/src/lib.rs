@@ -16,6 +16,7 @@ mod m20261125_000011_add_node_alive_until;
 mod m20261125_000012_create_search_index;
 mod m20261125_000013_add_session_prompt_and_title_state;
 mod m20261125_000014_add_message_superseded_at;
+mod m20261126_000015_defer_message_indexing;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000012_create_search_index::Migration),
             Box::new(m20261125_000013_add_session_prompt_and_title_state::Migration),
             Box::new(m20261125_000014_add_message_superseded_at::Migration),
+            Box::new(m20261126_000015_defer_message_indexing::Migration),
         ]
     }
 }

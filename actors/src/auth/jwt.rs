@@ -2,7 +2,7 @@
 //! audience only, `nbf` honoured when present. A pure function over shared keys, so checking a
 //! token on each request costs no actor round-trip.
 
-use std::time::Duration;
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -44,12 +44,23 @@ pub struct TokenSubject {
     pub expires_at: i64,
 }
 
+/// Tokens verified recently, kept at most this many: a client sends the same token with every
+/// request, and checking its signature and claims again costs more than the rest of the request's
+/// authentication. Past it the table is swept of expired tokens, or emptied.
+const VERIFIED_KEPT: usize = 16_384;
+/// `exp` is honoured with this many seconds of leeway, as `jsonwebtoken` does.
+const LEEWAY_SECS: u64 = 5;
+
 /// The signing and verifying keys and the rules tokens must meet.
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
     ttl: Duration,
+    /// Tokens that passed [`JwtKeys::verify`], by their whole text, with what they said. Only
+    /// the signature and the fixed claims are remembered; the token's generation and revocation
+    /// are checked on every request by the caller, and expiry is checked again here.
+    verified: Mutex<HashMap<Box<str>, TokenSubject>>,
 }
 
 impl JwtKeys {
@@ -60,12 +71,13 @@ impl JwtKeys {
         validation.set_audience(&[TOKEN_AUDIENCE]);
         // Checked only when a token carries one; ours do not, they are valid from `iat`.
         validation.validate_nbf = true;
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
         JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
             ttl,
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -95,6 +107,37 @@ impl JwtKeys {
     /// HS256, expired, issued in the future, not yet valid (`nbf`), for another issuer or
     /// audience, or with claims missing or of the wrong type.
     pub fn verify(&self, token: &str) -> Result<TokenSubject, CoreError> {
+        let now = chrono::Utc::now().timestamp();
+        if let Some(subject) = self.remembered(token, now) {
+            return Ok(subject);
+        }
+        let subject = self.check(token)?;
+        self.remember(token, subject, now);
+        Ok(subject)
+    }
+
+    /// A token verified before and not expired since.
+    fn remembered(&self, token: &str, now: i64) -> Option<TokenSubject> {
+        let verified = self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        verified
+            .get(token)
+            .filter(|subject| !expired(subject, now))
+            .copied()
+    }
+
+    fn remember(&self, token: &str, subject: TokenSubject, now: i64) {
+        let mut verified = self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if verified.len() >= VERIFIED_KEPT {
+            verified.retain(|_, subject| !expired(subject, now));
+            if verified.len() >= VERIFIED_KEPT {
+                verified.clear();
+            }
+        }
+        verified.insert(token.into(), subject);
+    }
+
+    /// The full check: signature, algorithm and claims.
+    fn check(&self, token: &str) -> Result<TokenSubject, CoreError> {
         let data = decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| CoreError::Unauthenticated("Could not validate credentials"))?;
         let now = chrono::Utc::now().timestamp();
@@ -120,6 +163,11 @@ impl JwtKeys {
     }
 }
 
+/// Past `exp` by more than the leeway, as `jsonwebtoken` judges it.
+fn expired(subject: &TokenSubject, now: i64) -> bool {
+    subject.expires_at < now - LEEWAY_SECS as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +190,17 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_token_is_refused_once_it_expires() {
+        let keys = JwtKeys::new(SECRET, Duration::from_secs(60));
+        let token = keys.issue(Uuid::now_v7(), 0).unwrap();
+        let subject = keys.verify(&token).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        assert_eq!(keys.remembered(&token, now), Some(subject));
+        let later = subject.expires_at + LEEWAY_SECS as i64 + 1;
+        assert_eq!(keys.remembered(&token, later), None);
+    }
+
+    #[test]
     fn another_key_or_a_changed_byte_is_refused() {
         let keys = JwtKeys::new(SECRET, Duration::from_secs(60));
         let other = JwtKeys::new(
@@ -150,7 +209,10 @@ mod tests {
         );
         let token = other.issue(Uuid::now_v7(), 0).unwrap();
         assert!(keys.verify(&token).is_err());
-        let mut tampered = keys.issue(Uuid::now_v7(), 0).unwrap().into_bytes();
+        // Verified once already: a changed byte is another token, checked in full.
+        let genuine = keys.issue(Uuid::now_v7(), 0).unwrap();
+        assert!(keys.verify(&genuine).is_ok());
+        let mut tampered = genuine.into_bytes();
         let mid = tampered.len() / 2;
         tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
         assert!(keys.verify(&String::from_utf8(tampered).unwrap()).is_err());

@@ -6,6 +6,7 @@ mod messages;
 mod nodes;
 mod revoked_tokens;
 mod search;
+mod search_index;
 mod session_writes;
 mod sessions;
 mod settings;
@@ -48,6 +49,10 @@ pub struct Store {
     /// This process's followers of answers that run on other nodes.
     follows: crate::follow::Follows,
 }
+
+/// SQLite: how often messages written meanwhile enter the search index (a search does not wait
+/// for it: it catches the index up first).
+const SEARCH_INDEX_EVERY: Duration = Duration::from_secs(1);
 
 /// Writer tasks on PostgreSQL, where commits can run side by side; SQLite has one writer.
 const POSTGRES_WRITE_SHARDS: usize = 4;
@@ -94,18 +99,27 @@ impl Store {
             });
         let db = Database::connect(options.clone()).await?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let writer = if db.get_database_backend() == DbBackend::Sqlite && !in_memory {
+        let sqlite_file = db.get_database_backend() == DbBackend::Sqlite && !in_memory;
+        let (writer, writes) = if sqlite_file {
             options.max_connections(1).min_connections(1);
-            Database::connect(options).await?
+            let writer = Database::connect(options.clone()).await?;
+            // The group-commit writer gets a connection of its own (see `writer::Connection`).
+            // The other writes (accounts, sign-ins) are few; SQLite's busy wait orders the two.
+            let queue = Database::connect(options).await?;
+            let writes = WriteQueue::spawn(queue, 1, timeout, writer::Connection::OwnSqlite);
+            (writer, writes)
         } else {
-            db.clone()
+            let shards = if db.get_database_backend() == DbBackend::Postgres {
+                POSTGRES_WRITE_SHARDS
+            } else {
+                1
+            };
+            let writes = WriteQueue::spawn(db.clone(), shards, timeout, writer::Connection::Shared);
+            (db.clone(), writes)
         };
-        let shards = if db.get_database_backend() == DbBackend::Postgres {
-            POSTGRES_WRITE_SHARDS
-        } else {
-            1
-        };
-        let writes = WriteQueue::spawn(writer.clone(), shards, timeout);
+        if db.get_database_backend() == DbBackend::Sqlite {
+            writes.spawn_search_indexer(SEARCH_INDEX_EVERY);
+        }
         Ok(Store {
             db,
             writer,

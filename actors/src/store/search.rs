@@ -1,7 +1,8 @@
 //! Full-text search over one user's sessions: titles and message text, ranked by the database's
 //! own relevance (FTS5 `bm25` on SQLite, `ts_rank` on PostgreSQL), one hit per session with a
-//! short snippet of its best match. The index itself is kept by the schema (see the migration
-//! `create_search_index`), so no write here touches it.
+//! short snippet of its best match. The index itself is kept by the schema (see the migrations
+//! `create_search_index` and `defer_message_indexing`); on SQLite a search first has the writer
+//! index the messages queued since the last pass.
 
 use std::collections::HashMap;
 
@@ -85,6 +86,15 @@ impl Store {
                 (POSTGRES_RANK, values, query)
             }
             _ => {
+                // Messages are indexed in batches: the ones written since the last go in first,
+                // so the search sees everything stored before it began.
+                self.writes()
+                    .write(Uuid::nil(), super::Write::IndexSearch)
+                    .await
+                    .map_err(|err| match err {
+                        super::WriteError::Database(err) => err,
+                        other => DbErr::Custom(other.to_string()),
+                    })?;
                 let query = fts5_query(terms);
                 let values = vec![
                     query.clone().into(),
@@ -206,8 +216,14 @@ mod tests {
     use super::*;
     use crate::store::{AssistantOutcome, BeginAnswer, NewAssistantMessage, Write};
 
-    /// FTS5 checks its index against the tables, row by row (`rank` 1: the content too).
+    /// FTS5 checks its index against the tables, row by row (`rank` 1: the content too), once
+    /// the queued messages are in.
     async fn index_is_consistent(store: &Store) {
+        store
+            .writes()
+            .write(Uuid::nil(), Write::IndexSearch)
+            .await
+            .unwrap();
         store
             .conn()
             .execute_unprepared(
@@ -253,7 +269,13 @@ mod tests {
             new_prompt: true,
         }));
         store.writes().write(session.id, begin).await.unwrap();
-        index_is_consistent(&store).await;
+        // The prompt is queued for the index, not in it yet: the search catches the index up.
+        let terms = |t: &str| vec![t.to_owned()];
+        let found = store
+            .search_sessions(user.id, &terms("quokkas"), 10, 0)
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
         let finish = Write::FinishAnswer {
             message_id: answer.id,
             session_id: session.id,
@@ -268,8 +290,8 @@ mod tests {
             }),
         };
         store.writes().write(session.id, finish).await.unwrap();
+        // (Only now: an answer still streaming is not indexed yet, by design.)
         index_is_consistent(&store).await;
-        let terms = |t: &str| vec![t.to_owned()];
         let found = store
             .search_sessions(user.id, &terms("rottnest"), 10, 0)
             .await
@@ -300,6 +322,65 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+    }
+
+    #[tokio::test]
+    async fn messages_deleted_before_they_were_indexed_leave_the_index_whole() {
+        let store = Store::connect("sqlite::memory:", 1, Duration::from_secs(3))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let user = store
+            .insert_user("ada", "ada@example.com", "x".into())
+            .await
+            .unwrap();
+        let (kept, gone) = (
+            store
+                .insert_session(user.id, "kept", true, None)
+                .await
+                .unwrap(),
+            store
+                .insert_session(user.id, "gone", true, None)
+                .await
+                .unwrap(),
+        );
+        for (session, prompt) in [(&kept, "wombats dig"), (&gone, "wombats sleep")] {
+            let begin = Write::BeginAnswer(Box::new(BeginAnswer {
+                user_id: user.id,
+                expected_version: 0,
+                prompt_id: Uuid::now_v7(),
+                prompt: prompt.into(),
+                answer: NewAssistantMessage {
+                    id: Uuid::now_v7(),
+                    session_id: session.id,
+                    provider: "echo".into(),
+                    model: "echo-1".into(),
+                    generation_id: Uuid::now_v7(),
+                },
+                node: "n".into(),
+                at: chrono::Utc::now(),
+                quota: crate::budget::QuotaSettings::default()
+                    .database_check(chrono::Utc::now()),
+                live_limit: None,
+                supersede: Vec::new(),
+                new_prompt: true,
+            }));
+            store.writes().write(session.id, begin).await.unwrap();
+        }
+        // Its messages are still queued (the streaming answer at least) when the session goes.
+        store.delete_session(user.id, gone.id).await.unwrap();
+        store
+            .conn()
+            .execute_unprepared("UPDATE messages SET status = 'stopped' WHERE status = 'streaming'")
+            .await
+            .unwrap();
+        index_is_consistent(&store).await;
+        let found = store
+            .search_sessions(user.id, &["wombats".to_owned()], 10, 0)
+            .await
+            .unwrap();
+        let titles: Vec<_> = found.iter().map(|hit| hit.session.title.as_str()).collect();
+        assert_eq!(titles, ["kept"]);
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub enum Write {
         /// Shared: a retried write copies no answer text.
         outcome: std::sync::Arc<AssistantOutcome>,
     },
+    /// SQLite: the messages queued for the full-text index go in (see `search_index`).
+    IndexSearch,
 }
 
 /// What a write found.
@@ -109,6 +111,16 @@ pub enum Written {
 impl Write {
     /// True when the write's statements must share a transaction even alone in its batch (the
     /// per-user lock of a limited turn holds until the commit).
+    /// On SQLite, whether the write is one query that can carry its own `BEGIN … COMMIT`
+    /// (see `sqlite_writes`).
+    pub(super) fn is_one_sqlite_query(&self) -> bool {
+        match self {
+            Write::BeginAnswer(begin) => !self.needs_transaction() && begin.supersede.is_empty(),
+            Write::FinishAnswer { .. } | Write::IndexSearch => true,
+            _ => false,
+        }
+    }
+
     pub(super) fn needs_transaction(&self) -> bool {
         // A replacing begin takes several statements that must land together.
         matches!(self, Write::BeginAnswer(begin)
@@ -116,8 +128,13 @@ impl Write {
     }
 }
 
-/// Applies `write` on `db` (the batch's transaction).
-pub(super) async fn apply<C: ConnectionTrait>(db: &C, write: &Write) -> Result<Written, DbErr> {
+/// Applies `write` on `db`: the batch's transaction, or, with `alone`, the writer's connection
+/// for a write that [`Write::is_one_sqlite_query`] and brings its own transaction.
+pub(super) async fn apply<C: ConnectionTrait>(
+    db: &C,
+    write: &Write,
+    alone: bool,
+) -> Result<Written, DbErr> {
     // The hot writes of a turn take one round trip on SQLite (see `sqlite_writes`).
     let sqlite = db.get_database_backend() == DbBackend::Sqlite;
     match write {
@@ -187,7 +204,7 @@ pub(super) async fn apply<C: ConnectionTrait>(db: &C, write: &Write) -> Result<W
             Ok(found(result.rows_affected))
         }
         Write::BeginAnswer(begin) if sqlite && begin.supersede.is_empty() => {
-            sqlite_writes::begin_answer(db, begin).await
+            sqlite_writes::begin_answer(db, begin, alone).await
         }
         Write::BeginAnswer(begin) => begin_answer(db, begin).await,
         Write::FinishAnswer {
@@ -195,7 +212,7 @@ pub(super) async fn apply<C: ConnectionTrait>(db: &C, write: &Write) -> Result<W
             session_id,
             outcome,
         } if sqlite => {
-            sqlite_writes::finish_answer(db, *session_id, *message_id, outcome).await?;
+            sqlite_writes::finish_answer(db, *session_id, *message_id, outcome, alone).await?;
             Ok(Written::Done)
         }
         Write::FinishAnswer {
@@ -205,6 +222,14 @@ pub(super) async fn apply<C: ConnectionTrait>(db: &C, write: &Write) -> Result<W
         } => {
             bump(*session_id, Utc::now()).exec(db).await?;
             finish_answer(db, *message_id, outcome).await?;
+            Ok(Written::Done)
+        }
+        Write::IndexSearch => {
+            // A backlog past one pass (a search after a long outage of the indexer) is worked
+            // off pass by pass.
+            while super::search_index::index_pending(db, alone).await?
+                >= super::search_index::INDEX_BATCH
+            {}
             Ok(Written::Done)
         }
     }

@@ -6,6 +6,13 @@
 //! parameters bound in order, so each write here is one query. The statements keep the order of
 //! the portable versions in `session_writes` (the version is bumped first), and the insert of a
 //! begin is guarded by `changes()`, so a stale session gets nothing written.
+//!
+//! A write the writer commits alone is wrapped in `BEGIN IMMEDIATE … COMMIT` inside the same
+//! query (`wrapped`): one commit for the write rather than one per statement, and all or nothing
+//! if the process dies. Only the writer's own connection runs them (see `writer`), which rolls
+//! back at once if one fails midway.
+
+use std::sync::LazyLock;
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
@@ -34,7 +41,8 @@ WHERE changes() = 1; \
 INSERT INTO prompt_rate (user_id, minute, prompts) SELECT ?, ?, 1 WHERE changes() = 2 \
 ON CONFLICT (user_id) DO UPDATE SET \
 prompts = CASE WHEN prompt_rate.minute = excluded.minute THEN prompt_rate.prompts + 1 ELSE 1 END, \
-minute = excluded.minute";
+minute = excluded.minute; \
+SELECT changes() AS stored";
 
 /// The first half of [`BEGIN_ANSWER`] for a replacing begin (which writes its rows itself): the
 /// bump at the expected version, then the prompt counted only if the bump changed a row.
@@ -54,7 +62,7 @@ completion_tokens = ?7, usage_estimated = ?8, context_omitted = ?9 WHERE id = ?1
 
 /// [`FINISH_ANSWER`], then the user's day charged (its placeholders renumbered after the ten).
 /// Built once: every finished answer runs it.
-static FINISH_AND_CHARGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+static FINISH_AND_CHARGE: LazyLock<String> = LazyLock::new(|| {
     let mut charge = RECORD_USAGE.to_owned();
     for n in (1..=6).rev() {
         charge = charge.replace(&format!("${n}"), &format!("?{}", n + 10));
@@ -62,9 +70,31 @@ static FINISH_AND_CHARGE: std::sync::LazyLock<String> = std::sync::LazyLock::new
     format!("{FINISH_ANSWER}; {charge}")
 });
 
+/// The writes above, each in a transaction of its own: built once (the statement cache keys on
+/// the text).
+static BEGIN_ANSWER_ALONE: LazyLock<String> = LazyLock::new(|| alone(BEGIN_ANSWER));
+static FINISH_ANSWER_ALONE: LazyLock<String> = LazyLock::new(|| alone(FINISH_ANSWER));
+static FINISH_AND_CHARGE_ALONE: LazyLock<String> = LazyLock::new(|| alone(&FINISH_AND_CHARGE));
+
+/// `sql` in a transaction of its own, for a write committed alone.
+pub(super) fn alone(sql: &str) -> String {
+    format!("BEGIN IMMEDIATE; {sql}; COMMIT")
+}
+
+/// `sql` as it runs: in a transaction of its own when `wrapped` (`alone` is that form, built
+/// once), as it is inside a batch's transaction.
+fn pick(sql: &'static str, alone: &'static LazyLock<String>, wrapped: bool) -> &'static str {
+    if wrapped {
+        alone.as_str()
+    } else {
+        sql
+    }
+}
+
 pub(super) async fn begin_answer<C: ConnectionTrait>(
     db: &C,
     begin: &BeginAnswer,
+    wrapped: bool,
 ) -> Result<Written, DbErr> {
     let answer = &begin.answer;
     let values: Vec<Value> = vec![
@@ -89,15 +119,21 @@ pub(super) async fn begin_answer<C: ConnectionTrait>(
         begin.user_id.into(),
         begin.quota.minute.into(),
     ];
-    let result = db
-        .execute_raw(Statement::from_sql_and_values(
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Sqlite,
-            BEGIN_ANSWER,
+            pick(BEGIN_ANSWER, &BEGIN_ANSWER_ALONE, wrapped),
             values,
         ))
         .await?;
-    // One session bumped and two messages inserted, or nothing at all.
-    Ok(if result.rows_affected() == 0 {
+    // The last statement's row count says whether the chain went through: one session bumped
+    // and two messages inserted, or nothing at all. (Not the query's summed row count: sqlx adds
+    // `changes()` after `BEGIN` too, which is whatever the connection's previous write changed.)
+    let stored: i64 = match rows.first() {
+        Some(row) => row.try_get("", "stored")?,
+        None => 0,
+    };
+    Ok(if stored == 0 {
         Written::Stale
     } else {
         Written::Done
@@ -133,6 +169,7 @@ pub(super) async fn finish_answer<C: ConnectionTrait>(
     session_id: uuid::Uuid,
     message_id: uuid::Uuid,
     outcome: &AssistantOutcome,
+    wrapped: bool,
 ) -> Result<(), DbErr> {
     let to_i32 = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
     let now = chrono::Utc::now();
@@ -153,9 +190,9 @@ pub(super) async fn finish_answer<C: ConnectionTrait>(
     let sql = match &outcome.charge {
         Some(charge) => {
             values.extend(charge.values(now));
-            FINISH_AND_CHARGE.clone()
+            pick(FINISH_AND_CHARGE.as_str(), &FINISH_AND_CHARGE_ALONE, wrapped)
         }
-        None => FINISH_ANSWER.to_owned(),
+        None => pick(FINISH_ANSWER, &FINISH_ANSWER_ALONE, wrapped),
     };
     db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Sqlite,
@@ -176,7 +213,18 @@ mod tests {
     use crate::store::{AssistantOutcome, BeginAnswer, NewAssistantMessage, Store, Write, Written};
 
     async fn store_with_session() -> (Store, Uuid, Uuid) {
-        let store = Store::connect("sqlite::memory:", 1, Duration::from_secs(3))
+        store_at_with_session("sqlite::memory:").await
+    }
+
+    /// A database file: the writer then has its own connection, and a write alone carries its
+    /// own transaction (`BEGIN IMMEDIATE … COMMIT` in the query).
+    fn database_file() -> String {
+        let path = std::env::temp_dir().join(format!("omnichat-writes-{}.db", Uuid::now_v7()));
+        format!("sqlite://{}?mode=rwc", path.display())
+    }
+
+    async fn store_at_with_session(url: &str) -> (Store, Uuid, Uuid) {
+        let store = Store::connect(url, 1, Duration::from_secs(3))
             .await
             .unwrap();
         store.migrate().await.unwrap();
@@ -215,7 +263,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_begin_at_the_expected_version_writes_both_rows_and_a_stale_one_writes_none() {
-        let (store, user, session) = store_with_session().await;
+        begins_at_and_off_the_expected_version(store_with_session().await).await;
+    }
+
+    #[tokio::test]
+    async fn the_same_holds_for_writes_that_carry_their_own_transaction() {
+        // A stale begin right after a begin that went in: the connection's last row count is
+        // not zero then, and must not be taken for this write's.
+        begins_at_and_off_the_expected_version(store_at_with_session(&database_file()).await)
+            .await;
+    }
+
+    async fn begins_at_and_off_the_expected_version((store, user, session): (Store, Uuid, Uuid)) {
 
         let stale = store.writes().write(session, begin(user, session, 7)).await;
         assert!(matches!(stale, Ok(Written::Stale)), "{stale:?}");

@@ -7,11 +7,14 @@
 //! applied in the order they were queued: a rename queued after a prompt never overtakes it.
 
 use std::{
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
-use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -52,6 +55,20 @@ struct Job {
 pub struct WriteQueue {
     shards: Arc<[mpsc::Sender<Job>]>,
     metrics: WriterMetrics,
+    /// Set by every write queued since the search index last caught up (SQLite).
+    unindexed: Arc<AtomicBool>,
+}
+
+/// How the writer may use its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Connection {
+    /// A pool others use too: a write alone runs its statements as they are, or in a sea-orm
+    /// transaction.
+    Shared,
+    /// SQLite, a connection of the writer's own: a write alone that is one query carries its own
+    /// `BEGIN … COMMIT` (one round trip, one commit), and a failure midway is rolled back on this
+    /// same connection before anything else runs on it.
+    OwnSqlite,
 }
 
 impl std::fmt::Debug for Job {
@@ -62,19 +79,52 @@ impl std::fmt::Debug for Job {
 
 impl WriteQueue {
     /// Starts `shards` writer tasks over `conn`; each transaction gets at most `timeout`.
-    pub(super) fn spawn(conn: DatabaseConnection, shards: usize, timeout: Duration) -> Self {
+    pub(super) fn spawn(
+        conn: DatabaseConnection,
+        shards: usize,
+        timeout: Duration,
+        connection: Connection,
+    ) -> Self {
         let metrics = WriterMetrics::default();
         let senders: Vec<mpsc::Sender<Job>> = (0..shards.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-                tokio::spawn(drain(conn.clone(), rx, timeout, metrics.clone()));
+                tokio::spawn(drain(conn.clone(), rx, timeout, metrics.clone(), connection));
                 tx
             })
             .collect();
         WriteQueue {
             shards: senders.into(),
             metrics,
+            // Rows a previous run queued and never indexed are indexed at the first tick.
+            unindexed: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    /// SQLite: every `every`, if anything was written since, the messages queued for the search
+    /// index go in as one write. Ends when the writer has stopped.
+    pub(super) fn spawn_search_indexer(&self, every: Duration) {
+        let queue = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                // Cleared before the job is queued: a write queued after it sets it again.
+                if !queue.unindexed.swap(false, Ordering::AcqRel) {
+                    continue;
+                }
+                match queue.write(Uuid::nil(), Write::IndexSearch).await {
+                    Ok(_) => {}
+                    Err(WriteError::Closed) => return,
+                    Err(err) => {
+                        // Tried again at the next tick; a search catches up by itself anyway.
+                        queue.unindexed.store(true, Ordering::Release);
+                        tracing::warn!(%err, "indexing new messages for search failed");
+                    }
+                }
+            }
+        });
     }
 
     /// The batch commit time and size histograms.
@@ -90,6 +140,9 @@ impl WriteQueue {
         write: Write,
     ) -> oneshot::Receiver<Result<Written, WriteError>> {
         let (reply, done) = oneshot::channel();
+        if !matches!(write, Write::IndexSearch) {
+            self.unindexed.store(true, Ordering::Release);
+        }
         let shard = &self.shards[(key.as_u128() % self.shards.len() as u128) as usize];
         if let Err(err) = shard.try_send(Job { write, reply }) {
             let (job, error) = match err {
@@ -115,6 +168,7 @@ async fn drain(
     mut jobs: mpsc::Receiver<Job>,
     timeout: Duration,
     metrics: WriterMetrics,
+    connection: Connection,
 ) {
     let mut batch = Vec::with_capacity(16);
     while let Some(job) = jobs.recv().await {
@@ -127,7 +181,7 @@ async fn drain(
         }
         metrics.batch_size.observe(batch.len() as f64);
         let started = Instant::now();
-        commit(&conn, &mut batch, timeout).await;
+        commit(&conn, &mut batch, timeout, connection).await;
         metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -135,20 +189,36 @@ async fn drain(
 }
 
 /// Commits `batch` in one transaction. If that fails, each write is tried alone, so one write
-/// the database refuses cannot take the others of its batch down with it. A write alone needs
-/// no transaction of its own: its statements commit one by one (see `session_writes`).
-async fn commit(conn: &DatabaseConnection, batch: &mut Vec<Job>, timeout: Duration) {
+/// the database refuses cannot take the others of its batch down with it. A write alone brings
+/// its own transaction on SQLite when it can (see [`Connection::OwnSqlite`]); else its statements
+/// commit one by one (see `session_writes`), or in a transaction if it needs one.
+async fn commit(
+    conn: &DatabaseConnection,
+    batch: &mut Vec<Job>,
+    timeout: Duration,
+    connection: Connection,
+) {
     if let [job] = batch.as_slice() {
-        let result = if job.write.needs_transaction() {
+        let result = if connection == Connection::OwnSqlite && job.write.is_one_sqlite_query() {
+            let result = bounded(timeout, apply(conn, &job.write, true)).await;
+            if result.is_err() {
+                // A statement that failed midway leaves the transaction open: end it here, on
+                // this connection, before the next write. (After a time-out it waits for the
+                // query still running; if that query committed, there is nothing to undo, and
+                // the caller treats its write as one that may have landed.)
+                let _ = bounded(timeout, conn.execute_unprepared("ROLLBACK")).await;
+            }
+            result
+        } else if job.write.needs_transaction() {
             bounded(timeout, async {
                 let txn = conn.begin().await?;
-                let written = apply(&txn, &job.write).await?;
+                let written = apply(&txn, &job.write, false).await?;
                 txn.commit().await?;
                 Ok(written)
             })
             .await
         } else {
-            bounded(timeout, apply(conn, &job.write)).await
+            bounded(timeout, apply(conn, &job.write, false)).await
         };
         if let Some(job) = batch.pop() {
             let _ = job.reply.send(result);
@@ -159,7 +229,7 @@ async fn commit(conn: &DatabaseConnection, batch: &mut Vec<Job>, timeout: Durati
         let txn = conn.begin().await?;
         let mut results = Vec::with_capacity(batch.len());
         for job in batch.iter() {
-            results.push(apply(&txn, &job.write).await?);
+            results.push(apply(&txn, &job.write, false).await?);
         }
         txn.commit().await?;
         Ok(results)
@@ -187,7 +257,7 @@ async fn commit(conn: &DatabaseConnection, batch: &mut Vec<Job>, timeout: Durati
             for job in batch.drain(..) {
                 let result = bounded(timeout, async {
                     let txn = conn.begin().await?;
-                    let written = apply(&txn, &job.write).await?;
+                    let written = apply(&txn, &job.write, false).await?;
                     txn.commit().await?;
                     Ok(written)
                 })
