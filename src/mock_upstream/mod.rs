@@ -24,13 +24,15 @@ use tokio::{net::TcpListener, task::JoinHandle};
 
 pub mod cli;
 mod record;
+mod request_body;
 mod stream;
 mod wire;
 
 pub use record::RecordedRequest;
+use request_body::RequestSummary;
 use stream::{Ending, FrameCache, Frames};
 pub use wire::INTERNAL_HOST;
-use wire::{count_words, route, Tail};
+use wire::{route, Tail};
 
 type Body = BoxBody<Bytes, io::Error>;
 
@@ -296,8 +298,10 @@ async fn handle(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let summary = RequestSummary::read(&body);
     if shared.record_requests {
+        // Only a recording keeps the whole body, as a tree tests can look into.
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         lock(&shared.requests).push(RecordedRequest::new(&parts, &path, &body));
     }
 
@@ -305,7 +309,7 @@ async fn handle(
         .only
         .or_else(|| Wire::of_path(&path))
         .unwrap_or(Wire::OpenAi);
-    let Some(model) = route(wire, parts.method.as_str(), &path, &body) else {
+    let Some(model) = route(wire, parts.method.as_str(), &path, summary.model) else {
         return Ok(error_response(wire, 404, None));
     };
     let behaviour = lock(&shared.behaviour).clone();
@@ -356,8 +360,8 @@ async fn handle(
         Fault::SafetyBlock if wire == Wire::Gemini => (0, Tail::Safety, Ending::Close),
         _ => (words, Tail::Finish, Ending::Close),
     };
-    let prompt_tokens = count_words(&body);
-    let encoded = shared.cache.get_or_encode(
+    let prompt_tokens = summary.prompt_tokens;
+    let (encoded, prompt_frame) = shared.cache.get_or_encode(
         wire,
         &model,
         (&behaviour.reply[..sent], behaviour.reply_version),
@@ -366,6 +370,7 @@ async fn handle(
     );
     let frames = Frames {
         encoded,
+        prompt_frame,
         ttft: behaviour.ttft,
         gap: behaviour.gap,
         ending,

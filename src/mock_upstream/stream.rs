@@ -8,7 +8,11 @@ use futures_util::stream;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 
-use super::{lock, wire, Body, OpenStream, Shared, Tail, Wire};
+use super::{
+    lock,
+    wire::{self, PromptFrame},
+    Body, OpenStream, Shared, Tail, Wire,
+};
 
 /// Cached encodings kept at most; past it the cache starts over (model names come from clients).
 const CACHE_CAPACITY: usize = 1024;
@@ -40,12 +44,14 @@ struct Key {
 }
 
 /// Encoded responses by everything they depend on, so a load test's repeated requests cost no
-/// JSON encoding.
+/// JSON encoding. The prompt's token count is part of the key only where every frame names it
+/// (Gemini); elsewhere the one frame that names it is made per request.
 #[derive(Default)]
 pub(super) struct FrameCache(Mutex<HashMap<Key, Arc<Encoded>>>);
 
 impl FrameCache {
-    /// The frames of `words` (the first `sent` of reply version `reply_version`).
+    /// The frames of `words` (the first `sent` of reply version `reply_version`), and the frame
+    /// to send instead of the cached one that names another prompt's token count.
     pub(super) fn get_or_encode(
         &self,
         wire: Wire,
@@ -53,7 +59,13 @@ impl FrameCache {
         (words, reply_version): (&[String], u64),
         prompt_tokens: usize,
         tail: Tail,
-    ) -> Arc<Encoded> {
+    ) -> (Arc<Encoded>, Option<PromptFrame>) {
+        let prompt_frame = wire::prompt_frame(wire, model, words.len(), prompt_tokens, tail);
+        let prompt_tokens = if wire::prompt_in_every_frame(wire) {
+            prompt_tokens
+        } else {
+            0
+        };
         let key = Key {
             wire,
             model: model.to_owned(),
@@ -63,7 +75,7 @@ impl FrameCache {
             tail,
         };
         if let Some(encoded) = lock(&self.0).get(&key) {
-            return encoded.clone();
+            return (encoded.clone(), prompt_frame);
         }
         let (head, frames) = wire::wire_frames(wire, model, words, prompt_tokens, tail);
         let encoded = Arc::new(Encoded {
@@ -75,13 +87,15 @@ impl FrameCache {
             cache.clear();
         }
         cache.insert(key, encoded.clone());
-        encoded
+        (encoded, prompt_frame)
     }
 }
 
 /// A response to write: its frames, pace and ending.
 pub(super) struct Frames {
     pub(super) encoded: Arc<Encoded>,
+    /// Sent in place of the encoded frame at its position.
+    pub(super) prompt_frame: Option<PromptFrame>,
     pub(super) ttft: Duration,
     pub(super) gap: Duration,
     pub(super) ending: Ending,
@@ -112,10 +126,22 @@ impl Frames {
             let index = w.next;
             w.next += 1;
             if index < head {
-                return Some((Ok(Frame::data(w.frames.encoded.head[index].clone())), w));
+                let frame = match &w.frames.prompt_frame {
+                    Some(PromptFrame::Head(at, frame)) if *at == index => {
+                        Bytes::from(frame.clone())
+                    }
+                    _ => w.frames.encoded.head[index].clone(),
+                };
+                return Some((Ok(Frame::data(frame)), w));
             }
             let paced = index - head;
-            if let Some(frame) = w.frames.encoded.frames.get(paced).cloned() {
+            let frame = match &w.frames.prompt_frame {
+                Some(PromptFrame::Paced(at, frame)) if *at == paced => {
+                    Some(Bytes::from(frame.clone()))
+                }
+                _ => w.frames.encoded.frames.get(paced).cloned(),
+            };
+            if let Some(frame) = frame {
                 let pause = if paced == 0 {
                     w.frames.ttft
                 } else {

@@ -18,35 +18,26 @@ pub(super) enum Tail {
     Safety,
 }
 
-/// The model the request is for, when method and path are the provider's.
-pub(super) fn route(wire: Wire, method: &str, path: &str, body: &Value) -> Option<String> {
+/// The model the request is for, when method and path are the provider's (`body_model`: the
+/// body's top-level `model`, for the formats that name it there).
+pub(super) fn route(
+    wire: Wire,
+    method: &str,
+    path: &str,
+    body_model: Option<String>,
+) -> Option<String> {
     if method != "POST" {
         return None;
     }
-    let body_model = || body.get("model").and_then(Value::as_str).map(str::to_owned);
     match wire {
-        Wire::OpenAi if path == "/v1/chat/completions" => body_model(),
-        Wire::Anthropic if path == "/v1/messages" => body_model(),
-        Wire::Ollama if path == "/api/chat" => body_model(),
+        Wire::OpenAi if path == "/v1/chat/completions" => body_model,
+        Wire::Anthropic if path == "/v1/messages" => body_model,
+        Wire::Ollama if path == "/api/chat" => body_model,
         Wire::Gemini => path
             .strip_prefix("/v1beta/models/")?
             .strip_suffix(":streamGenerateContent?alt=sse")
             .map(str::to_owned),
         _ => None,
-    }
-}
-
-/// Whitespace-separated words in the request's texts: the fake's "prompt tokens".
-pub(super) fn count_words(value: &Value) -> usize {
-    match value {
-        Value::String(text) => text.split_whitespace().count(),
-        Value::Array(items) => items.iter().map(count_words).sum(),
-        Value::Object(map) => map
-            .iter()
-            .filter(|(key, _)| !matches!(key.as_str(), "model" | "role" | "stream"))
-            .map(|(_, value)| count_words(value))
-            .sum(),
-        _ => 0,
     }
 }
 
@@ -84,12 +75,7 @@ pub(super) fn wire_frames(
             match tail {
                 Tail::Finish | Tail::Safety => {
                     frames.push(chunk(json!({}), json!("stop")));
-                    frames.push(sse(json!({
-                        "id": "chatcmpl-fake", "object": "chat.completion.chunk",
-                        "created": 1_730_000_000, "model": model, "choices": [],
-                        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": output,
-                                  "total_tokens": prompt_tokens + output},
-                    })));
+                    frames.push(openai_usage(model, prompt_tokens, output));
                     frames.push("data: [DONE]\n\n".to_owned());
                 }
                 Tail::Error => frames.push(sse(json!({"error": {
@@ -142,14 +128,7 @@ pub(super) fn wire_frames(
         }
         Wire::Anthropic => {
             let head = vec![
-                named(
-                    "message_start",
-                    json!({"type": "message_start", "message": {
-                    "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
-                    "content": [], "stop_reason": null, "stop_sequence": null,
-                    "usage": {"input_tokens": prompt_tokens, "cache_creation_input_tokens": 0,
-                              "cache_read_input_tokens": 0, "output_tokens": 1}}}),
-                ),
+                anthropic_message_start(model, prompt_tokens),
                 named(
                     "content_block_start",
                     json!({"type": "content_block_start", "index": 0,
@@ -202,13 +181,9 @@ pub(super) fn wire_frames(
                 })
                 .collect();
             match tail {
-                Tail::Finish | Tail::Safety => frames.push(line(json!({
-                    "model": model, "created_at": "2025-01-10T11:03:19.123456Z",
-                    "message": {"role": "assistant", "content": ""},
-                    "done_reason": "stop", "done": true, "total_duration": 4_883_583_458u64,
-                    "load_duration": 1_334_875, "prompt_eval_count": prompt_tokens,
-                    "prompt_eval_duration": 342_546_000, "eval_count": output,
-                    "eval_duration": 4_535_599_000u64}))),
+                Tail::Finish | Tail::Safety => {
+                    frames.push(ollama_done(model, prompt_tokens, output));
+                }
                 Tail::Error => frames.push(line(json!({
                     "error": "an error was encountered while running the model"}))),
                 Tail::Nothing => {}
@@ -216,6 +191,80 @@ pub(super) fn wire_frames(
             (Vec::new(), frames)
         }
     }
+}
+
+/// The one frame of a response that names the prompt's token count, for the formats that have
+/// exactly one (all but Gemini, whose every frame carries its running usage): the rest of the
+/// response is then the same for every prompt and is encoded once.
+#[derive(Debug)]
+pub(super) enum PromptFrame {
+    /// This frame of the head.
+    Head(usize, String),
+    /// This frame of the paced ones.
+    Paced(usize, String),
+}
+
+/// Whether every frame of `wire`'s responses names the prompt's token count.
+pub(super) fn prompt_in_every_frame(wire: Wire) -> bool {
+    wire == Wire::Gemini
+}
+
+/// The frame of [`wire_frames`]' response that names `prompt_tokens`, if it has one (and where).
+pub(super) fn prompt_frame(
+    wire: Wire,
+    model: &str,
+    output: usize,
+    prompt_tokens: usize,
+    tail: Tail,
+) -> Option<PromptFrame> {
+    let finished = matches!(tail, Tail::Finish | Tail::Safety);
+    match wire {
+        // After the deltas and the finishing chunk.
+        Wire::OpenAi if finished => Some(PromptFrame::Paced(
+            output + 1,
+            openai_usage(model, prompt_tokens, output),
+        )),
+        Wire::Anthropic => Some(PromptFrame::Head(
+            0,
+            anthropic_message_start(model, prompt_tokens),
+        )),
+        // After the deltas.
+        Wire::Ollama if finished => Some(PromptFrame::Paced(
+            output,
+            ollama_done(model, prompt_tokens, output),
+        )),
+        _ => None,
+    }
+}
+
+fn openai_usage(model: &str, prompt_tokens: usize, output: usize) -> String {
+    let usage = json!({
+        "id": "chatcmpl-fake", "object": "chat.completion.chunk",
+        "created": 1_730_000_000, "model": model, "choices": [],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": output,
+                  "total_tokens": prompt_tokens + output},
+    });
+    format!("data: {usage}\n\n")
+}
+
+fn anthropic_message_start(model: &str, prompt_tokens: usize) -> String {
+    let start = json!({"type": "message_start", "message": {
+        "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+        "content": [], "stop_reason": null, "stop_sequence": null,
+        "usage": {"input_tokens": prompt_tokens, "cache_creation_input_tokens": 0,
+                  "cache_read_input_tokens": 0, "output_tokens": 1}}});
+    format!("event: message_start\ndata: {start}\n\n")
+}
+
+fn ollama_done(model: &str, prompt_tokens: usize, output: usize) -> String {
+    let done = json!({
+        "model": model, "created_at": "2025-01-10T11:03:19.123456Z",
+        "message": {"role": "assistant", "content": ""},
+        "done_reason": "stop", "done": true, "total_duration": 4_883_583_458u64,
+        "load_duration": 1_334_875, "prompt_eval_count": prompt_tokens,
+        "prompt_eval_duration": 342_546_000, "eval_count": output,
+        "eval_duration": 4_535_599_000u64});
+    format!("{done}\n")
 }
 
 /// The provider's own JSON error body for `status`.
@@ -294,5 +343,31 @@ pub(super) fn rate_limit_error(wire: Wire) -> Value {
             "message": "You exceeded your current quota, please check your plan and billing details.",
             "status": "RESOURCE_EXHAUSTED"}}),
         Wire::Ollama => json!({"error": "too many requests"}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_encoded_for_another_prompt_differs_only_in_its_prompt_frame() {
+        let words: Vec<String> = ["The", " quick", " fox"].map(str::to_owned).into();
+        for wire in [Wire::OpenAi, Wire::Gemini, Wire::Anthropic, Wire::Ollama] {
+            for tail in [Tail::Finish, Tail::Error, Tail::Nothing, Tail::Safety] {
+                for sent in [0, words.len()] {
+                    let words = &words[..sent];
+                    let expected = wire_frames(wire, "m", words, 42, tail);
+                    let other = if prompt_in_every_frame(wire) { 42 } else { 7 };
+                    let (mut head, mut frames) = wire_frames(wire, "m", words, other, tail);
+                    match prompt_frame(wire, "m", sent, 42, tail) {
+                        Some(PromptFrame::Head(index, frame)) => head[index] = frame,
+                        Some(PromptFrame::Paced(index, frame)) => frames[index] = frame,
+                        None => {}
+                    }
+                    assert_eq!((head, frames), expected, "{wire:?} {tail:?} {sent}");
+                }
+            }
+        }
     }
 }

@@ -6,12 +6,16 @@
 //! reason, cumulative output usage), `message_stop`; `ping` and event types added later are
 //! ignored, `error` ends the stream.
 
-use serde::{Deserialize, Serialize};
+use reqwest::header::HeaderValue;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    error_body, pipeline, settings::base, ChatRequest, MessageText, ProviderError, ProviderEvent,
-    ProviderSettings, Role, TokenUsage,
+    endpoints::Endpoint,
+    error_body,
+    json_body::{self, JsonBody},
+    pipeline::{self, Events},
+    ChatRequest, ProviderError, ProviderEvent, ProviderSettings, Role, TokenUsage,
 };
 
 const PROVIDER: &str = "anthropic";
@@ -19,25 +23,11 @@ const PROVIDER: &str = "anthropic";
 /// The API version whose stream format this module speaks.
 const API_VERSION: &str = "2023-06-01";
 
-#[derive(Serialize)]
-struct RequestBody<'a> {
-    model: &'a str,
-    max_tokens: u32,
-    stream: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    system: Option<String>,
-    messages: Vec<Message<'a>>,
-}
-
-#[derive(Serialize)]
-struct Message<'a> {
-    role: &'static str,
-    content: &'a MessageText,
-}
-
-/// The upstream request for `request`.
+/// The upstream request for `request`: `{"model", "max_tokens", "stream", "system",
+/// "messages": [{"role", "content"}…]}` (`system` only when there is one).
 pub(crate) fn build_request(
     client: &reqwest::Client,
+    endpoint: &Endpoint,
     settings: &ProviderSettings,
     request: &ChatRequest,
 ) -> reqwest::RequestBuilder {
@@ -50,37 +40,46 @@ pub(crate) fn build_request(
         .filter(|message| message.role == Role::System && not_empty(&message.content))
         .map(|message| message.content.as_str())
         .collect();
-    let messages = request
+    let mut body = JsonBody::with_texts(request.messages.iter().map(|message| &message.content));
+    // Required by Anthropic: the request's own, else the configured default.
+    let max_tokens = request.max_tokens.unwrap_or(settings.anthropic_max_tokens);
+    body.raw("{\"model\":")
+        .string(&request.model)
+        .raw(",\"max_tokens\":")
+        .number(max_tokens)
+        .raw(",\"stream\":true");
+    if !system.is_empty() {
+        body.raw(",\"system\":").string(&system.join("\n\n"));
+    }
+    body.raw(",\"messages\":[");
+    let mut first = true;
+    for message in request
         .messages
         .iter()
         .filter(|message| message.role != Role::System && not_empty(&message.content))
-        .map(|message| Message {
-            role: if message.role == Role::Assistant {
-                "assistant"
-            } else {
-                "user"
-            },
-            content: &message.content,
-        })
-        .collect();
-    let body = RequestBody {
-        model: &request.model,
-        // Required by Anthropic: the request's own, else the configured default.
-        max_tokens: request.max_tokens.unwrap_or(settings.anthropic_max_tokens),
-        stream: true,
-        system: (!system.is_empty()).then(|| system.join("\n\n")),
-        messages,
-    };
+    {
+        if !first {
+            body.raw(",");
+        }
+        first = false;
+        let role = if message.role == Role::Assistant {
+            "{\"role\":\"assistant\",\"content\":"
+        } else {
+            "{\"role\":\"user\",\"content\":"
+        };
+        body.raw(role).text(&message.content).raw("}");
+    }
+    body.raw("]}");
     let key = settings.anthropic_api_key.as_deref().unwrap_or_default();
-    client
-        .post(format!(
-            "{}/v1/messages",
-            base(&settings.anthropic_base_url)
-        ))
+    let builder = endpoint
+        .post(client)
         .header("x-api-key", key)
-        .header("anthropic-version", API_VERSION)
-        .header(reqwest::header::ACCEPT, "text/event-stream")
-        .json(&body)
+        .header("anthropic-version", HeaderValue::from_static(API_VERSION))
+        .header(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
+    json_body::attach(builder, body)
 }
 
 #[derive(Deserialize)]
@@ -160,9 +159,14 @@ pub(crate) struct Decoder {
 impl pipeline::Decoder for Decoder {
     const PROVIDER: &'static str = PROVIDER;
 
-    fn on_frame(&mut self, event: &str, data: &str) -> Result<Vec<ProviderEvent>, ProviderError> {
+    fn on_frame(
+        &mut self,
+        event: &str,
+        data: &str,
+        events: &mut Events,
+    ) -> Result<(), ProviderError> {
         if matches!(event, "ping" | "content_block_stop") {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let parsed: Event = match serde_json::from_str(data) {
             Ok(parsed) => parsed,
@@ -180,13 +184,12 @@ impl pipeline::Decoder for Decoder {
             "message" => parsed.kind.as_deref().unwrap_or_default(),
             named => named,
         };
-        let mut events = Vec::new();
         match kind {
             "message_start" => {
                 if let Some(usage) = parsed.message.and_then(|message| message.usage) {
                     self.usage.prompt_tokens = usage.prompt_tokens();
                     self.usage.completion_tokens = usage.output_tokens;
-                    events.push(ProviderEvent::Usage(self.usage));
+                    events.push_back(ProviderEvent::Usage(self.usage));
                 }
             }
             "content_block_start" => {
@@ -212,7 +215,7 @@ impl pipeline::Decoder for Decoder {
                     if let Some(output) = usage.output_tokens {
                         self.usage.completion_tokens = Some(output);
                     }
-                    events.push(ProviderEvent::Usage(self.usage));
+                    events.push_back(ProviderEvent::Usage(self.usage));
                 }
             }
             "message_stop" => {
@@ -228,10 +231,10 @@ impl pipeline::Decoder for Decoder {
             }
             _ => {}
         }
-        Ok(events)
+        Ok(())
     }
 
-    fn on_end(&mut self) -> Result<Vec<ProviderEvent>, ProviderError> {
+    fn on_end(&mut self, _events: &mut Events) -> Result<(), ProviderError> {
         Err(ProviderError::Stream {
             provider: PROVIDER,
             code: "upstream_closed",
@@ -256,8 +259,11 @@ fn upstream_error(message: Option<String>) -> ProviderError {
 mod tests {
     use super::*;
     use crate::providers::pipeline::testing::{
-        built, conversation, error_code, every_split, settings, text,
+        awkward_conversation, body_bytes, built, conversation, endpoints, error_code, every_split,
+        settings, text,
     };
+    use crate::providers::MessageText;
+    use serde::Serialize;
     use serde_json::json;
 
     fn event(name: &str, data: Value) -> String {
@@ -385,7 +391,12 @@ mod tests {
                 content: "".into(),
             },
         );
-        let (url, headers, body) = built(build_request(&client, &settings(), &request));
+        let (url, headers, body) = built(build_request(
+            &client,
+            &endpoints().anthropic,
+            &settings(),
+            &request,
+        ));
         assert_eq!(url, "http://fake.test/v1/messages");
         assert_eq!(headers["x-api-key"], "sk-ant");
         assert_eq!(headers["anthropic-version"], "2023-06-01");
@@ -403,5 +414,69 @@ mod tests {
                 ],
             })
         );
+    }
+
+    /// The body as `serde_json` wrote it from these structs before it was written by hand.
+    #[derive(Serialize)]
+    struct RequestBody<'a> {
+        model: &'a str,
+        max_tokens: u32,
+        stream: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        system: Option<String>,
+        messages: Vec<Message<'a>>,
+    }
+
+    #[derive(Serialize)]
+    struct Message<'a> {
+        role: &'static str,
+        content: &'a MessageText,
+    }
+
+    #[test]
+    fn the_body_is_byte_for_byte_what_serde_json_writes() {
+        let client = reqwest::Client::new();
+        let full = awkward_conversation("claude-\"x\"");
+        let mut no_system = full.clone();
+        no_system
+            .messages
+            .retain(|message| message.role != Role::System);
+        no_system.max_tokens = None;
+        for request in [full, no_system] {
+            let not_empty = |content: &str| !content.trim().is_empty();
+            let system: Vec<&str> = request
+                .messages
+                .iter()
+                .filter(|message| message.role == Role::System && not_empty(&message.content))
+                .map(|message| message.content.as_str())
+                .collect();
+            let expected = serde_json::to_vec(&RequestBody {
+                model: &request.model,
+                max_tokens: request
+                    .max_tokens
+                    .unwrap_or(settings().anthropic_max_tokens),
+                stream: true,
+                system: (!system.is_empty()).then(|| system.join("\n\n")),
+                messages: request
+                    .messages
+                    .iter()
+                    .filter(|message| message.role != Role::System && not_empty(&message.content))
+                    .map(|message| Message {
+                        role: if message.role == Role::Assistant {
+                            "assistant"
+                        } else {
+                            "user"
+                        },
+                        content: &message.content,
+                    })
+                    .collect(),
+            })
+            .unwrap();
+            let built = build_request(&client, &endpoints().anthropic, &settings(), &request);
+            assert_eq!(
+                String::from_utf8(body_bytes(built)).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
     }
 }

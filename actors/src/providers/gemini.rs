@@ -6,12 +6,16 @@
 //! `finishReason` on the last one. There is no `[DONE]`: the server closes the connection, so a
 //! close before any `finishReason` is the only sign of a broken stream.
 
-use serde::{Deserialize, Serialize};
+use reqwest::header::HeaderValue;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    error_body, pipeline, settings::base, ChatRequest, MessageText, ProviderError, ProviderEvent,
-    ProviderSettings, Role, TokenUsage,
+    error_body,
+    json_body::{self, JsonBody},
+    pipeline::{self, Events},
+    settings::base,
+    ChatRequest, ProviderError, ProviderEvent, ProviderSettings, Role, TokenUsage,
 };
 
 const PROVIDER: &str = "gemini";
@@ -26,44 +30,9 @@ const BLOCKED: [&str; 6] = [
     "IMAGE_SAFETY",
 ];
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RequestBody<'a> {
-    contents: Vec<Content<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    system_instruction: Option<SystemInstruction>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    generation_config: Option<GenerationConfig>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct GenerationConfig {
-    max_output_tokens: u32,
-}
-
-#[derive(Serialize)]
-struct Content<'a> {
-    role: &'static str,
-    parts: [Part<'a>; 1],
-}
-
-#[derive(Serialize)]
-struct Part<'a> {
-    text: &'a MessageText,
-}
-
-#[derive(Serialize)]
-struct SystemInstruction {
-    parts: [OwnedPart; 1],
-}
-
-#[derive(Serialize)]
-struct OwnedPart {
-    text: String,
-}
-
-/// The upstream request for `request`.
+/// The upstream request for `request`: `{"contents": [{"role", "parts": [{"text"}]}…],
+/// "systemInstruction": {"parts": [{"text"}]}, "generationConfig": {"maxOutputTokens"}}` (the last
+/// two only when there is something to say).
 pub(crate) fn build_request(
     client: &reqwest::Client,
     settings: &ProviderSettings,
@@ -77,32 +46,37 @@ pub(crate) fn build_request(
         .filter(|message| message.role == Role::System && !message.content.trim().is_empty())
         .map(|message| message.content.as_str())
         .collect();
-    let contents = request
+    let mut body = JsonBody::with_texts(request.messages.iter().map(|message| &message.content));
+    body.raw("{\"contents\":[");
+    let mut first = true;
+    for message in request
         .messages
         .iter()
         .filter(|message| message.role != Role::System && !message.content.trim().is_empty())
-        .map(|message| Content {
-            role: if message.role == Role::Assistant {
-                "model"
-            } else {
-                "user"
-            },
-            parts: [Part {
-                text: &message.content,
-            }],
-        })
-        .collect();
-    let body = RequestBody {
-        contents,
-        system_instruction: (!system.is_empty()).then(|| SystemInstruction {
-            parts: [OwnedPart {
-                text: system.join("\n\n"),
-            }],
-        }),
-        generation_config: request
-            .max_tokens
-            .map(|max_output_tokens| GenerationConfig { max_output_tokens }),
-    };
+    {
+        if !first {
+            body.raw(",");
+        }
+        first = false;
+        let role = if message.role == Role::Assistant {
+            "{\"role\":\"model\",\"parts\":[{\"text\":"
+        } else {
+            "{\"role\":\"user\",\"parts\":[{\"text\":"
+        };
+        body.raw(role).text(&message.content).raw("}]}");
+    }
+    body.raw("]");
+    if !system.is_empty() {
+        body.raw(",\"systemInstruction\":{\"parts\":[{\"text\":")
+            .string(&system.join("\n\n"))
+            .raw("}]}");
+    }
+    if let Some(max_output_tokens) = request.max_tokens {
+        body.raw(",\"generationConfig\":{\"maxOutputTokens\":")
+            .number(max_output_tokens)
+            .raw("}");
+    }
+    body.raw("}");
     // The model comes from the client: encoded, it can only ever name a model, not a path.
     let model = request
         .model
@@ -114,11 +88,11 @@ pub(crate) fn build_request(
         encode_segment(model)
     );
     let key = settings.gemini_api_key.as_deref().unwrap_or_default();
-    client
-        .post(url)
-        .header("x-goog-api-key", key)
-        .header(reqwest::header::ACCEPT, "text/event-stream")
-        .json(&body)
+    let builder = client.post(url).header("x-goog-api-key", key).header(
+        reqwest::header::ACCEPT,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    json_body::attach(builder, body)
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
@@ -201,9 +175,14 @@ pub(crate) struct Decoder {
 impl pipeline::Decoder for Decoder {
     const PROVIDER: &'static str = PROVIDER;
 
-    fn on_frame(&mut self, _event: &str, data: &str) -> Result<Vec<ProviderEvent>, ProviderError> {
+    fn on_frame(
+        &mut self,
+        _event: &str,
+        data: &str,
+        events: &mut Events,
+    ) -> Result<(), ProviderError> {
         if data.trim().is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let frame: Frame = serde_json::from_str(data).map_err(|err| {
             pipeline::malformed::<Self>(format!(
@@ -225,13 +204,12 @@ impl pipeline::Decoder for Decoder {
         {
             return Err(filtered(format!("the prompt was blocked ({reason})")));
         }
-        let mut events = Vec::new();
         if let Some(candidate) = frame.candidates.into_iter().find(|c| c.index == 0) {
             let parts = candidate.content.map(|content| content.parts);
             for part in parts.into_iter().flatten().filter(|part| !part.thought) {
                 if let Some(text) = part.text.filter(|text| !text.is_empty()) {
                     self.produced_text = true;
-                    events.push(ProviderEvent::Delta(text));
+                    events.push_back(ProviderEvent::Delta(text));
                 }
             }
             if let Some(reason) = candidate.finish_reason {
@@ -249,15 +227,18 @@ impl pipeline::Decoder for Decoder {
             // A running total repeated on every frame: report it only when it changed.
             if self.last_usage != Some(usage) {
                 self.last_usage = Some(usage);
-                events.push(ProviderEvent::Usage(usage));
+                events.push_back(ProviderEvent::Usage(usage));
             }
         }
-        Ok(events)
+        Ok(())
     }
 
-    fn on_end(&mut self) -> Result<Vec<ProviderEvent>, ProviderError> {
+    fn on_end(&mut self, events: &mut Events) -> Result<(), ProviderError> {
         match self.finish_reason.take() {
-            Some(reason) => Ok(vec![ProviderEvent::Finish(reason)]),
+            Some(reason) => {
+                events.push_back(ProviderEvent::Finish(reason));
+                Ok(())
+            }
             None => Err(ProviderError::Stream {
                 provider: PROVIDER,
                 code: "upstream_closed",
@@ -283,8 +264,11 @@ fn filtered(message: String) -> ProviderError {
 mod tests {
     use super::*;
     use crate::providers::pipeline::testing::{
-        built, conversation, error_code, every_split, settings, text,
+        awkward_conversation, body_bytes, built, conversation, error_code, every_split, settings,
+        text,
     };
+    use crate::providers::MessageText;
+    use serde::Serialize;
     use serde_json::json;
 
     fn frame(text: Option<&str>, finish: Option<&str>, output_tokens: Option<u32>) -> String {
@@ -426,5 +410,96 @@ mod tests {
             url,
             "http://fake.test/v1beta/models/..%2Fx%3Fkey%3D1%23:streamGenerateContent?alt=sse"
         );
+    }
+
+    /// The body as `serde_json` wrote it from these structs before it was written by hand.
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct RequestBody<'a> {
+        contents: Vec<Content<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        system_instruction: Option<SystemInstruction>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        generation_config: Option<GenerationConfig>,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct GenerationConfig {
+        max_output_tokens: u32,
+    }
+
+    #[derive(Serialize)]
+    struct Content<'a> {
+        role: &'static str,
+        parts: [Part<'a>; 1],
+    }
+
+    #[derive(Serialize)]
+    struct Part<'a> {
+        text: &'a MessageText,
+    }
+
+    #[derive(Serialize)]
+    struct SystemInstruction {
+        parts: [OwnedPart; 1],
+    }
+
+    #[derive(Serialize)]
+    struct OwnedPart {
+        text: String,
+    }
+
+    #[test]
+    fn the_body_is_byte_for_byte_what_serde_json_writes() {
+        let client = reqwest::Client::new();
+        let full = awkward_conversation("gemini-2.5-pro");
+        let mut no_system = full.clone();
+        no_system
+            .messages
+            .retain(|message| message.role != Role::System);
+        no_system.max_tokens = None;
+        for request in [full, no_system] {
+            let keep = |message: &&crate::providers::ChatMessage, system: bool| {
+                (message.role == Role::System) == system && !message.content.trim().is_empty()
+            };
+            let system: Vec<&str> = request
+                .messages
+                .iter()
+                .filter(|message| keep(message, true))
+                .map(|message| message.content.as_str())
+                .collect();
+            let expected = serde_json::to_vec(&RequestBody {
+                contents: request
+                    .messages
+                    .iter()
+                    .filter(|message| keep(message, false))
+                    .map(|message| Content {
+                        role: if message.role == Role::Assistant {
+                            "model"
+                        } else {
+                            "user"
+                        },
+                        parts: [Part {
+                            text: &message.content,
+                        }],
+                    })
+                    .collect(),
+                system_instruction: (!system.is_empty()).then(|| SystemInstruction {
+                    parts: [OwnedPart {
+                        text: system.join("\n\n"),
+                    }],
+                }),
+                generation_config: request
+                    .max_tokens
+                    .map(|max_output_tokens| GenerationConfig { max_output_tokens }),
+            })
+            .unwrap();
+            let built = build_request(&client, &settings(), &request);
+            assert_eq!(
+                String::from_utf8(body_bytes(built)).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
     }
 }

@@ -244,63 +244,61 @@ impl<'a> Upstream<'a> {
         struct State {
             chunks: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
             started: bool,
+            redactor: Redactor,
+        }
+        /// Which deadline a wait is under; its error is only made if it passes.
+        enum Wait {
+            Timeout(&'static str),
+            Stall,
         }
         let provider = self.provider;
-        let redactor = self.redactor.clone();
         let idle = self.settings.idle_timeout;
         let state = State {
             chunks: Box::pin(response.bytes_stream()),
             started: false,
+            redactor: self.redactor.clone(),
         };
-        Box::pin(stream::unfold(Some(state), move |state| {
-            let redactor = redactor.clone();
-            async move {
-                let mut state = state?;
-                let (deadline, on_timeout) = if !state.started {
-                    let phase = if first_byte_deadline >= total_deadline {
-                        "total"
-                    } else {
-                        "first byte"
-                    };
-                    (
-                        first_byte_deadline,
-                        ProviderError::Timeout { provider, phase },
-                    )
-                } else if Instant::now() + idle >= total_deadline {
-                    let phase = "total";
-                    (total_deadline, ProviderError::Timeout { provider, phase })
+        Box::pin(stream::unfold(Some(state), move |state| async move {
+            let mut state = state?;
+            let (deadline, wait) = if !state.started {
+                let phase = if first_byte_deadline >= total_deadline {
+                    "total"
                 } else {
-                    let message = format!("no data for {} s", idle.as_secs_f32());
-                    let code = "upstream_stall";
-                    (
-                        Instant::now() + idle,
-                        ProviderError::Stream {
-                            provider,
-                            code,
-                            message,
-                        },
-                    )
+                    "first byte"
                 };
-                match timeout_at(deadline, state.chunks.next()).await {
-                    Err(_elapsed) => Some((Err(on_timeout), None)),
-                    Ok(None) => None,
-                    Ok(Some(Ok(bytes))) => {
-                        state.started |= !bytes.is_empty();
-                        Some((Ok(bytes), Some(state)))
-                    }
-                    Ok(Some(Err(err))) => {
-                        let shown = redactor.text(&format!("{err:?}"));
-                        tracing::debug!(provider, error = %shown, "upstream body failed");
-                        let error = ProviderError::Stream {
-                            provider,
-                            code: "upstream_closed",
-                            message: format!(
-                                "connection lost mid-stream: {}",
-                                error_chain(&err.without_url())
-                            ),
-                        };
-                        Some((Err(error), None))
-                    }
+                (first_byte_deadline, Wait::Timeout(phase))
+            } else if Instant::now() + idle >= total_deadline {
+                (total_deadline, Wait::Timeout("total"))
+            } else {
+                (Instant::now() + idle, Wait::Stall)
+            };
+            let on_timeout = || match wait {
+                Wait::Timeout(phase) => ProviderError::Timeout { provider, phase },
+                Wait::Stall => ProviderError::Stream {
+                    provider,
+                    code: "upstream_stall",
+                    message: format!("no data for {} s", idle.as_secs_f32()),
+                },
+            };
+            match timeout_at(deadline, state.chunks.next()).await {
+                Err(_elapsed) => Some((Err(on_timeout()), None)),
+                Ok(None) => None,
+                Ok(Some(Ok(bytes))) => {
+                    state.started |= !bytes.is_empty();
+                    Some((Ok(bytes), Some(state)))
+                }
+                Ok(Some(Err(err))) => {
+                    let shown = state.redactor.text(&format!("{err:?}"));
+                    tracing::debug!(provider, error = %shown, "upstream body failed");
+                    let error = ProviderError::Stream {
+                        provider,
+                        code: "upstream_closed",
+                        message: format!(
+                            "connection lost mid-stream: {}",
+                            error_chain(&err.without_url())
+                        ),
+                    };
+                    Some((Err(error), None))
                 }
             }
         }))

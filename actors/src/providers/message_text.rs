@@ -20,6 +20,24 @@ impl MessageText {
     pub fn as_str(&self) -> &str {
         &self.text
     }
+
+    /// Appends the text as a JSON string literal (quotes included).
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        match &self.json {
+            Some(json) => out.extend_from_slice(json.get().as_bytes()),
+            // Writing into a Vec cannot fail, and a `&str` always serializes.
+            None => {
+                let _ = serde_json::to_writer(out, &*self.text);
+            }
+        }
+    }
+
+    /// The length of the JSON string literal, about (exact once escaped).
+    pub(crate) fn json_len(&self) -> usize {
+        self.json
+            .as_ref()
+            .map_or(self.text.len() + 2, |json| json.get().len())
+    }
 }
 
 impl From<String> for MessageText {

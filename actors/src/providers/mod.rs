@@ -13,11 +13,14 @@ use crate::metrics::Metrics;
 
 mod anthropic;
 mod echo;
+mod endpoints;
 mod error_body;
 mod gemini;
 mod http;
+mod json_body;
 mod message_text;
 mod models;
+mod ndjson_framer;
 mod ollama;
 mod openai;
 mod pipeline;
@@ -242,6 +245,8 @@ pub enum ProviderSetupError {
 #[derive(Clone, Debug)]
 pub struct Providers {
     settings: Arc<ProviderSettings>,
+    /// The fixed upstream URLs, parsed once.
+    endpoints: Arc<endpoints::Endpoints>,
     client: reqwest::Client,
     redactor: redact::Redactor,
     /// The last reachability probe of each provider, shared by every clone.
@@ -281,6 +286,7 @@ impl Providers {
             .map_err(|err| ProviderSetupError::Client(err.to_string()))?;
         Ok(Self {
             redactor: redact::Redactor::new(&settings),
+            endpoints: Arc::new(endpoints::Endpoints::new(&settings)),
             settings: Arc::new(settings),
             client,
             reachability: Arc::default(),
@@ -373,6 +379,7 @@ impl Providers {
             request.model = Self::default_model(kind).to_owned();
         }
         let settings = &*self.settings;
+        let endpoints = &*self.endpoints;
         let client = &self.client;
         let provider = kind.name();
         let upstream =
@@ -381,7 +388,7 @@ impl Providers {
             ProviderKind::Echo => echo::stream(&request, settings.echo_delay),
             ProviderKind::OpenAi => {
                 let body = upstream
-                    .send(|| openai::build_request(client, settings, &request))
+                    .send(|| openai::build_request(client, &endpoints.openai, settings, &request))
                     .await?;
                 pipeline::sse(body, openai::Decoder::default())
             }
@@ -393,13 +400,15 @@ impl Providers {
             }
             ProviderKind::Anthropic => {
                 let body = upstream
-                    .send(|| anthropic::build_request(client, settings, &request))
+                    .send(|| {
+                        anthropic::build_request(client, &endpoints.anthropic, settings, &request)
+                    })
                     .await?;
                 pipeline::sse(body, anthropic::Decoder::default())
             }
             ProviderKind::Ollama => {
                 let body = upstream
-                    .send(|| ollama::build_request(client, settings, &request))
+                    .send(|| ollama::build_request(client, &endpoints.ollama, &request))
                     .await?;
                 pipeline::ndjson(body, ollama::Decoder::default())
             }

@@ -4,62 +4,53 @@
 //! `done_reason` and the token counts (`prompt_eval_count`, `eval_count`). Ollama reports some
 //! failures as an `{"error": "…"}` line inside a 200 response.
 
-use serde::{Deserialize, Serialize};
+use reqwest::header::HeaderValue;
+use serde::Deserialize;
 
 use super::{
-    error_body, pipeline, settings::base, ChatRequest, MessageText, ProviderError, ProviderEvent,
-    ProviderSettings, TokenUsage,
+    endpoints::Endpoint,
+    error_body,
+    json_body::{self, JsonBody},
+    pipeline::{self, Events},
+    ChatRequest, ProviderError, ProviderEvent, TokenUsage,
 };
 
 const PROVIDER: &str = "ollama";
 
-#[derive(Serialize)]
-struct RequestBody<'a> {
-    model: &'a str,
-    messages: Vec<Message<'a>>,
-    stream: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    options: Option<Options>,
-}
-
-/// Ollama's model options: `num_predict` is its longest answer in tokens.
-#[derive(Serialize)]
-struct Options {
-    num_predict: u32,
-}
-
-#[derive(Serialize)]
-struct Message<'a> {
-    role: &'static str,
-    content: &'a MessageText,
-}
-
-/// The upstream request for `request`.
+/// The upstream request for `request`: `{"model", "messages": [{"role", "content"}…], "stream",
+/// "options": {"num_predict"}}` (`options` only with a longest answer: `num_predict` is Ollama's
+/// longest answer in tokens).
 pub(crate) fn build_request(
     client: &reqwest::Client,
-    settings: &ProviderSettings,
+    endpoint: &Endpoint,
     request: &ChatRequest,
 ) -> reqwest::RequestBuilder {
-    let messages = request
-        .messages
-        .iter()
-        .map(|message| Message {
-            role: message.role.as_str(),
-            content: &message.content,
-        })
-        .collect();
-    let body = RequestBody {
-        model: &request.model,
-        messages,
-        stream: true,
-        options: request
-            .max_tokens
-            .map(|num_predict| Options { num_predict }),
-    };
-    client
-        .post(format!("{}/api/chat", base(&settings.ollama_host)))
-        .header(reqwest::header::ACCEPT, "application/x-ndjson")
-        .json(&body)
+    let mut body = JsonBody::with_texts(request.messages.iter().map(|message| &message.content));
+    body.raw("{\"model\":")
+        .string(&request.model)
+        .raw(",\"messages\":[");
+    for (index, message) in request.messages.iter().enumerate() {
+        if index > 0 {
+            body.raw(",");
+        }
+        body.raw("{\"role\":\"")
+            .raw(message.role.as_str())
+            .raw("\",\"content\":")
+            .text(&message.content)
+            .raw("}");
+    }
+    body.raw("],\"stream\":true");
+    if let Some(num_predict) = request.max_tokens {
+        body.raw(",\"options\":{\"num_predict\":")
+            .number(num_predict)
+            .raw("}");
+    }
+    body.raw("}");
+    let builder = endpoint.post(client).header(
+        reqwest::header::ACCEPT,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    json_body::attach(builder, body)
 }
 
 #[derive(Deserialize)]
@@ -94,7 +85,12 @@ pub(crate) struct Decoder {
 impl pipeline::Decoder for Decoder {
     const PROVIDER: &'static str = PROVIDER;
 
-    fn on_frame(&mut self, _event: &str, line: &str) -> Result<Vec<ProviderEvent>, ProviderError> {
+    fn on_frame(
+        &mut self,
+        _event: &str,
+        line: &str,
+        events: &mut Events,
+    ) -> Result<(), ProviderError> {
         let line: Line = serde_json::from_str(line).map_err(|err| {
             pipeline::malformed::<Self>(format!(
                 "unreadable line ({err}): {}",
@@ -109,23 +105,22 @@ impl pipeline::Decoder for Decoder {
                     .unwrap_or_else(|| "the provider reported an error".to_owned()),
             });
         }
-        let mut events = Vec::new();
         let text = line.message.and_then(|message| message.content);
         events.extend(text.filter(|t| !t.is_empty()).map(ProviderEvent::Delta));
         if line.done {
             self.done = true;
             if line.prompt_eval_count.is_some() || line.eval_count.is_some() {
-                events.push(ProviderEvent::Usage(TokenUsage {
+                events.push_back(ProviderEvent::Usage(TokenUsage {
                     prompt_tokens: line.prompt_eval_count,
                     completion_tokens: line.eval_count,
                 }));
             }
             events.extend(line.done_reason.map(ProviderEvent::Finish));
         }
-        Ok(events)
+        Ok(())
     }
 
-    fn on_end(&mut self) -> Result<Vec<ProviderEvent>, ProviderError> {
+    fn on_end(&mut self, _events: &mut Events) -> Result<(), ProviderError> {
         Err(ProviderError::Stream {
             provider: PROVIDER,
             code: "upstream_closed",
@@ -142,8 +137,11 @@ impl pipeline::Decoder for Decoder {
 mod tests {
     use super::*;
     use crate::providers::pipeline::testing::{
-        built, conversation, error_code, every_split, settings, text,
+        awkward_conversation, body_bytes, built, conversation, endpoints, error_code, every_split,
+        text,
     };
+    use crate::providers::MessageText;
+    use serde::Serialize;
     use serde_json::json;
 
     fn line(content: &str) -> String {
@@ -239,7 +237,7 @@ mod tests {
     #[test]
     fn builds_the_request() {
         let client = reqwest::Client::new();
-        let request = build_request(&client, &settings(), &conversation("llama3.2:1b"));
+        let request = build_request(&client, &endpoints().ollama, &conversation("llama3.2:1b"));
         let (url, headers, body) = built(request);
         assert_eq!(url, "http://fake.test:11434/api/chat");
         assert!(headers.get("authorization").is_none());
@@ -256,5 +254,56 @@ mod tests {
                 "stream": true,
             })
         );
+    }
+
+    /// The body as `serde_json` wrote it from these structs before it was written by hand.
+    #[derive(Serialize)]
+    struct RequestBody<'a> {
+        model: &'a str,
+        messages: Vec<Message<'a>>,
+        stream: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        options: Option<Options>,
+    }
+
+    #[derive(Serialize)]
+    struct Options {
+        num_predict: u32,
+    }
+
+    #[derive(Serialize)]
+    struct Message<'a> {
+        role: &'static str,
+        content: &'a MessageText,
+    }
+
+    #[test]
+    fn the_body_is_byte_for_byte_what_serde_json_writes() {
+        let client = reqwest::Client::new();
+        for max_tokens in [Some(77), None] {
+            let mut request = awkward_conversation("llama\"3\"");
+            request.max_tokens = max_tokens;
+            let expected = serde_json::to_vec(&RequestBody {
+                model: &request.model,
+                messages: request
+                    .messages
+                    .iter()
+                    .map(|message| Message {
+                        role: message.role.as_str(),
+                        content: &message.content,
+                    })
+                    .collect(),
+                stream: true,
+                options: request
+                    .max_tokens
+                    .map(|num_predict| Options { num_predict }),
+            })
+            .unwrap();
+            let built = build_request(&client, &endpoints().ollama, &request);
+            assert_eq!(
+                String::from_utf8(body_bytes(built)).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
     }
 }

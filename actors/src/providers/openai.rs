@@ -5,81 +5,73 @@
 //! `choices[0].delta.content`, then a chunk with `finish_reason`, a usage chunk with
 //! `choices: []` (asked for with `stream_options.include_usage`), and `data: [DONE]`.
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use std::fmt;
+
+use reqwest::header::HeaderValue;
+use serde::{
+    de::{SeqAccess, Visitor},
+    Deserialize, Deserializer,
+};
+use serde_json::{value::RawValue, Value};
 
 use super::{
-    error_body, pipeline, settings::base, ChatRequest, MessageText, ProviderError, ProviderEvent,
-    ProviderSettings, TokenUsage,
+    endpoints::Endpoint,
+    error_body,
+    json_body::{self, JsonBody},
+    pipeline::{self, Events},
+    ChatRequest, ProviderError, ProviderEvent, ProviderSettings, TokenUsage,
 };
 
 const PROVIDER: &str = "openai";
 
-#[derive(Serialize)]
-struct RequestBody<'a> {
-    model: &'a str,
-    messages: Vec<Message<'a>>,
-    stream: bool,
-    stream_options: StreamOptions,
-    /// `max_tokens`: the name every OpenAI-compatible server takes (OpenAI's own newer
-    /// `max_completion_tokens` is unknown to most of them).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_tokens: Option<u32>,
-}
-
-#[derive(Serialize)]
-struct Message<'a> {
-    role: &'static str,
-    content: &'a MessageText,
-}
-
-#[derive(Serialize)]
-struct StreamOptions {
-    include_usage: bool,
-}
-
-/// The upstream request for `request`.
+/// The upstream request for `request`: `{"model", "messages": [{"role", "content"}…], "stream",
+/// "stream_options": {"include_usage"}, "max_tokens"}` (`max_tokens` only when set; it is the name
+/// every OpenAI-compatible server takes, OpenAI's own newer `max_completion_tokens` is unknown to
+/// most of them).
 pub(crate) fn build_request(
     client: &reqwest::Client,
+    endpoint: &Endpoint,
     settings: &ProviderSettings,
     request: &ChatRequest,
 ) -> reqwest::RequestBuilder {
-    let messages = request
-        .messages
-        .iter()
-        .map(|message| Message {
-            role: message.role.as_str(),
-            content: &message.content,
-        })
-        .collect();
-    let body = RequestBody {
-        model: &request.model,
-        messages,
-        stream: true,
-        stream_options: StreamOptions {
-            include_usage: true,
-        },
-        max_tokens: request.max_tokens,
-    };
+    let mut body = JsonBody::with_texts(request.messages.iter().map(|message| &message.content));
+    body.raw("{\"model\":")
+        .string(&request.model)
+        .raw(",\"messages\":[");
+    for (index, message) in request.messages.iter().enumerate() {
+        if index > 0 {
+            body.raw(",");
+        }
+        body.raw("{\"role\":\"")
+            .raw(message.role.as_str())
+            .raw("\",\"content\":")
+            .text(&message.content)
+            .raw("}");
+    }
+    body.raw("],\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+    if let Some(max_tokens) = request.max_tokens {
+        body.raw(",\"max_tokens\":").number(max_tokens);
+    }
+    body.raw("}");
     let key = settings.openai_api_key.as_deref().unwrap_or_default();
-    client
-        .post(format!(
-            "{}/chat/completions",
-            base(&settings.openai_base_url)
-        ))
-        .bearer_auth(key)
-        .header(reqwest::header::ACCEPT, "text/event-stream")
-        .json(&body)
+    let builder = endpoint.post(client).bearer_auth(key).header(
+        reqwest::header::ACCEPT,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    json_body::attach(builder, body)
 }
 
+/// What a chunk says that we read; every other field is skipped without being kept.
 #[derive(Deserialize)]
-struct Chunk {
-    #[serde(default)]
-    choices: Vec<Choice>,
+struct Chunk<'a> {
+    /// The choice with index 0, the only one asked for (the others are checked and dropped).
+    #[serde(default, rename = "choices", deserialize_with = "first_choice")]
+    choice: Option<Choice>,
     #[serde(default)]
     usage: Option<Usage>,
-    #[serde(default)]
-    error: Option<Value>,
+    /// Left as JSON text: read only in the rare chunk that carries one.
+    #[serde(default, borrow)]
+    error: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -109,6 +101,31 @@ struct Usage {
     completion_tokens: Option<u32>,
 }
 
+/// `choices`: the first choice with index 0, without collecting them all.
+fn first_choice<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Choice>, D::Error> {
+    struct FirstChoice;
+
+    impl<'de> Visitor<'de> for FirstChoice {
+        type Value = Option<Choice>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+            formatter.write_str("a sequence")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut first = None;
+            while let Some(choice) = seq.next_element::<Choice>()? {
+                if first.is_none() && choice.index == 0 {
+                    first = Some(choice);
+                }
+            }
+            Ok(first)
+        }
+    }
+
+    deserializer.deserialize_seq(FirstChoice)
+}
+
 /// Decodes the chunks of one completion.
 #[derive(Default)]
 pub(crate) struct Decoder {
@@ -120,16 +137,17 @@ pub(crate) struct Decoder {
 impl pipeline::Decoder for Decoder {
     const PROVIDER: &'static str = PROVIDER;
 
-    fn on_frame(&mut self, event: &str, data: &str) -> Result<Vec<ProviderEvent>, ProviderError> {
+    fn on_frame(
+        &mut self,
+        event: &str,
+        data: &str,
+        events: &mut Events,
+    ) -> Result<(), ProviderError> {
         let data = data.trim();
         if data == "[DONE]" {
             self.done = true;
-            return Ok(self
-                .finish_reason
-                .take()
-                .map(ProviderEvent::Finish)
-                .into_iter()
-                .collect());
+            events.extend(self.finish_reason.take().map(ProviderEvent::Finish));
+            return Ok(());
         }
         if event == "error" {
             // Some compatible servers name their error events; the data may not even be JSON.
@@ -137,23 +155,24 @@ impl pipeline::Decoder for Decoder {
             return Err(upstream_error(message));
         }
         if data.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let chunk: Chunk = serde_json::from_str(data).map_err(|err| {
+        let unreadable = |err: serde_json::Error| {
             pipeline::malformed::<Self>(format!(
                 "unreadable chunk ({err}): {}",
                 error_body::clip(data)
             ))
-        })?;
-        if let Some(error) = chunk.error.filter(|error| !error.is_null()) {
+        };
+        let chunk: Chunk = serde_json::from_str(data).map_err(unreadable)?;
+        if let Some(error) = chunk.error {
+            let error: Value = serde_json::from_str(error.get()).map_err(unreadable)?;
             return Err(upstream_error(error_body::message_from_value(&error)));
         }
-        let mut events = Vec::new();
-        if let Some(choice) = chunk.choices.into_iter().find(|choice| choice.index == 0) {
+        if let Some(choice) = chunk.choice {
             let delta = choice.delta.unwrap_or_default();
             for text in [delta.content, delta.refusal].into_iter().flatten() {
                 if !text.is_empty() {
-                    events.push(ProviderEvent::Delta(text));
+                    events.push_back(ProviderEvent::Delta(text));
                 }
             }
             if let Some(reason) = choice.finish_reason {
@@ -161,15 +180,15 @@ impl pipeline::Decoder for Decoder {
             }
         }
         if let Some(usage) = chunk.usage {
-            events.push(ProviderEvent::Usage(TokenUsage {
+            events.push_back(ProviderEvent::Usage(TokenUsage {
                 prompt_tokens: usage.prompt_tokens,
                 completion_tokens: usage.completion_tokens,
             }));
         }
-        Ok(events)
+        Ok(())
     }
 
-    fn on_end(&mut self) -> Result<Vec<ProviderEvent>, ProviderError> {
+    fn on_end(&mut self, _events: &mut Events) -> Result<(), ProviderError> {
         Err(ProviderError::Stream {
             provider: PROVIDER,
             code: "upstream_closed",
@@ -194,8 +213,11 @@ fn upstream_error(message: Option<String>) -> ProviderError {
 mod tests {
     use super::*;
     use crate::providers::pipeline::testing::{
-        built, conversation, error_code, every_split, settings, text,
+        awkward_conversation, body_bytes, built, conversation, endpoints, error_code, every_split,
+        settings, text,
     };
+    use crate::providers::MessageText;
+    use serde::Serialize;
     use serde_json::json;
 
     fn chunk(delta: Value, finish: Value) -> String {
@@ -287,6 +309,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_the_first_choice_is_the_answer() {
+        let recorded = "data: {\"choices\":[{\"index\":1,\"delta\":{\"content\":\"other\"}},\
+                        {\"index\":0,\"delta\":{\"content\":\"mine\"},\"finish_reason\":null},\
+                        {\"index\":0,\"delta\":{\"content\":\"again\"}}]}\n\n\
+                        data: [DONE]\n\n";
+        let outcome = decode(recorded).await;
+        assert_eq!(text(&outcome), "mine");
+        assert_eq!(outcome.len(), 1);
+        let null_choices = "data: {\"choices\":null}\n\ndata: [DONE]\n\n";
+        assert_eq!(
+            error_code(&decode(null_choices).await),
+            Some("upstream_malformed")
+        );
+    }
+
+    #[tokio::test]
     async fn garbage_is_malformed() {
         let outcome = decode("data: {not json\n\n").await;
         assert_eq!(error_code(&outcome), Some("upstream_malformed"));
@@ -304,7 +342,12 @@ mod tests {
     #[test]
     fn builds_the_request() {
         let client = reqwest::Client::new();
-        let request = build_request(&client, &settings(), &conversation("gpt-4o"));
+        let request = build_request(
+            &client,
+            &endpoints().openai,
+            &settings(),
+            &conversation("gpt-4o"),
+        );
         let (url, headers, body) = built(request);
         assert_eq!(url, "http://fake.test/v1/chat/completions");
         assert_eq!(headers["authorization"], "Bearer sk-openai");
@@ -323,5 +366,58 @@ mod tests {
                 "stream_options": {"include_usage": true},
             })
         );
+    }
+
+    /// The body as `serde_json` wrote it from these structs before it was written by hand.
+    #[derive(Serialize)]
+    struct RequestBody<'a> {
+        model: &'a str,
+        messages: Vec<Message<'a>>,
+        stream: bool,
+        stream_options: StreamOptions,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        max_tokens: Option<u32>,
+    }
+
+    #[derive(Serialize)]
+    struct Message<'a> {
+        role: &'static str,
+        content: &'a MessageText,
+    }
+
+    #[derive(Serialize)]
+    struct StreamOptions {
+        include_usage: bool,
+    }
+
+    #[test]
+    fn the_body_is_byte_for_byte_what_serde_json_writes() {
+        let client = reqwest::Client::new();
+        for max_tokens in [Some(77), None] {
+            let mut request = awkward_conversation("gpt-\"4o\"");
+            request.max_tokens = max_tokens;
+            let expected = serde_json::to_vec(&RequestBody {
+                model: &request.model,
+                messages: request
+                    .messages
+                    .iter()
+                    .map(|message| Message {
+                        role: message.role.as_str(),
+                        content: &message.content,
+                    })
+                    .collect(),
+                stream: true,
+                stream_options: StreamOptions {
+                    include_usage: true,
+                },
+                max_tokens: request.max_tokens,
+            })
+            .unwrap();
+            let built = build_request(&client, &endpoints().openai, &settings(), &request);
+            assert_eq!(
+                String::from_utf8(body_bytes(built)).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
     }
 }

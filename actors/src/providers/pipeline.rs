@@ -4,180 +4,165 @@
 //! separated from decoding (a synchronous [`Decoder`] per wire format), so the decoders are pure
 //! and every format can be tested by feeding recorded bytes cut at any offset.
 
-use std::{collections::VecDeque, pin::Pin};
-
-use futures_util::{stream, Stream, StreamExt};
-
-use super::{
-    http::ByteStream,
-    sse_framer::{SseFramer, MAX_LINE_BYTES},
-    ProviderError, ProviderEvent, ProviderStream,
+use std::{
+    collections::VecDeque,
+    pin::Pin,
+    task::{ready, Context, Poll},
 };
 
+use futures_util::{Stream, StreamExt};
+
+use super::{
+    http::ByteStream, ndjson_framer::NdjsonFramer, sse_framer::SseFramer, ProviderError,
+    ProviderEvent, ProviderStream,
+};
+
+/// The events one frame turned into, in order.
+pub(crate) type Events = VecDeque<ProviderEvent>;
+
 /// A wire format's decoder: turns framed units into normalised events.
-pub(crate) trait Decoder: Send + 'static {
+pub(crate) trait Decoder: Send + Unpin + 'static {
     /// The provider named in errors.
     const PROVIDER: &'static str;
 
     /// One SSE event (its `event:` name, `"message"` by default, and its joined `data:` lines),
-    /// or one NDJSON line (with an empty name).
-    fn on_frame(&mut self, event: &str, data: &str) -> Result<Vec<ProviderEvent>, ProviderError>;
+    /// or one NDJSON line (with an empty name); its events are appended to `events`. On an error,
+    /// whatever it appended is discarded.
+    fn on_frame(
+        &mut self,
+        event: &str,
+        data: &str,
+        events: &mut Events,
+    ) -> Result<(), ProviderError>;
 
     /// The body ended cleanly; an answer that was not finished is an error here.
-    fn on_end(&mut self) -> Result<Vec<ProviderEvent>, ProviderError>;
+    fn on_end(&mut self, events: &mut Events) -> Result<(), ProviderError>;
 
     /// Whether the provider said the answer is complete; the rest of the body is not read.
     fn is_done(&self) -> bool;
 }
 
-/// Framed units: (event name, data).
-type Frames = Pin<Box<dyn Stream<Item = Result<(String, String), ProviderError>> + Send>>;
+/// Cuts a body into frames that borrow from the framer (no copy or allocation per frame beyond
+/// the framer's own buffers).
+pub(crate) trait Framer: Default + Send + Unpin + 'static {
+    fn feed(&mut self, chunk: &[u8]);
+
+    /// The next frame `(event name, data)` if the bytes fed so far hold one; `at_end`: no more
+    /// bytes will come. An error is a message for an `upstream_malformed` error, and final.
+    fn next_frame(&mut self, at_end: bool) -> Option<Result<(&str, &str), &'static str>>;
+}
 
 /// Decodes a Server-Sent Events body.
 pub(crate) fn sse<D: Decoder>(body: ByteStream, decoder: D) -> ProviderStream {
-    struct State {
-        body: ByteStream,
-        framer: SseFramer,
-        ended: bool,
-    }
-    let state = State {
-        body,
-        framer: SseFramer::default(),
-        ended: false,
-    };
-    let frames = stream::unfold(Some(state), |state| async move {
-        let mut state = state?;
-        loop {
-            match state.framer.next_event(state.ended) {
-                Some(Ok(event)) => return Some((Ok(event), Some(state))),
-                // Nothing after a framing error can be trusted: the stream ends with it.
-                Some(Err(err)) => return Some((Err(malformed::<D>(err.message())), None)),
-                None if state.ended => return None,
-                None => {}
-            }
-            match state.body.next().await {
-                Some(Ok(chunk)) => state.framer.feed(&chunk),
-                Some(Err(err)) => return Some((Err(err), None)),
-                None => state.ended = true,
-            }
-        }
-    });
-    drive(Box::pin(frames), decoder)
+    Box::pin(Decoding::<SseFramer, D>::new(body, decoder))
 }
 
 /// Decodes a newline-delimited JSON body.
 pub(crate) fn ndjson<D: Decoder>(body: ByteStream, decoder: D) -> ProviderStream {
-    struct State {
-        body: ByteStream,
-        buffer: Vec<u8>,
-        /// Complete lines not yet decoded; a framing error queues behind the lines before it.
-        lines: VecDeque<Result<(String, String), ProviderError>>,
-        ended: bool,
-    }
-    let state = State {
-        body,
-        buffer: Vec::new(),
-        lines: VecDeque::new(),
-        ended: false,
-    };
-    let frames = stream::unfold(Some(state), |state| async move {
-        let mut state = state?;
-        loop {
-            if let Some(line) = state.lines.pop_front() {
-                return Some((line, Some(state)));
-            }
-            if state.ended {
-                return None;
-            }
-            // Lines are cut on raw bytes: `\n` never occurs inside a UTF-8 sequence, so a
-            // character split across chunks is whole again by the time its line is decoded.
-            let cut = match state.body.next().await {
-                Some(Ok(chunk)) => {
-                    state.buffer.extend_from_slice(&chunk);
-                    match state.buffer.iter().rposition(|byte| *byte == b'\n') {
-                        Some(last) => last + 1,
-                        None => 0,
-                    }
-                }
-                Some(Err(err)) => {
-                    state.lines.push_back(Err(err));
-                    state.ended = true;
-                    continue;
-                }
-                None => {
-                    // A last line without its newline still counts.
-                    state.ended = true;
-                    state.buffer.len()
-                }
-            };
-            let rest = state.buffer.split_off(cut);
-            let complete = std::mem::replace(&mut state.buffer, rest);
-            for raw in complete.split(|byte| *byte == b'\n') {
-                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-                if raw.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                match String::from_utf8(raw.to_vec()) {
-                    Ok(line) => state.lines.push_back(Ok((String::new(), line))),
-                    Err(_) => {
-                        let error = malformed::<D>("a line is not valid UTF-8".to_owned());
-                        state.lines.push_back(Err(error));
-                        state.ended = true;
-                        break;
-                    }
-                }
-            }
-            if state.buffer.len() > MAX_LINE_BYTES {
-                let error = malformed::<D>("a line is longer than 4 MiB".to_owned());
-                state.lines.push_back(Err(error));
-                state.ended = true;
-            }
-        }
-    });
-    drive(Box::pin(frames), decoder)
+    Box::pin(Decoding::<NdjsonFramer, D>::new(body, decoder))
 }
 
-/// Feeds frames to the decoder; the first error, the decoder's completion or the end of the body
-/// ends the stream, and the body is dropped (closing the connection) right then.
-fn drive<D: Decoder>(frames: Frames, decoder: D) -> ProviderStream {
-    struct State<D> {
-        frames: Option<Frames>,
-        decoder: D,
-        pending: VecDeque<Result<ProviderEvent, ProviderError>>,
+/// The body read through a framer into a decoder, as one stream: the first error, the
+/// decoder's completion or the end of the body ends it, and the body is dropped (closing the
+/// connection) right then.
+struct Decoding<F, D> {
+    /// `None` once nothing more is read from it.
+    body: Option<ByteStream>,
+    /// The body said it has no more bytes.
+    body_ended: bool,
+    framer: F,
+    decoder: D,
+    /// Events decoded and not yet handed on.
+    pending: Events,
+    /// The error that ends the stream, once `pending` is drained.
+    failure: Option<ProviderError>,
+    /// Nothing follows `pending` and `failure`.
+    finished: bool,
+}
+
+impl<F: Framer, D: Decoder> Decoding<F, D> {
+    fn new(body: ByteStream, decoder: D) -> Self {
+        Decoding {
+            body: Some(body),
+            body_ended: false,
+            framer: F::default(),
+            decoder,
+            pending: VecDeque::new(),
+            failure: None,
+            finished: false,
+        }
     }
-    let state = State {
-        frames: Some(frames),
-        decoder,
-        pending: VecDeque::new(),
-    };
-    Box::pin(stream::unfold(state, |mut state| async move {
+
+    /// Ends the stream after what is pending (and `failure`, if any).
+    fn finish(&mut self, failure: Option<ProviderError>) {
+        self.failure = failure;
+        self.finished = true;
+        self.body = None;
+    }
+
+    /// Decodes the frames the framer holds; `false` when it needs more bytes first.
+    fn decode_buffered(&mut self) -> bool {
         loop {
-            if let Some(item) = state.pending.pop_front() {
-                return Some((item, state));
-            }
-            let frames = state.frames.as_mut()?;
-            let outcome = match frames.next().await {
-                Some(Ok((event, data))) => state
-                    .decoder
-                    .on_frame(&event, &data)
-                    .map(|events| (events, state.decoder.is_done())),
-                Some(Err(err)) => Err(err),
-                None => state.decoder.on_end().map(|events| (events, true)),
+            let before = self.pending.len();
+            let outcome = match self.framer.next_frame(self.body_ended) {
+                Some(Ok((event, data))) => self.decoder.on_frame(event, data, &mut self.pending),
+                // Nothing after a framing error can be trusted: the stream ends with it.
+                Some(Err(message)) => Err(malformed::<D>(message.to_owned())),
+                None if self.body_ended => {
+                    let outcome = self.decoder.on_end(&mut self.pending);
+                    if outcome.is_err() {
+                        self.pending.truncate(before);
+                    }
+                    self.finish(outcome.err());
+                    return true;
+                }
+                None => return false,
             };
             match outcome {
-                Ok((events, done)) => {
-                    state.pending.extend(events.into_iter().map(Ok));
-                    if done {
-                        state.frames = None;
+                Ok(()) if self.decoder.is_done() => {
+                    self.finish(None);
+                    return true;
+                }
+                Ok(()) => {
+                    if !self.pending.is_empty() {
+                        return true;
                     }
                 }
                 Err(err) => {
-                    state.pending.push_back(Err(err));
-                    state.frames = None;
+                    self.pending.truncate(before);
+                    self.finish(Some(err));
+                    return true;
                 }
             }
         }
-    }))
+    }
+}
+
+impl<F: Framer, D: Decoder> Stream for Decoding<F, D> {
+    type Item = Result<ProviderEvent, ProviderError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(event) = this.pending.pop_front() {
+                return Poll::Ready(Some(Ok(event)));
+            }
+            if this.finished {
+                return Poll::Ready(this.failure.take().map(Err));
+            }
+            if this.decode_buffered() {
+                continue;
+            }
+            let Some(body) = this.body.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match ready!(body.poll_next_unpin(cx)) {
+                Some(Ok(chunk)) => this.framer.feed(&chunk),
+                Some(Err(err)) => this.finish(Some(err)),
+                None => this.body_ended = true,
+            }
+        }
+    }
 }
 
 /// An upstream that sent something no decoder can read.
@@ -216,6 +201,43 @@ pub(crate) mod testing {
             ],
             max_tokens: None,
         }
+    }
+
+    /// A conversation whose texts need escaping, with two system prompts, an empty answer and a
+    /// longest answer: what request bodies are checked against byte for byte.
+    pub(crate) fn awkward_conversation(model: &str) -> ChatRequest {
+        let message = |role, content: &str| ChatMessage {
+            role,
+            content: content.into(),
+        };
+        ChatRequest {
+            model: model.to_owned(),
+            messages: vec![
+                message(Role::System, "Be \"terse\".\n"),
+                message(Role::User, "Hi, I'm Zoë 😀 \\ \t \u{1} </script>"),
+                message(Role::Assistant, ""),
+                message(Role::System, "  "),
+                message(Role::System, "Answer in French."),
+                message(Role::Assistant, "Hello\r\nZoë!"),
+                message(Role::User, "What's my name?"),
+            ],
+            max_tokens: Some(77),
+        }
+    }
+
+    /// The endpoints of [`settings`].
+    pub(crate) fn endpoints() -> super::super::endpoints::Endpoints {
+        super::super::endpoints::Endpoints::new(&settings())
+    }
+
+    /// The bytes of a built request's body.
+    pub(crate) fn body_bytes(builder: reqwest::RequestBuilder) -> Vec<u8> {
+        let request = builder.build().expect("request builds");
+        request
+            .body()
+            .and_then(|body| body.as_bytes())
+            .expect("a buffered body")
+            .to_vec()
     }
 
     /// Settings with every key set and every base URL pointing at a fake host.

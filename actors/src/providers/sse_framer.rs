@@ -14,24 +14,29 @@ pub(crate) enum FramingError {
 }
 
 impl FramingError {
-    pub(crate) fn message(&self) -> String {
+    pub(crate) fn message(&self) -> &'static str {
         match self {
-            FramingError::NotUtf8 => "the stream is not valid UTF-8".into(),
-            FramingError::LineTooLong => "a line is longer than 4 MiB".into(),
+            FramingError::NotUtf8 => "the stream is not valid UTF-8",
+            FramingError::LineTooLong => "a line is longer than 4 MiB",
         }
     }
 }
 
-/// Collects bytes and yields complete events: `(event name, data)`.
+/// Collects bytes and yields complete events: `(event name, data)`, borrowed from the framer
+/// until the next call.
 #[derive(Default)]
 pub(crate) struct SseFramer {
     buffer: Vec<u8>,
     /// Bytes of `buffer` already read.
     start: usize,
+    /// Bytes after `start` known to hold no line end (not searched again when more arrive).
+    searched: usize,
     event: String,
     data: String,
     /// Whether any `data:` line came since the last dispatch (an empty one counts).
     has_data: bool,
+    /// The last call handed out `event` and `data`: they are cleared on the next one.
+    dispatched: bool,
     /// Whether the start of the stream was checked for a byte-order mark.
     bom_checked: bool,
 }
@@ -49,7 +54,11 @@ impl SseFramer {
     pub(crate) fn next_event(
         &mut self,
         at_end: bool,
-    ) -> Option<Result<(String, String), FramingError>> {
+    ) -> Option<Result<(&str, &str), FramingError>> {
+        if std::mem::take(&mut self.dispatched) {
+            self.event.clear();
+            self.data.clear();
+        }
         if !self.bom_checked {
             // A byte-order mark at the very start is not part of the stream; its bytes may
             // arrive in more than one chunk.
@@ -64,10 +73,13 @@ impl SseFramer {
         }
         loop {
             let rest = &self.buffer[self.start..];
-            let Some(pos) = rest.iter().position(|b| *b == b'\n' || *b == b'\r') else {
+            let Some(pos) = memchr::memchr2(b'\n', b'\r', &rest[self.searched..])
+                .map(|pos| pos + self.searched)
+            else {
                 if rest.len() > MAX_LINE_BYTES {
                     return Some(Err(FramingError::LineTooLong));
                 }
+                self.searched = rest.len();
                 self.compact();
                 return None;
             };
@@ -75,6 +87,7 @@ impl SseFramer {
                 (b'\r', Some(b'\n')) => pos + 2,
                 // A CR last in the buffer may be the first half of a CRLF still on its way.
                 (b'\r', None) if !at_end => {
+                    self.searched = pos;
                     self.compact();
                     return None;
                 }
@@ -83,11 +96,21 @@ impl SseFramer {
             let Ok(line) = std::str::from_utf8(&rest[..pos]) else {
                 return Some(Err(FramingError::NotUtf8));
             };
+            self.searched = 0;
             if line.is_empty() {
                 self.start += consumed;
-                if let Some(event) = self.dispatch() {
-                    return Some(Ok(event));
+                // A blank line dispatches the event gathered so far, if it had data (else it is
+                // dropped).
+                if std::mem::take(&mut self.has_data) {
+                    self.dispatched = true;
+                    let name = if self.event.is_empty() {
+                        "message"
+                    } else {
+                        self.event.as_str()
+                    };
+                    return Some(Ok((name, self.data.as_str())));
                 }
+                self.event.clear();
                 continue;
             }
             if !line.starts_with(':') {
@@ -112,24 +135,22 @@ impl SseFramer {
         }
     }
 
-    /// A blank line: the event gathered so far, if it had data (else it is dropped).
-    fn dispatch(&mut self) -> Option<(String, String)> {
-        let event = std::mem::take(&mut self.event);
-        if !std::mem::take(&mut self.has_data) {
-            return None;
-        }
-        let name = if event.is_empty() {
-            "message".to_owned()
-        } else {
-            event
-        };
-        Some((name, std::mem::take(&mut self.data)))
-    }
-
     /// Drops what has been read, keeping only a partial line.
     fn compact(&mut self) {
-        self.buffer.drain(..self.start);
-        self.start = 0;
+        if self.start > 0 {
+            self.buffer.drain(..self.start);
+            self.start = 0;
+        }
+    }
+}
+
+impl super::pipeline::Framer for SseFramer {
+    fn feed(&mut self, chunk: &[u8]) {
+        SseFramer::feed(self, chunk);
+    }
+
+    fn next_frame(&mut self, at_end: bool) -> Option<Result<(&str, &str), &'static str>> {
+        Some(self.next_event(at_end)?.map_err(|err| err.message()))
     }
 }
 
@@ -147,6 +168,7 @@ mod tests {
         ] {
             framer.feed(part);
             while let Some(event) = framer.next_event(at_end) {
+                let event = event.map(|(name, data)| (name.to_owned(), data.to_owned()));
                 let failed = event.is_err();
                 out.push(event);
                 if failed {
@@ -188,6 +210,17 @@ mod tests {
         );
         let mut framer = SseFramer::default();
         framer.feed(&vec![b'a'; MAX_LINE_BYTES + 1]);
+        assert_eq!(
+            framer.next_event(false),
+            Some(Err(FramingError::LineTooLong))
+        );
+        // Fed in small chunks, a long line is still caught (and not searched again and again).
+        let mut framer = SseFramer::default();
+        for _ in 0..MAX_LINE_BYTES / 4096 {
+            framer.feed(&[b'a'; 4096]);
+            assert_eq!(framer.next_event(false), None);
+        }
+        framer.feed(b"a");
         assert_eq!(
             framer.next_event(false),
             Some(Err(FramingError::LineTooLong))
