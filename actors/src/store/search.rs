@@ -234,8 +234,8 @@ mod tests {
             .expect("the FTS5 index matches the tables");
     }
 
-    #[tokio::test]
-    async fn the_sqlite_index_follows_turns_renames_and_deletes() {
+    /// A migrated in-memory store with one user.
+    async fn store_with_user() -> (Store, Uuid) {
         let store = Store::connect("sqlite::memory:", 1, Duration::from_secs(3))
             .await
             .unwrap();
@@ -244,30 +244,46 @@ mod tests {
             .insert_user("ada", "ada@example.com", "x".into())
             .await
             .unwrap();
-        let session = store
-            .insert_session(user.id, "New Chat", true, None)
-            .await
-            .unwrap();
-        let answer = NewAssistantMessage {
-            id: Uuid::now_v7(),
-            session_id: session.id,
-            provider: "echo".into(),
-            model: "echo-1".into(),
-            generation_id: Uuid::now_v7(),
-        };
-        let begin = Write::BeginAnswer(Box::new(BeginAnswer {
-            user_id: user.id,
+        (store, user.id)
+    }
+
+    /// The write of a prompt and its `streaming` answer, at the session's first version.
+    fn begin(user_id: Uuid, answer: NewAssistantMessage, prompt: &str) -> Write {
+        Write::BeginAnswer(Box::new(BeginAnswer {
+            user_id,
             expected_version: 0,
             prompt_id: Uuid::now_v7(),
-            prompt: "where do quokkas live".into(),
-            answer: answer.clone(),
+            prompt: prompt.into(),
+            answer,
             node: "n".into(),
             at: chrono::Utc::now(),
             quota: crate::budget::QuotaSettings::default().database_check(chrono::Utc::now()),
             live_limit: None,
             supersede: Vec::new(),
             new_prompt: true,
-        }));
+        }))
+    }
+
+    fn answer_in(session_id: Uuid) -> NewAssistantMessage {
+        NewAssistantMessage {
+            id: Uuid::now_v7(),
+            session_id,
+            provider: "echo".into(),
+            model: "echo-1".into(),
+            generation_id: Uuid::now_v7(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sqlite_index_follows_turns_renames_and_deletes() {
+        let (store, user_id) = store_with_user().await;
+        let user = store.user_by_id(user_id).await.unwrap().unwrap();
+        let session = store
+            .insert_session(user.id, "New Chat", true, None)
+            .await
+            .unwrap();
+        let answer = answer_in(session.id);
+        let begin = begin(user.id, answer.clone(), "where do quokkas live");
         store.writes().write(session.id, begin).await.unwrap();
         // The prompt is queued for the index, not in it yet: the search catches the index up.
         let terms = |t: &str| vec![t.to_owned()];
@@ -326,49 +342,23 @@ mod tests {
 
     #[tokio::test]
     async fn messages_deleted_before_they_were_indexed_leave_the_index_whole() {
-        let store = Store::connect("sqlite::memory:", 1, Duration::from_secs(3))
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        let user = store
-            .insert_user("ada", "ada@example.com", "x".into())
-            .await
-            .unwrap();
+        let (store, user_id) = store_with_user().await;
         let (kept, gone) = (
             store
-                .insert_session(user.id, "kept", true, None)
+                .insert_session(user_id, "kept", true, None)
                 .await
                 .unwrap(),
             store
-                .insert_session(user.id, "gone", true, None)
+                .insert_session(user_id, "gone", true, None)
                 .await
                 .unwrap(),
         );
         for (session, prompt) in [(&kept, "wombats dig"), (&gone, "wombats sleep")] {
-            let begin = Write::BeginAnswer(Box::new(BeginAnswer {
-                user_id: user.id,
-                expected_version: 0,
-                prompt_id: Uuid::now_v7(),
-                prompt: prompt.into(),
-                answer: NewAssistantMessage {
-                    id: Uuid::now_v7(),
-                    session_id: session.id,
-                    provider: "echo".into(),
-                    model: "echo-1".into(),
-                    generation_id: Uuid::now_v7(),
-                },
-                node: "n".into(),
-                at: chrono::Utc::now(),
-                quota: crate::budget::QuotaSettings::default()
-                    .database_check(chrono::Utc::now()),
-                live_limit: None,
-                supersede: Vec::new(),
-                new_prompt: true,
-            }));
-            store.writes().write(session.id, begin).await.unwrap();
+            let write = begin(user_id, answer_in(session.id), prompt);
+            store.writes().write(session.id, write).await.unwrap();
         }
         // Its messages are still queued (the streaming answer at least) when the session goes.
-        store.delete_session(user.id, gone.id).await.unwrap();
+        store.delete_session(user_id, gone.id).await.unwrap();
         store
             .conn()
             .execute_unprepared("UPDATE messages SET status = 'stopped' WHERE status = 'streaming'")
@@ -376,7 +366,7 @@ mod tests {
             .unwrap();
         index_is_consistent(&store).await;
         let found = store
-            .search_sessions(user.id, &["wombats".to_owned()], 10, 0)
+            .search_sessions(user_id, &["wombats".to_owned()], 10, 0)
             .await
             .unwrap();
         let titles: Vec<_> = found.iter().map(|hit| hit.session.title.as_str()).collect();
