@@ -68,14 +68,20 @@ END;
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         if manager.get_database_backend() == sea_orm_migration::sea_orm::DbBackend::Sqlite {
-            manager.get_connection().execute_unprepared(SQLITE_UP).await?;
+            manager
+                .get_connection()
+                .execute_unprepared(SQLITE_UP)
+                .await?;
         }
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         if manager.get_database_backend() == sea_orm_migration::sea_orm::DbBackend::Sqlite {
-            manager.get_connection().execute_unprepared(SQLITE_DOWN).await?;
+            manager
+                .get_connection()
+                .execute_unprepared(SQLITE_DOWN)
+                .await?;
         }
         Ok(())
     }

@@ -118,7 +118,10 @@ impl JwtKeys {
 
     /// A token verified before and not expired since.
     fn remembered(&self, token: &str, now: i64) -> Option<TokenSubject> {
-        let verified = self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let verified = self
+            .verified
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         verified
             .get(token)
             .filter(|subject| !expired(subject, now))
@@ -126,7 +129,10 @@ impl JwtKeys {
     }
 
     fn remember(&self, token: &str, subject: TokenSubject, now: i64) {
-        let mut verified = self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut verified = self
+            .verified
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if verified.len() >= VERIFIED_KEPT {
             verified.retain(|_, subject| !expired(subject, now));
             if verified.len() >= VERIFIED_KEPT {

@@ -190,7 +190,11 @@ pub(super) async fn finish_answer<C: ConnectionTrait>(
     let sql = match &outcome.charge {
         Some(charge) => {
             values.extend(charge.values(now));
-            pick(FINISH_AND_CHARGE.as_str(), &FINISH_AND_CHARGE_ALONE, wrapped)
+            pick(
+                FINISH_AND_CHARGE.as_str(),
+                &FINISH_AND_CHARGE_ALONE,
+                wrapped,
+            )
         }
         None => pick(FINISH_ANSWER, &FINISH_ANSWER_ALONE, wrapped),
     };
@@ -270,12 +274,10 @@ mod tests {
     async fn the_same_holds_for_writes_that_carry_their_own_transaction() {
         // A stale begin right after a begin that went in: the connection's last row count is
         // not zero then, and must not be taken for this write's.
-        begins_at_and_off_the_expected_version(store_at_with_session(&database_file()).await)
-            .await;
+        begins_at_and_off_the_expected_version(store_at_with_session(&database_file()).await).await;
     }
 
     async fn begins_at_and_off_the_expected_version((store, user, session): (Store, Uuid, Uuid)) {
-
         let stale = store.writes().write(session, begin(user, session, 7)).await;
         assert!(matches!(stale, Ok(Written::Stale)), "{stale:?}");
         assert_eq!(store.count_messages(session).await.unwrap(), 0);

@@ -91,7 +91,13 @@ impl WriteQueue {
         let senders: Vec<mpsc::Sender<Job>> = (0..shards.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-                tokio::spawn(drain(conn.clone(), rx, timeout, metrics.clone(), connection));
+                tokio::spawn(drain(
+                    conn.clone(),
+                    rx,
+                    timeout,
+                    metrics.clone(),
+                    connection,
+                ));
                 tx
             })
             .collect();
