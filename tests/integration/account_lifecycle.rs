@@ -96,14 +96,9 @@ async fn a_revocation_outlives_a_restart() {
 
 #[tokio::test]
 async fn logout_on_one_node_is_refused_on_the_other_at_once() {
-    if postgres_url().is_none() {
-        eprintln!("skipped: two nodes need PostgreSQL (OMNICHAT_TEST_DATABASE_URL)");
+    let Some((a, b)) = crate::support::two_nodes(&[]).await else {
         return;
-    }
-    let db = TestDb::new();
-    let shared = db.shared();
-    let a = TestServer::start_on(db, &[]).await;
-    let b = TestServer::start_on(shared, &[]).await;
+    };
     let user = a.user().await;
     // Node B has now seen the user and holds its generation in memory.
     assert_eq!(me_status(&b, &user).await, StatusCode::OK);

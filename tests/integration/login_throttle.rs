@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use reqwest::{header, Response, StatusCode};
 use uuid::Uuid;
 
-use crate::support::{expect_error, postgres_url, TestDb, TestServer, TestUser};
+use crate::support::{expect_error, TestServer, TestUser};
 
 /// Slowed from the 3rd attempt (250 ms, then 500, capped at 600), blocked from the 5th for 2 s.
 const THROTTLE: &[&str] = &[
@@ -195,14 +195,9 @@ async fn one_address_trying_many_accounts_is_blocked_for_all_of_them() {
 
 #[tokio::test]
 async fn failures_on_one_node_count_on_the_other() {
-    if postgres_url().is_none() {
-        eprintln!("skipped: two nodes need PostgreSQL (OMNICHAT_TEST_DATABASE_URL)");
+    let Some((a, b)) = crate::support::two_nodes(THROTTLE).await else {
         return;
-    }
-    let db = TestDb::new();
-    let shared = db.shared();
-    let a = TestServer::start_on(db, THROTTLE).await;
-    let b = TestServer::start_on(shared, THROTTLE).await;
+    };
     let user: TestUser = a.user().await;
     let attacker = fresh_ip();
     four_failures(&a, &attacker, &user.email).await;

@@ -41,6 +41,34 @@ async fn turn(
     text
 }
 
+/// A new session's id.
+async fn session_id(server: &TestServer, user: &TestUser, title: &str) -> String {
+    server.session(user, title).await["id"]
+        .as_str()
+        .expect("a session id")
+        .to_owned()
+}
+
+/// Two answered turns in session `id`: `first` → `A1`, `second` → `A2`.
+async fn two_turns(server: &TestServer, fake: &FakeUpstream, user: &TestUser, id: &str) {
+    turn(
+        server,
+        fake,
+        user,
+        json!({ "session_id": id, "prompt": "first" }),
+        "A1",
+    )
+    .await;
+    turn(
+        server,
+        fake,
+        user,
+        json!({ "session_id": id, "prompt": "second" }),
+        "A2",
+    )
+    .await;
+}
+
 /// The conversation the last upstream request carried, as `role: content` lines.
 fn last_sent(fake: &FakeUpstream) -> Vec<String> {
     let requests = fake.requests();
@@ -100,26 +128,8 @@ async fn last_id(server: &TestServer, user: &TestUser, session: &str, role: &str
 async fn regenerate_sends_the_same_conversation_again_and_keeps_the_earlier_answers() {
     let (server, fake) = rig().await;
     let user = server.user().await;
-    let id = server.session(&user, "regen").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    turn(
-        &server,
-        &fake,
-        &user,
-        json!({ "session_id": id, "prompt": "first" }),
-        "A1",
-    )
-    .await;
-    turn(
-        &server,
-        &fake,
-        &user,
-        json!({ "session_id": id, "prompt": "second" }),
-        "A2",
-    )
-    .await;
+    let id = session_id(&server, &user, "regen").await;
+    two_turns(&server, &fake, &user, &id).await;
     let asked = last_sent(&fake);
     assert_eq!(asked, ["user: first", "assistant: A1", "user: second"]);
 
@@ -273,26 +283,8 @@ async fn regenerate_sends_the_same_conversation_again_and_keeps_the_earlier_answ
 async fn edit_replaces_the_last_prompt_and_sends_the_history_before_it() {
     let (server, fake) = rig().await;
     let user = server.user().await;
-    let id = server.session(&user, "edit").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    turn(
-        &server,
-        &fake,
-        &user,
-        json!({ "session_id": id, "prompt": "first" }),
-        "A1",
-    )
-    .await;
-    turn(
-        &server,
-        &fake,
-        &user,
-        json!({ "session_id": id, "prompt": "second" }),
-        "A2",
-    )
-    .await;
+    let id = session_id(&server, &user, "edit").await;
+    two_turns(&server, &fake, &user, &id).await;
     let second = last_id(&server, &user, &id, "user").await;
 
     let body = json!({ "session_id": id, "prompt": "second, edited", "edit_message_id": second });
@@ -354,10 +346,7 @@ async fn edit_replaces_the_last_prompt_and_sends_the_history_before_it() {
 async fn replacing_is_refused_while_streaming_and_for_anything_but_the_last_prompt() {
     let (server, fake) = rig().await;
     let user = server.user().await;
-    let id = server.session(&user, "refusals").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = session_id(&server, &user, "refusals").await;
     let refused = |body: Value, status: StatusCode| {
         let (server, user) = (&server, &user);
         async move {
@@ -381,22 +370,7 @@ async fn replacing_is_refused_while_streaming_and_for_anything_but_the_last_prom
     .await;
     assert!(detail.contains("edit_message_id"), "{detail}");
 
-    turn(
-        &server,
-        &fake,
-        &user,
-        json!({ "session_id": id, "prompt": "first" }),
-        "A1",
-    )
-    .await;
-    turn(
-        &server,
-        &fake,
-        &user,
-        json!({ "session_id": id, "prompt": "second" }),
-        "A2",
-    )
-    .await;
+    two_turns(&server, &fake, &user, &id).await;
     let before = stored(&server, &user, &id).await;
     let first = {
         let detail: Value = server.get_json(&user, &format!("/sessions/{id}")).await;
@@ -504,10 +478,6 @@ async fn replacing_is_refused_while_streaming_and_for_anything_but_the_last_prom
 
 #[tokio::test]
 async fn an_answer_streaming_on_another_node_blocks_a_replace_there_too() {
-    if crate::support::postgres_url().is_none() {
-        eprintln!("skipped: two nodes need PostgreSQL (OMNICHAT_TEST_DATABASE_URL)");
-        return;
-    }
     let fake = FakeUpstream::start(Wire::OpenAi).await;
     let flags = [
         "--openai-api-key",
@@ -515,10 +485,9 @@ async fn an_answer_streaming_on_another_node_blocks_a_replace_there_too() {
         "--openai-base-url",
         &fake.base_url,
     ];
-    let db = crate::support::TestDb::new();
-    let shared = db.shared();
-    let a = TestServer::start_on(db, &flags).await;
-    let b = TestServer::start_on(shared, &flags).await;
+    let Some((a, b)) = crate::support::two_nodes(&flags).await else {
+        return;
+    };
     let user = a.user().await;
     let id = a.session(&user, "two nodes").await["id"]
         .as_str()

@@ -17,6 +17,19 @@ pub fn postgres_url() -> Option<String> {
         .filter(|u| !u.is_empty())
 }
 
+/// Two server nodes on the one PostgreSQL database, both started with `extra`; `None`, with a
+/// line saying the test is skipped, when no PostgreSQL is configured.
+pub async fn two_nodes(extra: &[&str]) -> Option<(TestServer, TestServer)> {
+    if postgres_url().is_none() {
+        eprintln!("skipped: two nodes need PostgreSQL (OMNICHAT_TEST_DATABASE_URL)");
+        return None;
+    }
+    let db = TestDb::new();
+    let shared = db.shared();
+    let first = TestServer::start_on(db, extra).await;
+    Some((first, TestServer::start_on(shared, extra).await))
+}
+
 /// A database for one test: its own SQLite file, or the shared PostgreSQL database.
 pub struct TestDb {
     pub url: String,

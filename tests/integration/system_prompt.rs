@@ -206,10 +206,6 @@ async fn system_prompts_are_bounded_and_puts_need_a_field() {
 
 #[tokio::test]
 async fn a_prompt_changed_on_one_node_is_sent_by_the_other() {
-    if crate::support::postgres_url().is_none() {
-        eprintln!("skipped: two nodes need PostgreSQL (OMNICHAT_TEST_DATABASE_URL)");
-        return;
-    }
     let fake = FakeUpstream::start(Wire::OpenAi).await;
     let flags = [
         "--openai-api-key",
@@ -217,10 +213,9 @@ async fn a_prompt_changed_on_one_node_is_sent_by_the_other() {
         "--openai-base-url",
         &fake.base_url,
     ];
-    let db = crate::support::TestDb::new();
-    let shared = db.shared();
-    let a = TestServer::start_on(db, &flags).await;
-    let b = TestServer::start_on(shared, &flags).await;
+    let Some((a, b)) = crate::support::two_nodes(&flags).await else {
+        return;
+    };
     let user = a.user().await;
     let session = a.session(&user, "Two nodes").await;
     // A holds the session (and its empty system prompt) in memory after a turn.

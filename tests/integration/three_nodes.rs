@@ -376,15 +376,10 @@ async fn arrivals(mut response: Response, started: Instant) -> Vec<(u64, Duratio
 /// than the client on the node that runs the answer (`--nocapture` to see it).
 #[tokio::test]
 async fn the_delay_a_remote_follower_adds_per_event() {
-    if postgres_url().is_none() {
-        eprintln!("skipped: two nodes need PostgreSQL (OMNICHAT_TEST_DATABASE_URL)");
-        return;
-    }
-    let db = TestDb::new();
-    let shared = db.shared();
     let flags = ["--echo-delay-ms", "20"];
-    let owner = crate::support::TestServer::start_on(db, &flags).await;
-    let other = crate::support::TestServer::start_on(shared, &flags).await;
+    let Some((owner, other)) = crate::support::two_nodes(&flags).await else {
+        return;
+    };
     let user = owner.user().await;
     let session = owner.session(&user, "delay").await;
     let started = Instant::now();
@@ -429,15 +424,10 @@ async fn the_delay_a_remote_follower_adds_per_event() {
 /// gets it, the other 429, every time (the count is taken under the user's lock).
 #[tokio::test]
 async fn the_answer_limit_holds_when_two_nodes_race() {
-    if postgres_url().is_none() {
-        eprintln!("skipped: two nodes need PostgreSQL (OMNICHAT_TEST_DATABASE_URL)");
-        return;
-    }
-    let db = TestDb::new();
-    let shared = db.shared();
     let flags = ["--echo-delay-ms", "20", "--max-generations-per-user", "1"];
-    let a = crate::support::TestServer::start_on(db, &flags).await;
-    let b = crate::support::TestServer::start_on(shared, &flags).await;
+    let Some((a, b)) = crate::support::two_nodes(&flags).await else {
+        return;
+    };
     let user = a.user().await;
     let first = a.session(&user, "a").await;
     let second = a.session(&user, "b").await;

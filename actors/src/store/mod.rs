@@ -11,6 +11,8 @@ mod session_writes;
 mod sessions;
 mod settings;
 mod sqlite_writes;
+#[cfg(test)]
+pub(crate) mod test_writes;
 mod usage;
 mod users;
 mod writer;

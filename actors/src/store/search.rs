@@ -214,7 +214,7 @@ mod tests {
     use std::{sync::Arc, time::Duration};
 
     use super::*;
-    use crate::store::{AssistantOutcome, BeginAnswer, NewAssistantMessage, Write};
+    use crate::store::{test_writes::begin, AssistantOutcome, Write};
 
     /// FTS5 checks its index against the tables, row by row (`rank` 1: the content too), once
     /// the queued messages are in.
@@ -247,33 +247,6 @@ mod tests {
         (store, user.id)
     }
 
-    /// The write of a prompt and its `streaming` answer, at the session's first version.
-    fn begin(user_id: Uuid, answer: NewAssistantMessage, prompt: &str) -> Write {
-        Write::BeginAnswer(Box::new(BeginAnswer {
-            user_id,
-            expected_version: 0,
-            prompt_id: Uuid::now_v7(),
-            prompt: prompt.into(),
-            answer,
-            node: "n".into(),
-            at: chrono::Utc::now(),
-            quota: crate::budget::QuotaSettings::default().database_check(chrono::Utc::now()),
-            live_limit: None,
-            supersede: Vec::new(),
-            new_prompt: true,
-        }))
-    }
-
-    fn answer_in(session_id: Uuid) -> NewAssistantMessage {
-        NewAssistantMessage {
-            id: Uuid::now_v7(),
-            session_id,
-            provider: "echo".into(),
-            model: "echo-1".into(),
-            generation_id: Uuid::now_v7(),
-        }
-    }
-
     #[tokio::test]
     async fn the_sqlite_index_follows_turns_renames_and_deletes() {
         let (store, user_id) = store_with_user().await;
@@ -282,8 +255,7 @@ mod tests {
             .insert_session(user.id, "New Chat", true, None)
             .await
             .unwrap();
-        let answer = answer_in(session.id);
-        let begin = begin(user.id, answer.clone(), "where do quokkas live");
+        let (begin, answer_id) = begin(user.id, 0, "where do quokkas live", session.id);
         store.writes().write(session.id, begin).await.unwrap();
         // The prompt is queued for the index, not in it yet: the search catches the index up.
         let terms = |t: &str| vec![t.to_owned()];
@@ -293,7 +265,7 @@ mod tests {
             .unwrap();
         assert_eq!(found.len(), 1);
         let finish = Write::FinishAnswer {
-            message_id: answer.id,
+            message_id: answer_id,
             session_id: session.id,
             outcome: Arc::new(AssistantOutcome {
                 content: "on Rottnest island".into(),
@@ -354,7 +326,7 @@ mod tests {
                 .unwrap(),
         );
         for (session, prompt) in [(&kept, "wombats dig"), (&gone, "wombats sleep")] {
-            let write = begin(user_id, answer_in(session.id), prompt);
+            let (write, _) = begin(user_id, 0, prompt, session.id);
             store.writes().write(session.id, write).await.unwrap();
         }
         // Its messages are still queued (the streaming answer at least) when the session goes.

@@ -214,7 +214,7 @@ mod tests {
     use chrono::Utc;
     use uuid::Uuid;
 
-    use crate::store::{AssistantOutcome, BeginAnswer, NewAssistantMessage, Store, Write, Written};
+    use crate::store::{test_writes, AssistantOutcome, Store, Write, Written};
 
     async fn store_with_session() -> (Store, Uuid, Uuid) {
         store_at_with_session("sqlite::memory:").await
@@ -244,25 +244,8 @@ mod tests {
     }
 
     fn begin(user_id: Uuid, session_id: Uuid, expected_version: i64) -> Write {
-        Write::BeginAnswer(Box::new(BeginAnswer {
-            user_id,
-            expected_version,
-            prompt_id: Uuid::now_v7(),
-            prompt: "it's a 'quoted' prompt; DROP TABLE messages; --".into(),
-            answer: NewAssistantMessage {
-                id: Uuid::now_v7(),
-                session_id,
-                provider: "echo".into(),
-                model: "echo-1".into(),
-                generation_id: Uuid::now_v7(),
-            },
-            node: "node-a".into(),
-            at: Utc::now(),
-            quota: crate::budget::QuotaSettings::default().database_check(Utc::now()),
-            live_limit: None,
-            supersede: Vec::new(),
-            new_prompt: true,
-        }))
+        let prompt = "it's a 'quoted' prompt; DROP TABLE messages; --";
+        test_writes::begin(user_id, expected_version, prompt, session_id).0
     }
 
     #[tokio::test]
