@@ -15,6 +15,7 @@ mod sqlite_writes;
 pub(crate) mod test_writes;
 mod usage;
 mod users;
+mod wal_checkpoint;
 mod writer;
 
 use std::{sync::Arc, time::Duration};
@@ -92,6 +93,12 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(timeout)
                     .foreign_keys(true)
+                    // Checkpoints run in the background instead (see `wal_checkpoint`).
+                    .pragma("wal_autocheckpoint", "0")
+                    .pragma(
+                        "journal_size_limit",
+                        wal_checkpoint::LOG_SIZE_LIMIT_BYTES.to_string(),
+                    )
             })
             .map_sqlx_postgres_opts(move |opts| {
                 opts.options([
@@ -109,6 +116,7 @@ impl Store {
             // The other writes (accounts, sign-ins) are few; SQLite's busy wait orders the two.
             let queue = Database::connect(options).await?;
             let writes = WriteQueue::spawn(queue, 1, timeout, writer::Connection::OwnSqlite);
+            wal_checkpoint::spawn(db.clone(), writes.clone(), wal_checkpoint::CHECKPOINT_EVERY);
             (writer, writes)
         } else {
             let shards = if db.get_database_backend() == DbBackend::Postgres {

@@ -59,6 +59,9 @@ pub struct WriteQueue {
     unindexed: Arc<AtomicBool>,
     /// The indexer runs once per writer, however often the schema is migrated.
     indexer_started: Arc<AtomicBool>,
+    /// SQLite: set when the log's tail is to be checkpointed on the writer's own connection
+    /// (see `wal_checkpoint`).
+    checkpoint_due: Arc<AtomicBool>,
 }
 
 /// How the writer may use its connection.
@@ -88,6 +91,7 @@ impl WriteQueue {
         connection: Connection,
     ) -> Self {
         let metrics = WriterMetrics::default();
+        let checkpoint_due = Arc::new(AtomicBool::new(false));
         let senders: Vec<mpsc::Sender<Job>> = (0..shards.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
@@ -97,6 +101,7 @@ impl WriteQueue {
                     timeout,
                     metrics.clone(),
                     connection,
+                    checkpoint_due.clone(),
                 ));
                 tx
             })
@@ -107,7 +112,14 @@ impl WriteQueue {
             // Rows a previous run queued and never indexed are indexed at the first tick.
             unindexed: Arc::new(AtomicBool::new(true)),
             indexer_started: Arc::new(AtomicBool::new(false)),
+            checkpoint_due,
         }
+    }
+
+    /// SQLite: asks the writer to checkpoint the log on its own connection after its next batch
+    /// (see `wal_checkpoint` for why there).
+    pub(super) fn checkpoint_after_next_batch(&self) {
+        self.checkpoint_due.store(true, Ordering::Release);
     }
 
     /// SQLite: every `every`, if anything was written since, the messages queued for the search
@@ -174,13 +186,15 @@ impl WriteQueue {
     }
 }
 
-/// One shard's loop: take what is queued, commit it as one batch, answer every writer.
+/// One shard's loop: take what is queued, commit it as one batch, answer every writer; then, if
+/// one is due, checkpoint the SQLite log.
 async fn drain(
     conn: DatabaseConnection,
     mut jobs: mpsc::Receiver<Job>,
     timeout: Duration,
     metrics: WriterMetrics,
     connection: Connection,
+    checkpoint_due: Arc<AtomicBool>,
 ) {
     let mut batch = Vec::with_capacity(16);
     while let Some(job) = jobs.recv().await {
@@ -197,8 +211,18 @@ async fn drain(
         metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
+        // The batch's writers have their answers already: only the next batch waits for this.
+        if connection == Connection::OwnSqlite && checkpoint_due.swap(false, Ordering::AcqRel) {
+            if let Err(err) = bounded(timeout, conn.execute_unprepared(CHECKPOINT)).await {
+                tracing::debug!(%err, "checkpointing the SQLite log's tail failed");
+            }
+        }
     }
 }
+
+/// Copies what the log holds into the database file, as far as readers allow, without waiting
+/// for anyone (see `wal_checkpoint`).
+pub(super) const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 
 /// Commits `batch` in one transaction. If that fails, each write is tried alone, so one write
 /// the database refuses cannot take the others of its batch down with it. A write alone brings
