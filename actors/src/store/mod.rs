@@ -10,6 +10,7 @@ mod search_index;
 mod session_writes;
 mod sessions;
 mod settings;
+mod sqlite_writer;
 mod sqlite_writes;
 #[cfg(test)]
 pub(crate) mod test_writes;
@@ -18,11 +19,11 @@ mod users;
 mod wal_checkpoint;
 mod writer;
 
-use std::{sync::Arc, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use omnichat_migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+    sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqlErr,
     TransactionTrait,
 };
@@ -111,11 +112,15 @@ impl Store {
         let sqlite_file = db.get_database_backend() == DbBackend::Sqlite && !in_memory;
         let (writer, writes) = if sqlite_file {
             options.max_connections(1).min_connections(1);
-            let writer = Database::connect(options.clone()).await?;
-            // The group-commit writer gets a connection of its own (see `writer::Connection`).
-            // The other writes (accounts, sign-ins) are few; SQLite's busy wait orders the two.
-            let queue = Database::connect(options).await?;
-            let writes = WriteQueue::spawn(queue, 1, timeout, writer::Connection::OwnSqlite);
+            let writer = Database::connect(options).await?;
+            // The group-commit writer gets a thread and a connection of its own (see
+            // `sqlite_writer`). The other writes (accounts, sign-ins, migrations) are few;
+            // SQLite's busy wait orders the two.
+            let path = SqliteConnectOptions::from_str(url)
+                .map_err(|err| DbErr::Conn(sea_orm::RuntimeErr::Internal(err.to_string())))?
+                .get_filename()
+                .to_owned();
+            let writes = WriteQueue::spawn_sqlite_thread(&path, timeout)?;
             wal_checkpoint::spawn(db.clone(), writes.clone(), wal_checkpoint::CHECKPOINT_EVERY);
             (writer, writes)
         } else {
@@ -124,7 +129,7 @@ impl Store {
             } else {
                 1
             };
-            let writes = WriteQueue::spawn(db.clone(), shards, timeout, writer::Connection::Shared);
+            let writes = WriteQueue::spawn(db.clone(), shards, timeout);
             (db.clone(), writes)
         };
         Ok(Store {

@@ -14,7 +14,7 @@ pub(super) const INDEX_BATCH: i64 = 20_000;
 /// Indexes the first [`INDEX_BATCH`] queued rows whose text is final (an answer still
 /// `streaming` stays queued), then takes those off the queue; `indexed` is how many went in.
 /// Both statements pick the same rows: nothing else writes in between.
-const INDEX_PENDING: &str = "\
+pub(super) const INDEX_PENDING: &str = "\
 INSERT INTO messages_fts(rowid, content) \
 SELECT m.rowid, m.content FROM messages_fts_pending p CROSS JOIN messages m ON m.rowid = p.msg_rowid \
 WHERE m.status IS NOT 'streaming' ORDER BY p.msg_rowid LIMIT ?1; \
@@ -23,24 +23,16 @@ SELECT p.msg_rowid FROM messages_fts_pending p CROSS JOIN messages m ON m.rowid 
 WHERE m.status IS NOT 'streaming' ORDER BY p.msg_rowid LIMIT ?1); \
 SELECT changes() AS indexed";
 
-static INDEX_PENDING_ALONE: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| super::sqlite_writes::alone(INDEX_PENDING));
-
 /// One pass over the queue; how many rows it indexed. Nothing to do on PostgreSQL, whose index
 /// is a generated column.
-pub(super) async fn index_pending<C: ConnectionTrait>(db: &C, wrapped: bool) -> Result<i64, DbErr> {
+pub(super) async fn index_pending<C: ConnectionTrait>(db: &C) -> Result<i64, DbErr> {
     if db.get_database_backend() != DbBackend::Sqlite {
         return Ok(0);
     }
-    let sql = if wrapped {
-        INDEX_PENDING_ALONE.as_str()
-    } else {
-        INDEX_PENDING
-    };
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Sqlite,
-            sql,
+            INDEX_PENDING,
             [Value::from(INDEX_BATCH)],
         ))
         .await?;

@@ -1,6 +1,9 @@
 //! The writes a chat makes, as values the group-commit writer can queue and apply inside its
 //! batch transaction. Each one that changes a session bumps `sessions.version`.
 //!
+//! `apply` runs them through sea-orm, for PostgreSQL and an in-memory SQLite database; the
+//! writer of a SQLite file applies the same writes with rusqlite (`sqlite_writer`).
+//!
 //! A write alone in its batch runs without a transaction, statement by statement (half the round
 //! trips to the database on the path to the first token), so each is ordered to be safe if the
 //! process dies between its statements: the version is bumped first, and a bump with nothing
@@ -111,16 +114,6 @@ pub enum Written {
 impl Write {
     /// True when the write's statements must share a transaction even alone in its batch (the
     /// per-user lock of a limited turn holds until the commit).
-    /// On SQLite, whether the write is one query that can carry its own `BEGIN … COMMIT`
-    /// (see `sqlite_writes`).
-    pub(super) fn is_one_sqlite_query(&self) -> bool {
-        match self {
-            Write::BeginAnswer(begin) => !self.needs_transaction() && begin.supersede.is_empty(),
-            Write::FinishAnswer { .. } | Write::IndexSearch => true,
-            _ => false,
-        }
-    }
-
     pub(super) fn needs_transaction(&self) -> bool {
         // A replacing begin takes several statements that must land together.
         matches!(self, Write::BeginAnswer(begin)
@@ -128,15 +121,8 @@ impl Write {
     }
 }
 
-/// Applies `write` on `db`: the batch's transaction, or, with `alone`, the writer's connection
-/// for a write that [`Write::is_one_sqlite_query`] and brings its own transaction.
-pub(super) async fn apply<C: ConnectionTrait>(
-    db: &C,
-    write: &Write,
-    alone: bool,
-) -> Result<Written, DbErr> {
-    // The hot writes of a turn take one round trip on SQLite (see `sqlite_writes`).
-    let sqlite = db.get_database_backend() == DbBackend::Sqlite;
+/// Applies `write` on `db`: the batch's transaction, or the connection itself for a write alone.
+pub(super) async fn apply<C: ConnectionTrait>(db: &C, write: &Write) -> Result<Written, DbErr> {
     match write {
         Write::CreateSession(row) => {
             let row = sessions::ActiveModel {
@@ -203,18 +189,7 @@ pub(super) async fn apply<C: ConnectionTrait>(
                 .await?;
             Ok(found(result.rows_affected))
         }
-        Write::BeginAnswer(begin) if sqlite && begin.supersede.is_empty() => {
-            sqlite_writes::begin_answer(db, begin, alone).await
-        }
         Write::BeginAnswer(begin) => begin_answer(db, begin).await,
-        Write::FinishAnswer {
-            message_id,
-            session_id,
-            outcome,
-        } if sqlite => {
-            sqlite_writes::finish_answer(db, *session_id, *message_id, outcome, alone).await?;
-            Ok(Written::Done)
-        }
         Write::FinishAnswer {
             message_id,
             session_id,
@@ -227,9 +202,9 @@ pub(super) async fn apply<C: ConnectionTrait>(
         Write::IndexSearch => {
             // A backlog past one pass (a search after a long outage of the indexer) is worked
             // off pass by pass.
-            while super::search_index::index_pending(db, alone).await?
-                >= super::search_index::INDEX_BATCH
-            {}
+            while super::search_index::index_pending(db).await? >= super::search_index::INDEX_BATCH
+            {
+            }
             Ok(Written::Done)
         }
     }
@@ -254,8 +229,8 @@ fn bump(session_id: Uuid, at: DateTime<Utc>) -> sea_orm::UpdateMany<sessions::En
         .filter(sessions::Column::Id.eq(session_id))
 }
 
-/// The portable begin (and, on SQLite, a replacing one: it runs in a transaction, so its
-/// several round trips are no risk there).
+/// The begin on PostgreSQL and on an in-memory SQLite database (a SQLite file has its own
+/// writer: `sqlite_writer`).
 async fn begin_answer<C: ConnectionTrait>(db: &C, begin: &BeginAnswer) -> Result<Written, DbErr> {
     if let Some(limit) = begin.live_limit {
         if super::answer_limit::at_limit(db, begin.user_id, limit).await? {

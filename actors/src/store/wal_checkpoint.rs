@@ -20,7 +20,11 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
-use super::writer::{WriteQueue, CHECKPOINT};
+use super::writer::WriteQueue;
+
+/// Copies what the log holds into the database file, as far as readers allow, without waiting
+/// for anyone.
+pub(super) const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 
 /// How often the log is checkpointed: often enough that a copy of the database file is at most a
 /// moment behind and the log stays a few megabytes. A pass with nothing new to copy only reads

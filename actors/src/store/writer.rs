@@ -5,6 +5,8 @@
 //!
 //! Writes are sharded by session, and each shard is one task, so the writes of one session are
 //! applied in the order they were queued: a rename queued after a prompt never overtakes it.
+//! A SQLite database file has one shard, drained by a thread of its own (`sqlite_writer`); the
+//! tasks here serve PostgreSQL and an in-memory SQLite database.
 
 use std::{
     sync::{
@@ -14,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -45,9 +47,9 @@ pub enum WriteError {
 
 type Reply = oneshot::Sender<Result<Written, WriteError>>;
 
-struct Job {
-    write: Write,
-    reply: Reply,
+pub(super) struct Job {
+    pub(super) write: Write,
+    pub(super) reply: Reply,
 }
 
 /// A cheap-to-clone handle on the writer tasks.
@@ -64,18 +66,6 @@ pub struct WriteQueue {
     checkpoint_due: Arc<AtomicBool>,
 }
 
-/// How the writer may use its connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Connection {
-    /// A pool others use too: a write alone runs its statements as they are, or in a sea-orm
-    /// transaction.
-    Shared,
-    /// SQLite, a connection of the writer's own: a write alone that is one query carries its own
-    /// `BEGIN … COMMIT` (one round trip, one commit), and a failure midway is rolled back on this
-    /// same connection before anything else runs on it.
-    OwnSqlite,
-}
-
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Job")
@@ -83,26 +73,16 @@ impl std::fmt::Debug for Job {
 }
 
 impl WriteQueue {
-    /// Starts `shards` writer tasks over `conn`; each transaction gets at most `timeout`.
-    pub(super) fn spawn(
-        conn: DatabaseConnection,
-        shards: usize,
-        timeout: Duration,
-        connection: Connection,
-    ) -> Self {
+    /// Starts `shards` writer tasks over `conn` (PostgreSQL, or an in-memory SQLite database);
+    /// each transaction gets at most `timeout`.
+    pub(super) fn spawn(conn: DatabaseConnection, shards: usize, timeout: Duration) -> Self {
         let metrics = WriterMetrics::default();
+        // Only a SQLite file has a log to checkpoint (see `spawn_sqlite_thread`).
         let checkpoint_due = Arc::new(AtomicBool::new(false));
         let senders: Vec<mpsc::Sender<Job>> = (0..shards.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-                tokio::spawn(drain(
-                    conn.clone(),
-                    rx,
-                    timeout,
-                    metrics.clone(),
-                    connection,
-                    checkpoint_due.clone(),
-                ));
+                tokio::spawn(drain(conn.clone(), rx, timeout, metrics.clone()));
                 tx
             })
             .collect();
@@ -120,6 +100,25 @@ impl WriteQueue {
     /// (see `wal_checkpoint` for why there).
     pub(super) fn checkpoint_after_next_batch(&self) {
         self.checkpoint_due.store(true, Ordering::Release);
+    }
+
+    /// Starts the writer of a SQLite database file: a thread of its own with a connection of
+    /// its own (see `sqlite_writer`).
+    pub(super) fn spawn_sqlite_thread(
+        path: &std::path::Path,
+        timeout: Duration,
+    ) -> Result<Self, DbErr> {
+        let metrics = WriterMetrics::default();
+        let checkpoint_due = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        super::sqlite_writer::spawn(path, rx, timeout, metrics.clone(), checkpoint_due.clone())?;
+        Ok(WriteQueue {
+            shards: vec![tx].into(),
+            metrics,
+            unindexed: Arc::new(AtomicBool::new(true)),
+            indexer_started: Arc::new(AtomicBool::new(false)),
+            checkpoint_due,
+        })
     }
 
     /// SQLite: every `every`, if anything was written since, the messages queued for the search
@@ -186,75 +185,57 @@ impl WriteQueue {
     }
 }
 
-/// One shard's loop: take what is queued, commit it as one batch, answer every writer; then, if
-/// one is due, checkpoint the SQLite log.
+/// One shard's loop: take what is queued, commit it as one batch, answer every writer.
 async fn drain(
     conn: DatabaseConnection,
     mut jobs: mpsc::Receiver<Job>,
     timeout: Duration,
     metrics: WriterMetrics,
-    connection: Connection,
-    checkpoint_due: Arc<AtomicBool>,
 ) {
     let mut batch = Vec::with_capacity(16);
     while let Some(job) = jobs.recv().await {
-        batch.push(job);
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        metrics.batch_size.observe(batch.len() as f64);
+        gather(job, &mut jobs, &mut batch, &metrics);
         let started = Instant::now();
-        commit(&conn, &mut batch, timeout, connection).await;
+        commit(&conn, &mut batch, timeout).await;
         metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
-        // The batch's writers have their answers already: only the next batch waits for this.
-        if connection == Connection::OwnSqlite && checkpoint_due.swap(false, Ordering::AcqRel) {
-            if let Err(err) = bounded(timeout, conn.execute_unprepared(CHECKPOINT)).await {
-                tracing::debug!(%err, "checkpointing the SQLite log's tail failed");
-            }
-        }
     }
 }
 
-/// Copies what the log holds into the database file, as far as readers allow, without waiting
-/// for anyone (see `wal_checkpoint`).
-pub(super) const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+/// Makes the next batch: `first`, then whatever else is queued already (up to [`MAX_BATCH`]);
+/// nothing waits for more.
+pub(super) fn gather(
+    first: Job,
+    jobs: &mut mpsc::Receiver<Job>,
+    batch: &mut Vec<Job>,
+    metrics: &WriterMetrics,
+) {
+    batch.push(first);
+    while batch.len() < MAX_BATCH {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    metrics.batch_size.observe(batch.len() as f64);
+}
 
 /// Commits `batch` in one transaction. If that fails, each write is tried alone, so one write
-/// the database refuses cannot take the others of its batch down with it. A write alone brings
-/// its own transaction on SQLite when it can (see [`Connection::OwnSqlite`]); else its statements
-/// commit one by one (see `session_writes`), or in a transaction if it needs one.
-async fn commit(
-    conn: &DatabaseConnection,
-    batch: &mut Vec<Job>,
-    timeout: Duration,
-    connection: Connection,
-) {
+/// the database refuses cannot take the others of its batch down with it. A write alone runs its
+/// statements as they are (see `session_writes`), or in a transaction if it needs one.
+async fn commit(conn: &DatabaseConnection, batch: &mut Vec<Job>, timeout: Duration) {
     if let [job] = batch.as_slice() {
-        let result = if connection == Connection::OwnSqlite && job.write.is_one_sqlite_query() {
-            let result = bounded(timeout, apply(conn, &job.write, true)).await;
-            if result.is_err() {
-                // A statement that failed midway leaves the transaction open: end it here, on
-                // this connection, before the next write. (After a time-out it waits for the
-                // query still running; if that query committed, there is nothing to undo, and
-                // the caller treats its write as one that may have landed.)
-                let _ = bounded(timeout, conn.execute_unprepared("ROLLBACK")).await;
-            }
-            result
-        } else if job.write.needs_transaction() {
+        let result = if job.write.needs_transaction() {
             bounded(timeout, async {
                 let txn = conn.begin().await?;
-                let written = apply(&txn, &job.write, false).await?;
+                let written = apply(&txn, &job.write).await?;
                 txn.commit().await?;
                 Ok(written)
             })
             .await
         } else {
-            bounded(timeout, apply(conn, &job.write, false)).await
+            bounded(timeout, apply(conn, &job.write)).await
         };
         if let Some(job) = batch.pop() {
             let _ = job.reply.send(result);
@@ -265,7 +246,7 @@ async fn commit(
         let txn = conn.begin().await?;
         let mut results = Vec::with_capacity(batch.len());
         for job in batch.iter() {
-            results.push(apply(&txn, &job.write, false).await?);
+            results.push(apply(&txn, &job.write).await?);
         }
         txn.commit().await?;
         Ok(results)
@@ -293,7 +274,7 @@ async fn commit(
             for job in batch.drain(..) {
                 let result = bounded(timeout, async {
                     let txn = conn.begin().await?;
-                    let written = apply(&txn, &job.write, false).await?;
+                    let written = apply(&txn, &job.write).await?;
                     txn.commit().await?;
                     Ok(written)
                 })
