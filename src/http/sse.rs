@@ -152,12 +152,66 @@ fn lost_frames(generation_id: Uuid) -> [Bytes; 2] {
     ]
 }
 
+/// The most bytes of frames sent as one: a bound on one write, far above a burst of tokens.
+const MAX_COALESCED_BYTES: usize = 64 * 1024;
+
 struct SseState {
     generation_id: Uuid,
     pending: VecDeque<Bytes>,
     events: mpsc::Receiver<StreamEvent>,
     keep_alive: Duration,
     finished: bool,
+}
+
+impl SseState {
+    fn push(&mut self, event: StreamEvent) {
+        self.finished = matches!(event, StreamEvent::Done);
+        self.pending.push_back(frame(&event));
+    }
+
+    /// The generation went away without `[DONE]`.
+    fn lost(&mut self) {
+        self.finished = true;
+        self.pending.extend(lost_frames(self.generation_id));
+    }
+
+    /// Queues the events that have arrived already, without waiting for more.
+    fn take_ready(&mut self) {
+        let mut bytes: usize = self.pending.iter().map(Bytes::len).sum();
+        while !self.finished && bytes < MAX_COALESCED_BYTES {
+            match self.events.try_recv() {
+                Ok(event) => {
+                    self.push(event);
+                    bytes += self.pending.back().map_or(0, Bytes::len);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => self.lost(),
+            }
+        }
+    }
+
+    /// The queued frames as one (up to [`MAX_COALESCED_BYTES`] unless a single frame is larger).
+    fn take_pending(&mut self) -> Bytes {
+        let Some(first) = self.pending.pop_front() else {
+            return Bytes::new();
+        };
+        if self.pending.is_empty() {
+            return first;
+        }
+        let mut joined = bytes::BytesMut::with_capacity(
+            MAX_COALESCED_BYTES
+                .min(first.len() + self.pending.iter().map(Bytes::len).sum::<usize>()),
+        );
+        joined.extend_from_slice(&first);
+        while let Some(next) = self.pending.front() {
+            if joined.len() + next.len() > MAX_COALESCED_BYTES {
+                break;
+            }
+            joined.extend_from_slice(next);
+            self.pending.pop_front();
+        }
+        joined.freeze()
+    }
 }
 
 /// A 200 `text/event-stream` response that starts with `first` (already received) and goes on
@@ -200,23 +254,29 @@ fn build(
     };
     let frames = stream::unfold(state, |mut state| async move {
         loop {
-            if let Some(bytes) = state.pending.pop_front() {
+            if !state.pending.is_empty() {
+                // Everything ready goes out as one frame: a burst of tokens is one write to the
+                // socket (and one read for the client), not one each.
+                let bytes = state.take_pending();
                 return Some((Ok::<_, Infallible>(Frame::data(bytes)), state));
             }
             if state.finished {
                 return None;
             }
-            match tokio::time::timeout(state.keep_alive, state.events.recv()).await {
-                Ok(Some(event)) => {
-                    state.finished = matches!(event, StreamEvent::Done);
-                    state.pending.push_back(frame(&event));
+            // What is queued already is taken at once; only an empty queue arms the keep-alive
+            // timer.
+            match state.events.try_recv() {
+                Ok(event) => state.push(event),
+                Err(mpsc::error::TryRecvError::Disconnected) => state.lost(),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout(state.keep_alive, state.events.recv()).await {
+                        Ok(Some(event)) => state.push(event),
+                        Ok(None) => state.lost(),
+                        Err(_) => state.pending.push_back(Bytes::from_static(KEEP_ALIVE)),
+                    }
                 }
-                Ok(None) => {
-                    state.finished = true;
-                    state.pending.extend(lost_frames(state.generation_id));
-                }
-                Err(_) => state.pending.push_back(Bytes::from_static(KEEP_ALIVE)),
             }
+            state.take_ready();
         }
     });
     let mut response = Response::new(StreamBody::new(frames).boxed_unsync());
@@ -279,5 +339,69 @@ mod tests {
         assert_eq!(parsed, serde_json::json!({ "delta": "a \"quoted\"\nline" }));
         let delta: StreamDelta = serde_json::from_str(data).unwrap();
         assert_eq!(delta.delta, "a \"quoted\"\nline");
+    }
+
+    /// The body's frames, each as text, until it ends.
+    async fn frames_of(response: Response<Body>) -> Vec<String> {
+        let mut body = response.into_body();
+        let mut frames = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                frames.push(String::from_utf8(data.to_vec()).unwrap());
+            }
+        }
+        frames
+    }
+
+    #[tokio::test]
+    async fn events_already_queued_go_out_together_in_order() {
+        let (tx, rx) = mpsc::channel(8);
+        let response = sse_waiting_response(Uuid::nil(), rx, Duration::from_secs(30));
+        for (id, text) in [(1, "a"), (2, "b"), (3, "c")] {
+            tx.try_send(StreamEvent::Delta {
+                id,
+                text: text.into(),
+            })
+            .unwrap();
+        }
+        tx.try_send(StreamEvent::Done).unwrap();
+        let frames = frames_of(response).await;
+        // The waiting comment at once, then the burst as one write (one read for the client).
+        assert_eq!(
+            frames,
+            [
+                ": waiting for the provider\n\n".to_owned(),
+                "id: 1\ndata: {\"delta\":\"a\"}\n\nid: 2\ndata: {\"delta\":\"b\"}\n\n\
+                 id: 3\ndata: {\"delta\":\"c\"}\n\ndata: [DONE]\n\n"
+                    .to_owned(),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_generation_gone_mid_burst_still_ends_the_stream_properly() {
+        let (tx, rx) = mpsc::channel(8);
+        let response = sse_response(
+            Uuid::nil(),
+            vec![StreamEvent::Delta {
+                id: 1,
+                text: "a".into(),
+            }],
+            rx,
+            Duration::from_secs(30),
+        );
+        tx.try_send(StreamEvent::Delta {
+            id: 2,
+            text: "b".into(),
+        })
+        .unwrap();
+        drop(tx);
+        let text = frames_of(response).await.concat();
+        assert!(
+            text.starts_with("id: 1\ndata: {\"delta\":\"a\"}\n\nid: 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("\"code\":\"stream_interrupted\""), "{text}");
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
     }
 }

@@ -325,24 +325,36 @@ async fn read_upstream(
             return;
         }
     };
+    // The first event goes on alone, at once: it is the one a client is waiting for.
+    let mut gather = false;
     while let Some(first) = stream.next().await {
         let mut failed = first.is_err();
         let mut ended = false;
         let mut items = vec![first];
-        // Whatever else is ready goes in the same message; nothing waits for more.
-        while !failed && items.len() < MAX_EVENTS_PER_MESSAGE {
+        // After it, whatever else is ready goes in the same message, so a burst of tokens is
+        // one actor message and one write to the client, not one each. hyper hands a body over
+        // a chunk at a time (its connection task decodes the next only once this one is taken),
+        // so one yield lets it catch up; a stream with nothing more to give is not waited for.
+        let mut yielded = false;
+        while gather && !failed && items.len() < MAX_EVENTS_PER_MESSAGE {
             match stream.next().now_or_never() {
                 Some(Some(item)) => {
                     failed = item.is_err();
                     items.push(item);
+                    yielded = false;
                 }
                 Some(None) => {
                     ended = true;
                     break;
                 }
+                None if !yielded => {
+                    tokio::task::yield_now().await;
+                    yielded = true;
+                }
                 None => break,
             }
         }
+        gather = true;
         if myself.cast(ChatMsg::Upstream(items)).is_err() || failed {
             return;
         }
