@@ -19,24 +19,7 @@ ROUNDS=${BENCH_ROUNDS:-2}
 SESSION_TURNS=${BENCH_SESSION_TURNS:-300}
 PORT=${BENCH_PORT:-19950}
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_for() {
-  for _ in $(seq 300); do
-    if curl -s -o /dev/null -m 1 "$1"; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing answers at $1; logs in $TMP" >&2
-  exit 1
-}
+source "$(dirname "$0")/common.sh"
 
 MOCK=127.0.0.1:$PORT
 "$NEW" mock-upstream --addr "$MOCK" --ttft-ms 0 --gap-ms 0 --tokens 20 2>"$TMP/mock.log" &

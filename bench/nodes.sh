@@ -27,24 +27,7 @@ else
   cargo build
 fi
 BIN=target/$PROFILE/omnichat
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_for() { # URL: until it answers at all (30 s at most).
-  for _ in $(seq 300); do
-    if curl -s -o /dev/null -m 1 "$1"; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing answers at $1; logs in $TMP" >&2
-  exit 1
-}
+source bench/common.sh
 
 "$BIN" mock-upstream --addr "$MOCK" --ttft-ms 0 --gap-ms 0 --tokens 20 2>"$TMP/mock.log" &
 PIDS+=($!)

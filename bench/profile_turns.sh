@@ -11,14 +11,7 @@ TURNS=${1:-300}
 PORT=${BENCH_PORT:-19200}
 cargo build --release
 BIN=target/release/omnichat
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
+source bench/common.sh
 
 "$BIN" mock-upstream --addr "127.0.0.1:$((PORT + 1))" --tokens 20 2>/dev/null &
 PIDS+=($!)

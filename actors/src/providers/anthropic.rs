@@ -31,15 +31,8 @@ pub(crate) fn build_request(
     settings: &ProviderSettings,
     request: &ChatRequest,
 ) -> reqwest::RequestBuilder {
-    // Anthropic rejects empty text blocks (an earlier answer that failed before its first token
-    // is stored empty), and has no system role among the messages.
-    let not_empty = |content: &str| !content.trim().is_empty();
-    let system: Vec<&str> = request
-        .messages
-        .iter()
-        .filter(|message| message.role == Role::System && not_empty(&message.content))
-        .map(|message| message.content.as_str())
-        .collect();
+    // Anthropic rejects empty text blocks, and has no system role among the messages.
+    let (system, turns) = json_body::system_apart(&request.messages);
     let mut body = JsonBody::with_texts(request.messages.iter().map(|message| &message.content));
     // Required by Anthropic: the request's own, else the configured default.
     let max_tokens = request.max_tokens.unwrap_or(settings.anthropic_max_tokens);
@@ -52,23 +45,14 @@ pub(crate) fn build_request(
         body.raw(",\"system\":").string(&system.join("\n\n"));
     }
     body.raw(",\"messages\":[");
-    let mut first = true;
-    for message in request
-        .messages
-        .iter()
-        .filter(|message| message.role != Role::System && not_empty(&message.content))
-    {
-        if !first {
-            body.raw(",");
-        }
-        first = false;
-        let role = if message.role == Role::Assistant {
-            "{\"role\":\"assistant\",\"content\":"
-        } else {
-            "{\"role\":\"user\",\"content\":"
-        };
-        body.raw(role).text(&message.content).raw("}");
-    }
+    body.turns(
+        turns,
+        |role| match role {
+            Role::Assistant => "{\"role\":\"assistant\",\"content\":",
+            _ => "{\"role\":\"user\",\"content\":",
+        },
+        "}",
+    );
     body.raw("]}");
     let key = settings.anthropic_api_key.as_deref().unwrap_or_default();
     let builder = endpoint
@@ -259,8 +243,8 @@ fn upstream_error(message: Option<String>) -> ProviderError {
 mod tests {
     use super::*;
     use crate::providers::pipeline::testing::{
-        awkward_conversation, body_bytes, built, conversation, endpoints, error_code, every_split,
-        settings, text,
+        awkward_with_and_without_system, body_bytes, built, conversation, endpoints, error_code,
+        every_split, settings, text,
     };
     use crate::providers::MessageText;
     use serde::Serialize;
@@ -436,13 +420,7 @@ mod tests {
     #[test]
     fn the_body_is_byte_for_byte_what_serde_json_writes() {
         let client = reqwest::Client::new();
-        let full = awkward_conversation("claude-\"x\"");
-        let mut no_system = full.clone();
-        no_system
-            .messages
-            .retain(|message| message.role != Role::System);
-        no_system.max_tokens = None;
-        for request in [full, no_system] {
+        for request in awkward_with_and_without_system("claude-\"x\"") {
             let not_empty = |content: &str| !content.trim().is_empty();
             let system: Vec<&str> = request
                 .messages

@@ -38,33 +38,18 @@ pub(crate) fn build_request(
     settings: &ProviderSettings,
     request: &ChatRequest,
 ) -> reqwest::RequestBuilder {
-    // Gemini takes system prompts apart from the turns, and rejects turns with empty text (an
-    // earlier answer that failed before its first token is stored empty).
-    let system: Vec<&str> = request
-        .messages
-        .iter()
-        .filter(|message| message.role == Role::System && !message.content.trim().is_empty())
-        .map(|message| message.content.as_str())
-        .collect();
+    // Gemini takes system prompts apart from the turns, and rejects turns with empty text.
+    let (system, turns) = json_body::system_apart(&request.messages);
     let mut body = JsonBody::with_texts(request.messages.iter().map(|message| &message.content));
     body.raw("{\"contents\":[");
-    let mut first = true;
-    for message in request
-        .messages
-        .iter()
-        .filter(|message| message.role != Role::System && !message.content.trim().is_empty())
-    {
-        if !first {
-            body.raw(",");
-        }
-        first = false;
-        let role = if message.role == Role::Assistant {
-            "{\"role\":\"model\",\"parts\":[{\"text\":"
-        } else {
-            "{\"role\":\"user\",\"parts\":[{\"text\":"
-        };
-        body.raw(role).text(&message.content).raw("}]}");
-    }
+    body.turns(
+        turns,
+        |role| match role {
+            Role::Assistant => "{\"role\":\"model\",\"parts\":[{\"text\":",
+            _ => "{\"role\":\"user\",\"parts\":[{\"text\":",
+        },
+        "}]}",
+    );
     body.raw("]");
     if !system.is_empty() {
         body.raw(",\"systemInstruction\":{\"parts\":[{\"text\":")
@@ -264,8 +249,8 @@ fn filtered(message: String) -> ProviderError {
 mod tests {
     use super::*;
     use crate::providers::pipeline::testing::{
-        awkward_conversation, body_bytes, built, conversation, error_code, every_split, settings,
-        text,
+        awkward_with_and_without_system, body_bytes, built, conversation, error_code, every_split,
+        settings, text,
     };
     use crate::providers::MessageText;
     use serde::Serialize;
@@ -453,13 +438,7 @@ mod tests {
     #[test]
     fn the_body_is_byte_for_byte_what_serde_json_writes() {
         let client = reqwest::Client::new();
-        let full = awkward_conversation("gemini-2.5-pro");
-        let mut no_system = full.clone();
-        no_system
-            .messages
-            .retain(|message| message.role != Role::System);
-        no_system.max_tokens = None;
-        for request in [full, no_system] {
+        for request in awkward_with_and_without_system("gemini-2.5-pro") {
             let keep = |message: &&crate::providers::ChatMessage, system: bool| {
                 (message.role == Role::System) == system && !message.content.trim().is_empty()
             };

@@ -3,7 +3,7 @@
 //! rather than a serializer's walk over maps and keys. The output is exactly what `serde_json`
 //! makes of the same fields in the same order (compact, no spaces).
 
-use super::MessageText;
+use super::{ChatMessage, ChatRequest, MessageText, Role};
 
 /// A body being written.
 pub(crate) struct JsonBody {
@@ -43,9 +43,64 @@ impl JsonBody {
         self
     }
 
+    /// `turns`, comma-separated, each written as `open` for its role, its text, then `close`.
+    pub(crate) fn turns<'a>(
+        &mut self,
+        turns: impl Iterator<Item = &'a ChatMessage>,
+        open: impl Fn(Role) -> &'static str,
+        close: &str,
+    ) -> &mut Self {
+        for (n, message) in turns.enumerate() {
+            if n > 0 {
+                self.raw(",");
+            }
+            self.raw(open(message.role))
+                .text(&message.content)
+                .raw(close);
+        }
+        self
+    }
+
+    /// `{"model":…,"messages":[…` with every message as `{"role":…,"content":…}`, the form the
+    /// OpenAI and Ollama formats share; the caller closes the array and adds its own fields.
+    pub(crate) fn model_and_messages(&mut self, request: &ChatRequest) -> &mut Self {
+        self.raw("{\"model\":")
+            .string(&request.model)
+            .raw(",\"messages\":[")
+            .turns(
+                request.messages.iter(),
+                |role| match role {
+                    Role::System => "{\"role\":\"system\",\"content\":",
+                    Role::User => "{\"role\":\"user\",\"content\":",
+                    Role::Assistant => "{\"role\":\"assistant\",\"content\":",
+                },
+                "}",
+            )
+    }
+
     pub(crate) fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }
+}
+
+/// For the wire formats that take system prompts apart from the turns and refuse empty text
+/// (Anthropic, Gemini; an earlier answer that failed before its first token is stored empty):
+/// the system prompts that say something, and the turns that do.
+pub(crate) fn system_apart(
+    messages: &[ChatMessage],
+) -> (Vec<&str>, impl Iterator<Item = &ChatMessage>) {
+    let says_something = |message: &&ChatMessage| !message.content.trim().is_empty();
+    let system = messages
+        .iter()
+        .filter(|message| message.role == Role::System)
+        .filter(says_something)
+        .map(|message| message.content.as_str())
+        .collect();
+    let turns = messages
+        .iter()
+        .filter(|message| message.role != Role::System)
+        .filter(says_something);
+    (system, turns)
 }
 
 /// Sets `body` as a JSON request body, as `RequestBuilder::json` would: `Content-Type` last.

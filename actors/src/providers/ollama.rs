@@ -26,19 +26,7 @@ pub(crate) fn build_request(
     request: &ChatRequest,
 ) -> reqwest::RequestBuilder {
     let mut body = JsonBody::with_texts(request.messages.iter().map(|message| &message.content));
-    body.raw("{\"model\":")
-        .string(&request.model)
-        .raw(",\"messages\":[");
-    for (index, message) in request.messages.iter().enumerate() {
-        if index > 0 {
-            body.raw(",");
-        }
-        body.raw("{\"role\":\"")
-            .raw(message.role.as_str())
-            .raw("\",\"content\":")
-            .text(&message.content)
-            .raw("}");
-    }
+    body.model_and_messages(request);
     body.raw("],\"stream\":true");
     if let Some(num_predict) = request.max_tokens {
         body.raw(",\"options\":{\"num_predict\":")
@@ -138,9 +126,8 @@ mod tests {
     use super::*;
     use crate::providers::pipeline::testing::{
         awkward_conversation, body_bytes, built, conversation, endpoints, error_code, every_split,
-        text,
+        role_and_content, text, RoleAndContent,
     };
-    use crate::providers::MessageText;
     use serde::Serialize;
     use serde_json::json;
 
@@ -260,7 +247,7 @@ mod tests {
     #[derive(Serialize)]
     struct RequestBody<'a> {
         model: &'a str,
-        messages: Vec<Message<'a>>,
+        messages: Vec<RoleAndContent<'a>>,
         stream: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         options: Option<Options>,
@@ -271,12 +258,6 @@ mod tests {
         num_predict: u32,
     }
 
-    #[derive(Serialize)]
-    struct Message<'a> {
-        role: &'static str,
-        content: &'a MessageText,
-    }
-
     #[test]
     fn the_body_is_byte_for_byte_what_serde_json_writes() {
         let client = reqwest::Client::new();
@@ -285,14 +266,7 @@ mod tests {
             request.max_tokens = max_tokens;
             let expected = serde_json::to_vec(&RequestBody {
                 model: &request.model,
-                messages: request
-                    .messages
-                    .iter()
-                    .map(|message| Message {
-                        role: message.role.as_str(),
-                        content: &message.content,
-                    })
-                    .collect(),
+                messages: role_and_content(&request),
                 stream: true,
                 options: request
                     .max_tokens

@@ -35,19 +35,7 @@ pub(crate) fn build_request(
     request: &ChatRequest,
 ) -> reqwest::RequestBuilder {
     let mut body = JsonBody::with_texts(request.messages.iter().map(|message| &message.content));
-    body.raw("{\"model\":")
-        .string(&request.model)
-        .raw(",\"messages\":[");
-    for (index, message) in request.messages.iter().enumerate() {
-        if index > 0 {
-            body.raw(",");
-        }
-        body.raw("{\"role\":\"")
-            .raw(message.role.as_str())
-            .raw("\",\"content\":")
-            .text(&message.content)
-            .raw("}");
-    }
+    body.model_and_messages(request);
     body.raw("],\"stream\":true,\"stream_options\":{\"include_usage\":true}");
     if let Some(max_tokens) = request.max_tokens {
         body.raw(",\"max_tokens\":").number(max_tokens);
@@ -214,9 +202,8 @@ mod tests {
     use super::*;
     use crate::providers::pipeline::testing::{
         awkward_conversation, body_bytes, built, conversation, endpoints, error_code, every_split,
-        settings, text,
+        role_and_content, settings, text, RoleAndContent,
     };
-    use crate::providers::MessageText;
     use serde::Serialize;
     use serde_json::json;
 
@@ -372,17 +359,11 @@ mod tests {
     #[derive(Serialize)]
     struct RequestBody<'a> {
         model: &'a str,
-        messages: Vec<Message<'a>>,
+        messages: Vec<RoleAndContent<'a>>,
         stream: bool,
         stream_options: StreamOptions,
         #[serde(skip_serializing_if = "Option::is_none")]
         max_tokens: Option<u32>,
-    }
-
-    #[derive(Serialize)]
-    struct Message<'a> {
-        role: &'static str,
-        content: &'a MessageText,
     }
 
     #[derive(Serialize)]
@@ -398,14 +379,7 @@ mod tests {
             request.max_tokens = max_tokens;
             let expected = serde_json::to_vec(&RequestBody {
                 model: &request.model,
-                messages: request
-                    .messages
-                    .iter()
-                    .map(|message| Message {
-                        role: message.role.as_str(),
-                        content: &message.content,
-                    })
-                    .collect(),
+                messages: role_and_content(&request),
                 stream: true,
                 stream_options: StreamOptions {
                     include_usage: true,

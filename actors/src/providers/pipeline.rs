@@ -185,44 +185,82 @@ pub(crate) mod testing {
         ProviderStream, Role,
     };
 
-    /// A two-turn conversation with a system prompt, the new prompt last.
-    pub(crate) fn conversation(model: &str) -> ChatRequest {
-        let message = |role, content: &str| ChatMessage {
-            role,
-            content: content.into(),
-        };
+    /// A request to `model` with these messages.
+    fn request(model: &str, messages: &[(Role, &str)], max_tokens: Option<u32>) -> ChatRequest {
         ChatRequest {
             model: model.to_owned(),
-            messages: vec![
-                message(Role::System, "You are terse."),
-                message(Role::User, "Hi, I'm Zoë"),
-                message(Role::Assistant, "Hello Zoë!"),
-                message(Role::User, "What's my name?"),
-            ],
-            max_tokens: None,
+            messages: messages
+                .iter()
+                .map(|&(role, content)| ChatMessage {
+                    role,
+                    content: content.into(),
+                })
+                .collect(),
+            max_tokens,
         }
+    }
+
+    /// A two-turn conversation with a system prompt, the new prompt last.
+    pub(crate) fn conversation(model: &str) -> ChatRequest {
+        request(
+            model,
+            &[
+                (Role::System, "You are terse."),
+                (Role::User, "Hi, I'm Zoë"),
+                (Role::Assistant, "Hello Zoë!"),
+                (Role::User, "What's my name?"),
+            ],
+            None,
+        )
     }
 
     /// A conversation whose texts need escaping, with two system prompts, an empty answer and a
     /// longest answer: what request bodies are checked against byte for byte.
     pub(crate) fn awkward_conversation(model: &str) -> ChatRequest {
-        let message = |role, content: &str| ChatMessage {
-            role,
-            content: content.into(),
-        };
-        ChatRequest {
-            model: model.to_owned(),
-            messages: vec![
-                message(Role::System, "Be \"terse\".\n"),
-                message(Role::User, "Hi, I'm Zoë 😀 \\ \t \u{1} </script>"),
-                message(Role::Assistant, ""),
-                message(Role::System, "  "),
-                message(Role::System, "Answer in French."),
-                message(Role::Assistant, "Hello\r\nZoë!"),
-                message(Role::User, "What's my name?"),
+        request(
+            model,
+            &[
+                (Role::System, "Be \"terse\".\n"),
+                (Role::User, "Hi, I'm Zoë 😀 \\ \t \u{1} </script>"),
+                (Role::Assistant, ""),
+                (Role::System, "  "),
+                (Role::System, "Answer in French."),
+                (Role::Assistant, "Hello\r\nZoë!"),
+                (Role::User, "What's my name?"),
             ],
-            max_tokens: Some(77),
-        }
+            Some(77),
+        )
+    }
+
+    /// [`awkward_conversation`] as it is, and without its system prompts or `max_tokens`: the
+    /// two shapes of body the formats that take system prompts apart must write.
+    pub(crate) fn awkward_with_and_without_system(model: &str) -> [ChatRequest; 2] {
+        let full = awkward_conversation(model);
+        let mut no_system = full.clone();
+        no_system
+            .messages
+            .retain(|message| message.role != Role::System);
+        no_system.max_tokens = None;
+        [full, no_system]
+    }
+
+    /// A message as the OpenAI and Ollama formats carry it, for the serde reference bodies.
+    #[derive(serde::Serialize)]
+    pub(crate) struct RoleAndContent<'a> {
+        role: &'static str,
+        content: &'a super::super::MessageText,
+    }
+
+    /// `request`'s messages, every one, as [`RoleAndContent`].
+    pub(crate) fn role_and_content(request: &ChatRequest) -> Vec<RoleAndContent<'_>> {
+        request
+            .messages
+            .iter()
+            .map(|message| RoleAndContent {
+                role: message.role.as_str(),
+                content: &message.content,
+            })
+            .collect()
     }
 
     /// The endpoints of [`settings`].

@@ -211,10 +211,13 @@ fn shorten(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::{sync::Arc, time::Duration};
+    use std::sync::Arc;
 
     use super::*;
-    use crate::store::{test_writes::begin, AssistantOutcome, Write};
+    use crate::store::{
+        test_writes::{self, begin},
+        AssistantOutcome, Write,
+    };
 
     /// FTS5 checks its index against the tables, row by row (`rank` 1: the content too), once
     /// the queued messages are in.
@@ -236,15 +239,7 @@ mod tests {
 
     /// A migrated in-memory store with one user.
     async fn store_with_user() -> (Store, Uuid) {
-        let store = Store::connect("sqlite::memory:", 1, Duration::from_secs(3))
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        let user = store
-            .insert_user("ada", "ada@example.com", "x".into())
-            .await
-            .unwrap();
-        (store, user.id)
+        test_writes::store_with_user("sqlite::memory:").await
     }
 
     #[tokio::test]

@@ -11,17 +11,19 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 /// after a backlog this large runs passes until it is gone.
 pub(super) const INDEX_BATCH: i64 = 20_000;
 
-/// Indexes the first [`INDEX_BATCH`] queued rows whose text is final (an answer still
-/// `streaming` stays queued), then takes those off the queue; `indexed` is how many went in.
-/// Both statements pick the same rows: nothing else writes in between.
-pub(super) const INDEX_PENDING: &str = "\
+/// Indexes the first `?1` queued rows whose text is final (an answer still `streaming` stays
+/// queued). [`UNQUEUE_INDEXED`] then takes the same rows off the queue: nothing else writes in
+/// between, and the number it removes is the number indexed.
+pub(super) const INDEX_QUEUED: &str = "\
 INSERT INTO messages_fts(rowid, content) \
 SELECT m.rowid, m.content FROM messages_fts_pending p CROSS JOIN messages m ON m.rowid = p.msg_rowid \
-WHERE m.status IS NOT 'streaming' ORDER BY p.msg_rowid LIMIT ?1; \
+WHERE m.status IS NOT 'streaming' ORDER BY p.msg_rowid LIMIT ?1";
+
+/// The rows [`INDEX_QUEUED`] indexed, off the queue.
+pub(super) const UNQUEUE_INDEXED: &str = "\
 DELETE FROM messages_fts_pending WHERE msg_rowid IN ( \
 SELECT p.msg_rowid FROM messages_fts_pending p CROSS JOIN messages m ON m.rowid = p.msg_rowid \
-WHERE m.status IS NOT 'streaming' ORDER BY p.msg_rowid LIMIT ?1); \
-SELECT changes() AS indexed";
+WHERE m.status IS NOT 'streaming' ORDER BY p.msg_rowid LIMIT ?1)";
 
 /// One pass over the queue; how many rows it indexed. Nothing to do on PostgreSQL, whose index
 /// is a generated column.
@@ -29,15 +31,9 @@ pub(super) async fn index_pending<C: ConnectionTrait>(db: &C) -> Result<i64, DbE
     if db.get_database_backend() != DbBackend::Sqlite {
         return Ok(0);
     }
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Sqlite,
-            INDEX_PENDING,
-            [Value::from(INDEX_BATCH)],
-        ))
-        .await?;
-    match rows.first() {
-        Some(row) => row.try_get("", "indexed"),
-        None => Ok(0),
-    }
+    let pass =
+        |sql| Statement::from_sql_and_values(DbBackend::Sqlite, sql, [Value::from(INDEX_BATCH)]);
+    db.execute_raw(pass(INDEX_QUEUED)).await?;
+    let indexed = db.execute_raw(pass(UNQUEUE_INDEXED)).await?.rows_affected();
+    Ok(i64::try_from(indexed).unwrap_or(i64::MAX))
 }

@@ -29,13 +29,18 @@ use uuid::Uuid;
 
 use super::{
     messages::AssistantOutcome,
-    search_index::{INDEX_BATCH, INDEX_PENDING},
+    search_index::{INDEX_BATCH, INDEX_QUEUED, UNQUEUE_INDEXED},
     session_writes::{BeginAnswer, Write, Written},
-    sqlite_writes::RECORD_USAGE_SQLITE,
+    sqlite_writes::{BUMP_AT_VERSION, COUNT_PROMPT},
+    usage::{sqlite_placeholders, RECORD_USAGE},
     wal_checkpoint::{CHECKPOINT, LOG_SIZE_LIMIT_BYTES},
     writer::{gather, Job, WriteError},
 };
 use crate::metrics::WriterMetrics;
+
+/// [`RECORD_USAGE`] as SQLite numbers its placeholders, made once.
+static RECORD_USAGE_SQLITE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| sqlite_placeholders(RECORD_USAGE));
 
 /// Opens the writer's connection to the database file at `path` and starts its thread, which
 /// ends when every sender of `jobs` is gone.
@@ -309,27 +314,17 @@ impl SqliteWriter {
     fn begin_answer(&self, begin: &BeginAnswer) -> Result<Written, Failure> {
         let conn = &self.conn;
         let answer = &begin.answer;
-        let bumped = conn
-            .prepare_cached(
-                "UPDATE sessions SET version = version + 1, updated_at = ?1 \
-                 WHERE id = ?2 AND user_id = ?3 AND version = ?4",
-            )?
-            .execute(params![
-                time(begin.at),
-                id(answer.session_id),
-                id(begin.user_id),
-                begin.expected_version
-            ])?;
+        let bumped = conn.prepare_cached(BUMP_AT_VERSION)?.execute(params![
+            time(begin.at),
+            id(answer.session_id),
+            id(begin.user_id),
+            begin.expected_version
+        ])?;
         if bumped == 0 {
             return Ok(Written::Stale);
         }
-        conn.prepare_cached(
-            "INSERT INTO prompt_rate (user_id, minute, prompts) VALUES (?1, ?2, 1) \
-             ON CONFLICT (user_id) DO UPDATE SET \
-             prompts = CASE WHEN prompt_rate.minute = excluded.minute \
-             THEN prompt_rate.prompts + 1 ELSE 1 END, minute = excluded.minute",
-        )?
-        .execute(params![id(begin.user_id), begin.quota.minute])?;
+        conn.prepare_cached(COUNT_PROMPT)?
+            .execute(params![id(begin.user_id), begin.quota.minute])?;
         // The version check above is what makes these the session's current last messages: the
         // SessionActor chose them at the version this write expected.
         for replaced in &begin.supersede {
@@ -420,16 +415,13 @@ impl SqliteWriter {
 
     /// One pass of the search index's queue (see `search_index`); how many rows went in.
     fn index_pending(&self) -> Result<usize, Failure> {
-        let statements = INDEX_PENDING
-            .split(';')
-            .map(str::trim)
-            .filter(|sql| !sql.is_empty() && !sql.starts_with("SELECT changes()"));
-        // The last statement takes the indexed rows off the queue: its count is theirs.
-        let mut indexed = 0;
-        for sql in statements {
-            indexed = self.conn.prepare_cached(sql)?.execute([INDEX_BATCH])?;
-        }
-        Ok(indexed)
+        self.conn
+            .prepare_cached(INDEX_QUEUED)?
+            .execute([INDEX_BATCH])?;
+        Ok(self
+            .conn
+            .prepare_cached(UNQUEUE_INDEXED)?
+            .execute([INDEX_BATCH])?)
     }
 }
 

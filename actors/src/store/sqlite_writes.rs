@@ -1,61 +1,56 @@
-//! SQLite statements of the async writer (an in-memory database; a database file has its own
-//! writer, `sqlite_writer`), and the usage charge in SQLite's placeholders for both.
-
-use std::sync::LazyLock;
+//! The SQLite statements both writers run for a turn's begin: the async writer (an in-memory
+//! database) and the thread of a database file (`sqlite_writer`).
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
-use super::{session_writes::BeginAnswer, usage::RECORD_USAGE};
+use super::session_writes::BeginAnswer;
 
-/// Bumps the session if it is still at the expected version, then counts the prompt in the
-/// user's minute only if the bump changed a row (`changes()` is the row count of the statement
-/// just before). (The quota itself was checked by the SessionActor: alone on SQLite, its
-/// counters are the truth; this keeps them for a restart.)
-const BUMP_AND_COUNT_PROMPT: &str = "\
-UPDATE sessions SET version = version + 1, updated_at = ? \
-WHERE id = ? AND user_id = ? AND version = ?; \
-INSERT INTO prompt_rate (user_id, minute, prompts) SELECT ?, ?, 1 WHERE changes() = 1 \
+/// Bumps the session if it is still at the expected version (`?1` the time, `?2` the session,
+/// `?3` its user, `?4` the version): no row changes when another write got there first.
+pub(super) const BUMP_AT_VERSION: &str = "\
+UPDATE sessions SET version = version + 1, updated_at = ?1 \
+WHERE id = ?2 AND user_id = ?3 AND version = ?4";
+
+/// Counts a prompt in its user's minute (`?1` the user, `?2` the minute). (The quota itself was
+/// checked by the SessionActor: alone on SQLite, its counters are the truth; this keeps them for
+/// a restart.)
+pub(super) const COUNT_PROMPT: &str = "\
+INSERT INTO prompt_rate (user_id, minute, prompts) VALUES (?1, ?2, 1) \
 ON CONFLICT (user_id) DO UPDATE SET \
 prompts = CASE WHEN prompt_rate.minute = excluded.minute THEN prompt_rate.prompts + 1 ELSE 1 END, \
 minute = excluded.minute";
 
-/// [`RECORD_USAGE`] with SQLite's numbered placeholders: `$n` there would be numbered in the
-/// order they first appear, which is not theirs.
-pub(super) static RECORD_USAGE_SQLITE: LazyLock<String> = LazyLock::new(|| {
-    let mut sql = RECORD_USAGE.to_owned();
-    for n in (1..=6).rev() {
-        sql = sql.replace(&format!("${n}"), &format!("?{n}"));
-    }
-    sql
-});
-
-/// Bumps the session if it is at the expected version and counts the prompt; false when the
+/// Bumps the session if it is at the expected version, then counts the prompt; false when the
 /// session was not at that version (nothing written).
 pub(super) async fn bump_and_count_prompt<C: ConnectionTrait>(
     db: &C,
     begin: &BeginAnswer,
 ) -> Result<bool, DbErr> {
-    let values: Vec<Value> = vec![
-        begin.at.into(),
-        begin.answer.session_id.into(),
-        begin.user_id.into(),
-        begin.expected_version.into(),
-        begin.user_id.into(),
-        begin.quota.minute.into(),
-    ];
-    let result = db
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Sqlite,
-            BUMP_AND_COUNT_PROMPT,
-            values,
-        ))
-        .await?;
-    Ok(result.rows_affected() > 0)
+    let bump = Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        BUMP_AT_VERSION,
+        [
+            Value::from(begin.at),
+            begin.answer.session_id.into(),
+            begin.user_id.into(),
+            begin.expected_version.into(),
+        ],
+    );
+    if db.execute_raw(bump).await?.rows_affected() == 0 {
+        return Ok(false);
+    }
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        COUNT_PROMPT,
+        [Value::from(begin.user_id), begin.quota.minute.into()],
+    ))
+    .await?;
+    Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::{sync::Arc, time::Duration};
+    use std::sync::Arc;
 
     use chrono::Utc;
     use uuid::Uuid;
@@ -63,30 +58,13 @@ mod tests {
     use crate::store::{test_writes, AssistantOutcome, Store, Write, Written};
 
     async fn store_with_session() -> (Store, Uuid, Uuid) {
-        store_at_with_session("sqlite::memory:").await
+        test_writes::store_with_session("sqlite::memory:").await
     }
 
-    /// A database file: its writer is a thread of its own over rusqlite (`sqlite_writer`); in
-    /// memory, the async writer over sea-orm writes instead. Both must write the same rows.
-    fn database_file() -> String {
-        let path = std::env::temp_dir().join(format!("omnichat-writes-{}.db", Uuid::now_v7()));
-        format!("sqlite://{}?mode=rwc", path.display())
-    }
-
-    async fn store_at_with_session(url: &str) -> (Store, Uuid, Uuid) {
-        let store = Store::connect(url, 1, Duration::from_secs(3))
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        let user = store
-            .insert_user("ada", "ada@example.com", "x".into())
-            .await
-            .unwrap();
-        let session = store
-            .insert_session(user.id, "New chat", true, None)
-            .await
-            .unwrap();
-        (store, user.id, session.id)
+    /// On a database file its writer is a thread of its own over rusqlite (`sqlite_writer`);
+    /// in memory, the async writer over sea-orm writes instead. Both must write the same rows.
+    async fn store_on_a_file_with_session() -> (Store, Uuid, Uuid) {
+        test_writes::store_with_session(&test_writes::database_file().1).await
     }
 
     fn begin(user_id: Uuid, session_id: Uuid, expected_version: i64) -> Write {
@@ -102,7 +80,7 @@ mod tests {
     #[tokio::test]
     async fn the_same_holds_for_the_writer_of_a_database_file() {
         // A stale begin right after a begin that went in, too.
-        begins_at_and_off_the_expected_version(store_at_with_session(&database_file()).await).await;
+        begins_at_and_off_the_expected_version(store_on_a_file_with_session().await).await;
     }
 
     async fn begins_at_and_off_the_expected_version((store, user, session): (Store, Uuid, Uuid)) {
@@ -159,7 +137,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_writer_of_a_database_file_finishes_an_answer_alike() {
-        finishes_an_answer(store_at_with_session(&database_file()).await).await;
+        finishes_an_answer(store_on_a_file_with_session().await).await;
     }
 
     async fn finishes_an_answer((store, user, session): (Store, Uuid, Uuid)) {

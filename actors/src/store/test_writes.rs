@@ -1,9 +1,43 @@
-//! Test helpers: the writes of a turn, built the way the SessionActor builds them.
+//! Test helpers: migrated stores with a user (and a session), and the writes of a turn, built
+//! the way the SessionActor builds them.
+
+use std::{path::PathBuf, time::Duration};
 
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{BeginAnswer, NewAssistantMessage, Write};
+use super::{BeginAnswer, NewAssistantMessage, Store, Write};
+
+/// A new SQLite database file (where the group-commit writer is a thread of its own over
+/// rusqlite and the log is checkpointed in the background): its path and URL.
+pub(crate) fn database_file() -> (PathBuf, String) {
+    let path = std::env::temp_dir().join(format!("omnichat-store-{}.db", Uuid::now_v7()));
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    (path, url)
+}
+
+/// A migrated store at `url` (`sqlite::memory:` or a [`database_file`]) with user `ada`.
+pub(crate) async fn store_with_user(url: &str) -> (Store, Uuid) {
+    let store = Store::connect(url, 1, Duration::from_secs(3))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let user = store
+        .insert_user("ada", "ada@example.com", "x".into())
+        .await
+        .unwrap();
+    (store, user.id)
+}
+
+/// [`store_with_user`], and a session of hers.
+pub(crate) async fn store_with_session(url: &str) -> (Store, Uuid, Uuid) {
+    let (store, user) = store_with_user(url).await;
+    let session = store
+        .insert_session(user, "New chat", true, None)
+        .await
+        .unwrap();
+    (store, user, session.id)
+}
 
 /// The write of `prompt` and its `streaming` `echo` answer in `session_id` on node `node-a`,
 /// expecting the session at `expected_version`; and the answer's id. The prompt's id is made

@@ -20,10 +20,16 @@ use crate::budget::{utc_day, utc_minute, QuotaCheck, UserQuota};
 /// A statement for `backend` from SQL with `$n` placeholders.
 pub(super) fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
     let sql = match backend {
-        DbBackend::Sqlite => sql.replace('$', "?"),
+        DbBackend::Sqlite => sqlite_placeholders(sql),
         _ => sql.to_owned(),
     };
     Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// `sql` with SQLite's numbered placeholders (`?n` for `$n`: SQLite would number `$n` in the
+/// order they first appear, not by their digits).
+pub(super) fn sqlite_placeholders(sql: &str) -> String {
+    sql.replace('$', "?")
 }
 
 /// Counts a prompt in the user's current minute, only while neither the day's tokens nor the

@@ -54,32 +54,12 @@ pub(super) fn spawn(db: DatabaseConnection, writes: WriteQueue, every: Duration)
 
 #[cfg(test)]
 mod tests {
-    use std::{path::PathBuf, time::Duration};
+    use std::time::Duration;
 
     use uuid::Uuid;
 
     use super::CHECKPOINT_EVERY;
     use crate::store::{test_writes, Store, Written};
-
-    /// A store on a new database file (where the writer has its own connection and the
-    /// checkpointer runs), with one user and one session.
-    async fn store_on_a_file() -> (Store, PathBuf, Uuid, Uuid) {
-        let path = std::env::temp_dir().join(format!("omnichat-wal-{}.db", Uuid::now_v7()));
-        let url = format!("sqlite://{}?mode=rwc", path.display());
-        let store = Store::connect(&url, 2, Duration::from_secs(3))
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        let user = store
-            .insert_user("ada", "ada@example.com", "x".into())
-            .await
-            .unwrap();
-        let session = store
-            .insert_session(user.id, "New chat", true, None)
-            .await
-            .unwrap();
-        (store, path, user.id, session.id)
-    }
 
     /// Stores `turns` turns in `session`, one write at a time, as a lone client would.
     async fn turns(store: &Store, user: Uuid, session: Uuid, from_version: i64, turns: i64) {
@@ -93,7 +73,8 @@ mod tests {
     #[tokio::test]
     async fn the_database_file_alone_soon_holds_what_was_written() {
         // What a backup that copies only the database file gets.
-        let (store, path, user, session) = store_on_a_file().await;
+        let (path, url) = test_writes::database_file();
+        let (store, user, session) = test_writes::store_with_session(&url).await;
         turns(&store, user, session, 0, 3).await;
         let mut found = 0;
         for attempt in 0..40 {
@@ -122,7 +103,8 @@ mod tests {
         // A checkpoint beside a writer that never pauses never leaves every frame copied, and
         // without the writer's own checkpoint the log would grow by every commit (hundreds of
         // megabytes a minute under load).
-        let (store, path, user, _) = store_on_a_file().await;
+        let (path, url) = test_writes::database_file();
+        let (store, user) = test_writes::store_with_user(&url).await;
         let mut clients = Vec::new();
         for _ in 0..4 {
             let session = store

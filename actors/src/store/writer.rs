@@ -76,30 +76,14 @@ impl WriteQueue {
     /// Starts `shards` writer tasks over `conn` (PostgreSQL, or an in-memory SQLite database);
     /// each transaction gets at most `timeout`.
     pub(super) fn spawn(conn: DatabaseConnection, shards: usize, timeout: Duration) -> Self {
-        let metrics = WriterMetrics::default();
-        // Only a SQLite file has a log to checkpoint (see `spawn_sqlite_thread`).
-        let checkpoint_due = Arc::new(AtomicBool::new(false));
-        let senders: Vec<mpsc::Sender<Job>> = (0..shards.max(1))
-            .map(|_| {
-                let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-                tokio::spawn(drain(conn.clone(), rx, timeout, metrics.clone()));
-                tx
-            })
-            .collect();
-        WriteQueue {
-            shards: senders.into(),
-            metrics,
-            // Rows a previous run queued and never indexed are indexed at the first tick.
-            unindexed: Arc::new(AtomicBool::new(true)),
-            indexer_started: Arc::new(AtomicBool::new(false)),
-            checkpoint_due,
+        let started = Self::start(shards, |jobs, metrics, _| {
+            tokio::spawn(drain(conn.clone(), jobs, timeout, metrics));
+            Ok::<_, std::convert::Infallible>(())
+        });
+        match started {
+            Ok(queue) => queue,
+            Err(never) => match never {},
         }
-    }
-
-    /// SQLite: asks the writer to checkpoint the log on its own connection after its next batch
-    /// (see `wal_checkpoint` for why there).
-    pub(super) fn checkpoint_after_next_batch(&self) {
-        self.checkpoint_due.store(true, Ordering::Release);
     }
 
     /// Starts the writer of a SQLite database file: a thread of its own with a connection of
@@ -108,17 +92,44 @@ impl WriteQueue {
         path: &std::path::Path,
         timeout: Duration,
     ) -> Result<Self, DbErr> {
+        Self::start(1, |jobs, metrics, checkpoint_due| {
+            super::sqlite_writer::spawn(path, jobs, timeout, metrics, checkpoint_due)
+        })
+    }
+
+    /// The queue over `shards` shards, each drained by what `start_shard` starts with the
+    /// shard's jobs, the shared metrics and the checkpoint flag (which only a SQLite file's
+    /// writer reads).
+    fn start<E>(
+        shards: usize,
+        mut start_shard: impl FnMut(
+            mpsc::Receiver<Job>,
+            WriterMetrics,
+            Arc<AtomicBool>,
+        ) -> Result<(), E>,
+    ) -> Result<Self, E> {
         let metrics = WriterMetrics::default();
         let checkpoint_due = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        super::sqlite_writer::spawn(path, rx, timeout, metrics.clone(), checkpoint_due.clone())?;
+        let senders = (0..shards.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+                start_shard(rx, metrics.clone(), checkpoint_due.clone()).map(|()| tx)
+            })
+            .collect::<Result<Vec<_>, E>>()?;
         Ok(WriteQueue {
-            shards: vec![tx].into(),
+            shards: senders.into(),
             metrics,
+            // Rows a previous run queued and never indexed are indexed at the first tick.
             unindexed: Arc::new(AtomicBool::new(true)),
             indexer_started: Arc::new(AtomicBool::new(false)),
             checkpoint_due,
         })
+    }
+
+    /// SQLite: asks the writer to checkpoint the log on its own connection after its next batch
+    /// (see `wal_checkpoint` for why there).
+    pub(super) fn checkpoint_after_next_batch(&self) {
+        self.checkpoint_due.store(true, Ordering::Release);
     }
 
     /// SQLite: every `every`, if anything was written since, the messages queued for the search
