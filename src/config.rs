@@ -234,6 +234,25 @@ pub struct ServeArgs {
         default_value_t = 250
     )]
     pub upstream_retry_base_delay_ms: u64,
+    /// Open streams one upstream client carries before the next stream goes out on another
+    /// connection; keep it at or below the provider's HTTP/2 stream limit.
+    #[arg(
+        long,
+        env = "OMNICHAT_UPSTREAM_STREAMS_PER_CONNECTION",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub upstream_streams_per_connection: u32,
+    /// Providers (comma-separated) whose plaintext `http://` base URL speaks HTTP/2 without
+    /// TLS (h2c), so that their streams share connections; TLS providers negotiate HTTP/2
+    /// themselves.
+    #[arg(
+        long,
+        env = "OMNICHAT_UPSTREAM_H2C",
+        value_delimiter = ',',
+        value_parser = remote_provider_kind
+    )]
+    pub upstream_h2c: Vec<ProviderKind>,
 
     /// Concurrent generations per user.
     #[arg(long, env = "OMNICHAT_MAX_GENERATIONS_PER_USER", default_value_t = 4)]
@@ -346,6 +365,8 @@ impl ServeArgs {
             total_timeout: Duration::from_secs(self.upstream_total_timeout_secs),
             max_retries: self.upstream_max_retries,
             retry_base_delay: Duration::from_millis(self.upstream_retry_base_delay_ms),
+            streams_per_connection: self.upstream_streams_per_connection as usize,
+            h2c_providers: self.upstream_h2c.clone(),
             openai_models: model_list(&self.openai_models),
             gemini_models: model_list(&self.gemini_models),
             anthropic_models: model_list(&self.anthropic_models),
@@ -444,6 +465,14 @@ fn default_node_id(bound: SocketAddr) -> String {
 }
 
 /// A provider's name as a setting's value.
+/// A provider reached over the network: every provider but the offline `echo`.
+fn remote_provider_kind(name: &str) -> Result<ProviderKind, String> {
+    match provider_kind(name.trim())? {
+        ProviderKind::Echo => Err("echo is offline and has no connections".to_owned()),
+        kind => Ok(kind),
+    }
+}
+
 fn provider_kind(name: &str) -> Result<ProviderKind, String> {
     ProviderKind::parse(name).ok_or_else(|| {
         let names: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.name()).collect();

@@ -32,6 +32,9 @@ pub struct MockUpstreamArgs {
     /// Share of requests that get the fault, 0.0–1.0 (evenly spread).
     #[arg(long, default_value_t = 1.0)]
     pub fault_rate: f64,
+    /// Streams an HTTP/2 (h2c) client may open on one connection; HTTP/1.1 is served too.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_connection: u32,
 }
 
 /// A fault as the command line names it.
@@ -83,6 +86,7 @@ impl MockUpstreamArgs {
             gap: Duration::from_millis(self.gap_ms),
             fault: self.fault.0.clone(),
             fault_rate: self.fault_rate,
+            max_streams_per_connection: self.max_streams_per_connection,
             ..MockSettings::default()
         })
     }
@@ -100,7 +104,8 @@ pub async fn run(
     eprintln!(
         "mock upstream on http://{addr}: OpenAI POST /v1/chat/completions, Gemini POST \
          /v1beta/models/{{model}}:streamGenerateContent?alt=sse, Anthropic POST /v1/messages, \
-         Ollama POST /api/chat (OmniChat: --openai-base-url http://{addr}/v1)",
+         Ollama POST /api/chat; HTTP/1.1 and h2c (OmniChat: --openai-base-url http://{addr}/v1, \
+         and --upstream-h2c openai for HTTP/2)",
         addr = mock.addr()
     );
     stop.await;

@@ -17,8 +17,11 @@ use std::{
 
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
-use hyper::{body::Incoming, server::conn::http1, service::service_fn, Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper::{body::Incoming, service::service_fn, Request, Response};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+};
 use serde_json::Value;
 use tokio::{net::TcpListener, task::JoinHandle};
 
@@ -107,6 +110,9 @@ pub struct MockSettings {
     pub fault_rate: f64,
     /// Keep every request for `requests()`; off for load tests, where it would only grow.
     pub record_requests: bool,
+    /// The `MAX_CONCURRENT_STREAMS` an HTTP/2 (h2c) client is told; HTTP/1.1 clients are
+    /// answered too, on the same port.
+    pub max_streams_per_connection: u32,
 }
 
 impl Default for MockSettings {
@@ -119,6 +125,8 @@ impl Default for MockSettings {
             fault: Fault::None,
             fault_rate: 1.0,
             record_requests: false,
+            // What Google's front end allows; OpenAI's and Anthropic's allow more.
+            max_streams_per_connection: 100,
         }
     }
 }
@@ -162,6 +170,8 @@ struct Shared {
     seen: AtomicU64,
     requests: Mutex<Vec<RecordedRequest>>,
     open_streams: AtomicUsize,
+    /// TCP connections accepted since the start.
+    connections: AtomicUsize,
     cache: FrameCache,
 }
 
@@ -198,9 +208,14 @@ impl MockUpstream {
             seen: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
             open_streams: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
             cache: FrameCache::default(),
         });
-        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
+        let mut connections = auto::Builder::new(TokioExecutor::new());
+        connections
+            .http2()
+            .max_concurrent_streams(settings.max_streams_per_connection.max(1));
+        let accept = tokio::spawn(accept_loop(listener, connections, shared.clone()));
         Ok(MockUpstream {
             addr,
             shared,
@@ -248,6 +263,11 @@ impl MockUpstream {
     pub fn open_streams(&self) -> usize {
         self.shared.open_streams.load(Ordering::SeqCst)
     }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -256,7 +276,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(
+    listener: TcpListener,
+    connections: auto::Builder<TokioExecutor>,
+    shared: Arc<Shared>,
+) {
+    let connections = Arc::new(connections);
     loop {
         let tcp = match listener.accept().await {
             Ok((tcp, _)) => tcp,
@@ -267,10 +292,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             }
         };
         let _ = tcp.set_nodelay(true);
+        shared.connections.fetch_add(1, Ordering::SeqCst);
         let shared = shared.clone();
+        let connections = connections.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| handle(shared.clone(), request));
-            let _ = http1::Builder::new()
+            let _ = connections
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
         });

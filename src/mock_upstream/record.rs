@@ -8,6 +8,8 @@ use serde_json::Value;
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {
     pub method: String,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
     /// The path with its query.
     pub path: String,
     /// Lower-cased header names.
@@ -32,6 +34,7 @@ impl RecordedRequest {
         }
         RecordedRequest {
             method: parts.method.to_string(),
+            version: format!("{:?}", parts.version),
             path: path.to_owned(),
             headers,
             body: body.clone(),

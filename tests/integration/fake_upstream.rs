@@ -18,10 +18,17 @@ pub struct FakeUpstream {
 
 impl FakeUpstream {
     pub async fn start(wire: Wire) -> FakeUpstream {
+        Self::start_with_stream_limit(wire, MockSettings::default().max_streams_per_connection)
+            .await
+    }
+
+    /// A fake whose HTTP/2 connections carry at most `max_streams` streams at once.
+    pub async fn start_with_stream_limit(wire: Wire, max_streams: u32) -> FakeUpstream {
         let settings = MockSettings {
             only: Some(wire),
             reply: ["Hello", ",", " wörld", " 😀"].map(String::from).to_vec(),
             record_requests: true,
+            max_streams_per_connection: max_streams,
             ..MockSettings::default()
         };
         let mock = MockUpstream::start(([127, 0, 0, 1], 0).into(), settings)
@@ -54,5 +61,10 @@ impl FakeUpstream {
     /// Response bodies currently being written; drops to 0 once clients went away.
     pub fn open_streams(&self) -> usize {
         self.mock.open_streams()
+    }
+
+    /// TCP connections the fake accepted.
+    pub fn connections(&self) -> usize {
+        self.mock.connections()
     }
 }

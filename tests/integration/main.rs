@@ -36,4 +36,5 @@ mod support;
 mod system_prompt;
 mod systemd_unit;
 mod three_nodes;
+mod upstream_connections;
 mod users;

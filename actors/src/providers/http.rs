@@ -15,6 +15,7 @@ use reqwest::{header::RETRY_AFTER, RequestBuilder, Response, StatusCode};
 use tokio::time::{sleep, timeout_at, Instant};
 
 use super::{
+    connections::{ConnectionPool, Lease},
     error_body::{self, VendorError},
     quota,
     redact::Redactor,
@@ -39,6 +40,7 @@ pub(crate) struct Upstream<'a> {
     settings: &'a ProviderSettings,
     redactor: &'a Redactor,
     metrics: Option<&'a Metrics>,
+    connections: &'a ConnectionPool,
 }
 
 /// A failed attempt and whether another one may succeed.
@@ -54,20 +56,23 @@ impl<'a> Upstream<'a> {
         settings: &'a ProviderSettings,
         redactor: &'a Redactor,
         metrics: Option<&'a Metrics>,
+        connections: &'a ConnectionPool,
     ) -> Self {
         Self {
             provider,
             settings,
             redactor,
             metrics,
+            connections,
         }
     }
 
-    /// Sends the request `build` makes (once per attempt) until the upstream answers 2xx, the
-    /// error is final or the retries are spent; returns the body of the accepted response.
+    /// Sends the request `build` makes with the client it is given (once per attempt) until the
+    /// upstream answers 2xx, the error is final or the retries are spent; returns the body of
+    /// the accepted response, which holds its place on that client until it is dropped.
     pub(crate) async fn send(
         &self,
-        build: impl Fn() -> RequestBuilder,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<ByteStream, ProviderError> {
         let settings = self.settings;
         let total_deadline = Instant::now() + settings.total_timeout;
@@ -75,10 +80,15 @@ impl<'a> Upstream<'a> {
         loop {
             let first_byte_deadline =
                 (Instant::now() + settings.first_byte_timeout).min(total_deadline);
-            let failure = match timeout_at(first_byte_deadline, build().send()).await {
+            let lease = self.connections.lease().map_err(|message| ProviderError::Connect {
+                provider: self.provider,
+                message,
+            })?;
+            let sent = build(lease.client()).send();
+            let failure = match timeout_at(first_byte_deadline, sent).await {
                 Err(_elapsed) => return Err(self.timeout(first_byte_deadline, total_deadline)),
                 Ok(Ok(response)) if response.status().is_success() => {
-                    return Ok(self.body(response, first_byte_deadline, total_deadline));
+                    return Ok(self.body(response, lease, first_byte_deadline, total_deadline));
                 }
                 Ok(Ok(response)) => self.rejection(response).await,
                 Ok(Err(err)) => self.transport_failure(err),
@@ -238,6 +248,7 @@ impl<'a> Upstream<'a> {
     fn body(
         &self,
         response: Response,
+        lease: Lease,
         first_byte_deadline: Instant,
         total_deadline: Instant,
     ) -> ByteStream {
@@ -245,6 +256,8 @@ impl<'a> Upstream<'a> {
             chunks: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
             started: bool,
             redactor: Redactor,
+            /// The stream's place on its client, given back when the body is dropped.
+            _lease: Lease,
         }
         /// Which deadline a wait is under; its error is only made if it passes.
         enum Wait {
@@ -257,6 +270,7 @@ impl<'a> Upstream<'a> {
             chunks: Box::pin(response.bytes_stream()),
             started: false,
             redactor: self.redactor.clone(),
+            _lease: lease,
         };
         Box::pin(stream::unfold(Some(state), move |state| async move {
             let mut state = state?;
@@ -350,7 +364,9 @@ mod tests {
             ..ProviderSettings::default()
         };
         let redactor = Redactor::default();
-        let upstream = Upstream::new("test", &settings, &redactor, None);
+        let connections = super::super::connections::Connections::new(&settings).unwrap();
+        let pool = connections.of(super::super::ProviderKind::OpenAi).unwrap();
+        let upstream = Upstream::new("test", &settings, &redactor, None, pool);
         for attempt in 0..40 {
             let cap = Duration::from_millis((100u64 << attempt.min(20)).min(300));
             assert!(upstream.backoff(attempt) <= cap);

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::metrics::Metrics;
 
 mod anthropic;
+mod connections;
 mod echo;
 mod endpoints;
 mod error_body;
@@ -240,14 +241,14 @@ pub enum ProviderSetupError {
     Client(String),
 }
 
-/// The provider adapters behind one cheap-to-clone handle: the settings and one shared HTTP client
-/// (one connection pool for every upstream).
+/// The provider adapters behind one cheap-to-clone handle: the settings and the upstream
+/// clients, each provider's streams spread over them (see [`connections`]).
 #[derive(Clone, Debug)]
 pub struct Providers {
     settings: Arc<ProviderSettings>,
     /// The fixed upstream URLs, parsed once.
     endpoints: Arc<endpoints::Endpoints>,
-    client: reqwest::Client,
+    connections: Arc<connections::Connections>,
     redactor: redact::Redactor,
     /// The last reachability probe of each provider, shared by every clone.
     reachability: Arc<reachability::Reachability>,
@@ -274,21 +275,13 @@ impl Providers {
                 });
             }
         }
-        let client = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            // Redirects are never followed: reqwest strips `Authorization` on a cross-host
-            // redirect but not `x-api-key` / `x-goog-api-key`, which would leak to the new host.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(settings.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("omnichat/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|err| ProviderSetupError::Client(err.to_string()))?;
+        let connections =
+            connections::Connections::new(&settings).map_err(ProviderSetupError::Client)?;
         Ok(Self {
             redactor: redact::Redactor::new(&settings),
             endpoints: Arc::new(endpoints::Endpoints::new(&settings)),
             settings: Arc::new(settings),
-            client,
+            connections: Arc::new(connections),
             reachability: Arc::default(),
             metrics: None,
         })
@@ -380,27 +373,36 @@ impl Providers {
         }
         let settings = &*self.settings;
         let endpoints = &*self.endpoints;
-        let client = &self.client;
+        let Some(connections) = self.connections.of(kind) else {
+            return Ok(echo::stream(&request, settings.echo_delay));
+        };
         let provider = kind.name();
-        let upstream =
-            http::Upstream::new(provider, settings, &self.redactor, self.metrics.as_deref());
+        let upstream = http::Upstream::new(
+            provider,
+            settings,
+            &self.redactor,
+            self.metrics.as_deref(),
+            connections,
+        );
         let stream = match kind {
             ProviderKind::Echo => echo::stream(&request, settings.echo_delay),
             ProviderKind::OpenAi => {
                 let body = upstream
-                    .send(|| openai::build_request(client, &endpoints.openai, settings, &request))
+                    .send(|client| {
+                        openai::build_request(client, &endpoints.openai, settings, &request)
+                    })
                     .await?;
                 pipeline::sse(body, openai::Decoder::default())
             }
             ProviderKind::Gemini => {
                 let body = upstream
-                    .send(|| gemini::build_request(client, settings, &request))
+                    .send(|client| gemini::build_request(client, settings, &request))
                     .await?;
                 pipeline::sse(body, gemini::Decoder::default())
             }
             ProviderKind::Anthropic => {
                 let body = upstream
-                    .send(|| {
+                    .send(|client| {
                         anthropic::build_request(client, &endpoints.anthropic, settings, &request)
                     })
                     .await?;
@@ -408,7 +410,7 @@ impl Providers {
             }
             ProviderKind::Ollama => {
                 let body = upstream
-                    .send(|| ollama::build_request(client, &endpoints.ollama, &request))
+                    .send(|client| ollama::build_request(client, &endpoints.ollama, &request))
                     .await?;
                 pipeline::ndjson(body, ollama::Decoder::default())
             }

@@ -51,6 +51,13 @@ pub struct ProviderSettings {
     /// `OMNICHAT_TITLE_MODEL`: the model for titles; `None`: the answer's model, or the title
     /// provider's default when that differs from the answer's.
     pub title_model: Option<String>,
+    /// `OMNICHAT_UPSTREAM_STREAMS_PER_CONNECTION`: open streams one upstream client carries
+    /// before the next goes out on another connection (below a provider's HTTP/2
+    /// `MAX_CONCURRENT_STREAMS`, which is 100 or more at the large providers).
+    pub streams_per_connection: usize,
+    /// `OMNICHAT_UPSTREAM_H2C`: providers whose plaintext `http://` base URL speaks HTTP/2
+    /// without TLS (a local gateway), so that their streams share connections.
+    pub h2c_providers: Vec<super::ProviderKind>,
 }
 
 impl Default for ProviderSettings {
@@ -78,6 +85,8 @@ impl Default for ProviderSettings {
             ollama_models: Vec::new(),
             title_provider: None,
             title_model: None,
+            streams_per_connection: 100,
+            h2c_providers: Vec::new(),
         }
     }
 }
@@ -115,6 +124,8 @@ impl fmt::Debug for ProviderSettings {
             .field("ollama_models", &self.ollama_models)
             .field("title_provider", &self.title_provider)
             .field("title_model", &self.title_model)
+            .field("streams_per_connection", &self.streams_per_connection)
+            .field("h2c_providers", &self.h2c_providers)
             .finish()
     }
 }
