@@ -8,7 +8,13 @@
 #   bench/chat_turns.sh
 #
 # Environment: BENCH_LEG_SECS (5) seconds per leg, BENCH_HOLD_STREAMS (1000), BENCH_HOLD_SECS (10),
-# BENCH_SESSION_TURNS (300), BENCH_PORT (19100: mocks on it and +1, servers on +10 and +11).
+# BENCH_SESSION_TURNS (300), BENCH_PORT (19100: mocks on it and +1, servers on +10 to +12).
+#
+# The held streams are measured twice: with the upstream over HTTP/1.1 (a connection per
+# stream, as with a plain-http provider) and over HTTP/2 (streams sharing connections, as with
+# the TLS providers, which negotiate it; here h2c, --upstream-h2c). Before each, 20 streams run
+# for 3 s, so the code the stream path pages in and the tables built on first use are not
+# counted as per-stream memory.
 # Needs jq and curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +28,7 @@ MOCK=127.0.0.1:$PORT
 SLOW_MOCK=127.0.0.1:$((PORT + 1))
 SERVER=127.0.0.1:$((PORT + 10))
 SLOW_SERVER=127.0.0.1:$((PORT + 11))
+SLOW_SERVER_H2=127.0.0.1:$((PORT + 12))
 
 # Each held stream is a socket in the loadtest and two in the server.
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -38,13 +45,15 @@ start_mock() { # addr, extra flags…
   wait_for "http://$addr/"
 }
 
-start_server() { # addr, upstream addr; sets SERVER_PID
-  RUST_LOG=warn "$BIN" serve --addr "$1" --database-url "sqlite://$TMP/omnichat-$1.db?mode=rwc" \
-    --scrypt-log-n 4 --openai-base-url "http://$2/v1" --openai-api-key x \
-    --max-generations-per-user 100000 --max-connections 20000 2>"$TMP/serve-$1.log" &
+start_server() { # addr, upstream addr, extra flags…; sets SERVER_PID
+  local addr=$1 upstream=$2
+  shift 2
+  RUST_LOG=warn "$BIN" serve --addr "$addr" --database-url "sqlite://$TMP/omnichat-$addr.db?mode=rwc" \
+    --scrypt-log-n 4 --openai-base-url "http://$upstream/v1" --openai-api-key x \
+    --max-generations-per-user 100000 --max-connections 20000 "$@" 2>"$TMP/serve-$addr.log" &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
-  wait_for "http://$1/healthz"
+  wait_for "http://$addr/healthz"
 }
 
 # leg NAME loadtest-flags…: runs one leg, its summary in $TMP/NAME.json.
@@ -68,11 +77,18 @@ leg session --url "http://$SERVER" --concurrency 1 --users 1 --same-session \
 
 start_mock "$SLOW_MOCK" --ttft-ms 0 --gap-ms 1000 --tokens 60
 SLOW_MOCK_PID=${PIDS[-1]}
-start_server "$SLOW_SERVER" "$SLOW_MOCK"
 leg hold-direct --direct-upstream "http://$SLOW_MOCK/v1" --hold-streams "$HOLD_STREAMS" \
   --hold-secs "$HOLD_SECS" --watch-pid "$SLOW_MOCK_PID"
-leg hold-omnichat --url "http://$SLOW_SERVER" --hold-streams "$HOLD_STREAMS" --users 100 \
-  --hold-secs "$HOLD_SECS" --watch-pid "$SERVER_PID"
+# hold NAME SERVER-ADDR: a warm-up, then the measured hold against that server.
+hold() {
+  leg "$1-warm-up" --url "http://$2" --hold-streams 20 --users 20 --hold-secs 3
+  leg "$1" --url "http://$2" --hold-streams "$HOLD_STREAMS" --users 100 \
+    --hold-secs "$HOLD_SECS" --watch-pid "$SERVER_PID"
+}
+start_server "$SLOW_SERVER" "$SLOW_MOCK"
+hold hold-omnichat "$SLOW_SERVER"
+start_server "$SLOW_SERVER_H2" "$SLOW_MOCK" --upstream-h2c openai
+hold hold-omnichat-h2 "$SLOW_SERVER_H2"
 
 # q NAME JQ-FILTER: a value from a leg's summary.
 q() { jq -r "$2" "$TMP/$1.json"; }
@@ -101,4 +117,5 @@ echo "| one session: first 10 turns vs $SESSION_TURNS turns | | $session | $sess
 hold='def kb: if . == null then "-" else (. * 10 | round / 10 | tostring) end;
   .hold as $h | $h.memory as $m |
   "RSS \($m.rss_before_kb) kB before, \($m.rss_during_kb) kB with \($m.live_streams) streams live: \($m.rss_per_stream_kb | kb) kB per stream; \($h.events) events, \($h.lost_connections) lost\(errs)"'
-echo "| $HOLD_STREAMS live slow streams (1 token/s, ${HOLD_SECS} s) | mock: $(q hold-direct "$errors $hold") | $(q hold-omnichat "$errors $hold") | |"
+echo "| $HOLD_STREAMS live slow streams (1 token/s, ${HOLD_SECS} s), upstream over HTTP/1.1 | mock: $(q hold-direct "$errors $hold") | $(q hold-omnichat "$errors $hold") | |"
+echo "| the same, upstream over HTTP/2 (h2c) | | $(q hold-omnichat-h2 "$errors $hold") | |"

@@ -231,7 +231,9 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         method,
         route
     );
-    let mut response = respond(&app, req).instrument(span).await;
+    // Boxed: hyper keeps one allocation the size of this future for the connection's life,
+    // and the largest handler's state would make that ~4 KiB on every held stream.
+    let mut response = Box::pin(respond(&app, req)).instrument(span).await;
     response
         .headers_mut()
         .insert(request_id::HEADER, request_id);

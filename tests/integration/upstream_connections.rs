@@ -99,13 +99,25 @@ async fn more_answers_than_a_connection_allows_all_stream_at_once() {
     );
 }
 
-#[tokio::test]
-async fn a_provider_named_for_h2c_must_be_a_remote_one() {
+/// What `omnichat serve` says on stderr when it refuses to start with `args`.
+fn refusal(args: &[&str]) -> String {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_omnichat"))
-        .args(["serve", "--upstream-h2c", "echo"])
+        .arg("serve")
+        .args(args)
+        .args(["--addr", "127.0.0.1:0", "--database-url", "sqlite::memory:"])
         .output()
         .expect("the binary runs");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("echo is offline"), "{stderr}");
+    assert!(!output.status.success(), "it started with {args:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn h2c_is_only_for_remote_providers_on_plaintext_urls() {
+    let offline = refusal(&["--upstream-h2c", "echo"]);
+    assert!(offline.contains("echo is offline"), "{offline}");
+    // OpenAI's default base URL is https://.
+    let tls = refusal(&["--upstream-h2c", "openai"]);
+    assert!(tls.contains("not plaintext"), "{tls}");
+    let zero = refusal(&["--upstream-streams-per-connection", "0"]);
+    assert!(zero.contains("streams-per-connection"), "{zero}");
 }

@@ -40,7 +40,11 @@ impl ClientRecipe {
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("omnichat/", env!("CARGO_PKG_VERSION")));
         let builder = if self.h2c {
-            builder.http2_prior_knowledge()
+            // Plaintext only (its base URL is checked to be http://), so no root certificates:
+            // loading the system's costs a few hundred KiB per client.
+            builder
+                .http2_prior_knowledge()
+                .tls_certs_only(std::iter::empty())
         } else {
             builder
         };

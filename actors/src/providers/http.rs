@@ -80,10 +80,13 @@ impl<'a> Upstream<'a> {
         loop {
             let first_byte_deadline =
                 (Instant::now() + settings.first_byte_timeout).min(total_deadline);
-            let lease = self.connections.lease().map_err(|message| ProviderError::Connect {
-                provider: self.provider,
-                message,
-            })?;
+            let lease = self
+                .connections
+                .lease()
+                .map_err(|message| ProviderError::Connect {
+                    provider: self.provider,
+                    message,
+                })?;
             let sent = build(lease.client()).send();
             let failure = match timeout_at(first_byte_deadline, sent).await {
                 Err(_elapsed) => return Err(self.timeout(first_byte_deadline, total_deadline)),

@@ -239,6 +239,14 @@ pub enum ProviderSetupError {
     },
     #[error("could not build the HTTP client: {0}")]
     Client(String),
+    #[error(
+        "OMNICHAT_UPSTREAM_H2C names {provider}, whose base URL {value:?} is not plaintext \
+         http:// (TLS connections negotiate HTTP/2 by themselves)"
+    )]
+    H2cOverTls {
+        provider: &'static str,
+        value: String,
+    },
 }
 
 /// The provider adapters behind one cheap-to-clone handle: the settings and the upstream
@@ -271,6 +279,21 @@ impl Providers {
             if !usable {
                 return Err(ProviderSetupError::InvalidUrl {
                     setting,
+                    value: value.clone(),
+                });
+            }
+        }
+        for &kind in &settings.h2c_providers {
+            let value = match kind {
+                ProviderKind::Echo => continue,
+                ProviderKind::OpenAi => &settings.openai_base_url,
+                ProviderKind::Gemini => &settings.gemini_base_url,
+                ProviderKind::Anthropic => &settings.anthropic_base_url,
+                ProviderKind::Ollama => &settings.ollama_host,
+            };
+            if !value.starts_with("http://") {
+                return Err(ProviderSetupError::H2cOverTls {
+                    provider: kind.name(),
                     value: value.clone(),
                 });
             }
