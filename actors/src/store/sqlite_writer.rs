@@ -192,11 +192,19 @@ impl SqliteWriter {
     /// Runs `work` in a `BEGIN IMMEDIATE … COMMIT` bounded by the time-out; any failure rolls
     /// it back on this connection before anything else runs on it.
     fn transaction<T>(&self, work: impl FnOnce(&Self) -> Result<T, Failure>) -> Result<T, Failure> {
-        if let Ok(mut deadline) = self.deadline.lock() {
-            *deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + self.timeout;
+        if let Ok(mut shared) = self.deadline.lock() {
+            *shared = deadline;
         }
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let result = work(self).and_then(|value| {
+            // SQLite asks its progress handler only every thousand VM steps, so a statement of
+            // a few steps that was slow (a huge row, a slow disk) is never interrupted. Its
+            // writers are told "timed out, nothing written" past the deadline: so it must not
+            // commit.
+            if Instant::now() > deadline {
+                return Err(Failure::TimedOut);
+            }
             self.conn.execute_batch("COMMIT")?;
             Ok(value)
         });
@@ -469,4 +477,49 @@ fn to_sqlite(value: &sea_orm::Value) -> Result<SqlValue, Failure> {
 
 fn database_error(message: String) -> WriteError {
     WriteError::Database(DbErr::Exec(RuntimeErr::Internal(message)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::{
+        test_writes::{begin, database_file, store_with_session},
+        Store, WriteError,
+    };
+
+    #[tokio::test]
+    async fn a_write_still_running_at_the_deadline_is_rolled_back_as_timed_out() {
+        let (path, url) = database_file();
+        let (store, user, session) = store_with_session(&url).await;
+        // A second store on the same file whose writer has 20 ms, and a prompt that takes far
+        // longer than that to store (64 MiB: pages spilled to the log, then committed).
+        let hurried = Store::connect(&url, 1, Duration::from_millis(20))
+            .await
+            .unwrap();
+        let huge = "x".repeat(64 << 20);
+        let (write, _) = begin(user, 0, &huge, session);
+        let refused = hurried.writes().write(session, write).await;
+        assert!(
+            matches!(refused, Err(WriteError::TimedOut(_))),
+            "a write past the deadline is refused as timed out: {refused:?}"
+        );
+
+        // Nothing of it was stored, and the database is free for the next write at once.
+        let loaded = store
+            .load_session(user, session, 10)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(loaded.recent.is_empty(), "the timed-out write left rows");
+        let (write, _) = begin(user, 0, "a normal prompt", session);
+        store.writes().write(session, write).await.unwrap();
+        let loaded = store
+            .load_session(user, session, 10)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(loaded.recent.len(), 2, "the prompt and its answer");
+        let _ = std::fs::remove_file(path);
+    }
 }
