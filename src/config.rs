@@ -464,7 +464,6 @@ fn default_node_id(bound: SocketAddr) -> String {
     format!("{host}:{bound}")
 }
 
-/// A provider's name as a setting's value.
 /// A provider reached over the network: every provider but the offline `echo`.
 fn remote_provider_kind(name: &str) -> Result<ProviderKind, String> {
     match provider_kind(name.trim())? {
@@ -473,6 +472,7 @@ fn remote_provider_kind(name: &str) -> Result<ProviderKind, String> {
     }
 }
 
+/// A provider's name as a setting's value.
 fn provider_kind(name: &str) -> Result<ProviderKind, String> {
     ProviderKind::parse(name).ok_or_else(|| {
         let names: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.name()).collect();

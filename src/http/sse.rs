@@ -265,18 +265,15 @@ fn build(
             }
             // What is queued already is taken at once; only an empty queue arms the keep-alive
             // timer.
-            match state.events.try_recv() {
-                Ok(event) => state.push(event),
-                Err(mpsc::error::TryRecvError::Disconnected) => state.lost(),
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout(state.keep_alive, state.events.recv()).await {
-                        Ok(Some(event)) => state.push(event),
-                        Ok(None) => state.lost(),
-                        Err(_) => state.pending.push_back(Bytes::from_static(KEEP_ALIVE)),
-                    }
-                }
-            }
             state.take_ready();
+            if state.pending.is_empty() {
+                match tokio::time::timeout(state.keep_alive, state.events.recv()).await {
+                    Ok(Some(event)) => state.push(event),
+                    Ok(None) => state.lost(),
+                    Err(_) => state.pending.push_back(Bytes::from_static(KEEP_ALIVE)),
+                }
+                state.take_ready();
+            }
         }
     });
     let mut response = Response::new(StreamBody::new(frames).boxed_unsync());

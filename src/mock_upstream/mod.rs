@@ -125,7 +125,7 @@ impl Default for MockSettings {
             fault: Fault::None,
             fault_rate: 1.0,
             record_requests: false,
-            // What Google's front end allows; OpenAI's and Anthropic's allow more.
+            // The least RFC 9113 recommends a server allow, and a common setting.
             max_streams_per_connection: 100,
         }
     }

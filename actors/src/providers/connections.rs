@@ -130,10 +130,10 @@ impl ConnectionPool {
 /// client (its connections are per host anyway); an h2c provider has clients of its own.
 #[derive(Debug)]
 pub(crate) struct Connections {
-    openai: ConnectionPool,
-    gemini: ConnectionPool,
-    anthropic: ConnectionPool,
-    ollama: ConnectionPool,
+    pub(crate) openai: ConnectionPool,
+    pub(crate) gemini: ConnectionPool,
+    pub(crate) anthropic: ConnectionPool,
+    pub(crate) ollama: ConnectionPool,
 }
 
 impl Connections {
@@ -162,17 +162,6 @@ impl Connections {
             anthropic: pool(ProviderKind::Anthropic)?,
             ollama: pool(ProviderKind::Ollama)?,
         })
-    }
-
-    /// The pool of a remote provider; `None` for the offline echo provider.
-    pub(crate) fn of(&self, kind: ProviderKind) -> Option<&ConnectionPool> {
-        match kind {
-            ProviderKind::Echo => None,
-            ProviderKind::OpenAi => Some(&self.openai),
-            ProviderKind::Gemini => Some(&self.gemini),
-            ProviderKind::Anthropic => Some(&self.anthropic),
-            ProviderKind::Ollama => Some(&self.ollama),
-        }
     }
 }
 

@@ -40,7 +40,6 @@ pub(crate) struct Upstream<'a> {
     settings: &'a ProviderSettings,
     redactor: &'a Redactor,
     metrics: Option<&'a Metrics>,
-    connections: &'a ConnectionPool,
 }
 
 /// A failed attempt and whether another one may succeed.
@@ -56,22 +55,21 @@ impl<'a> Upstream<'a> {
         settings: &'a ProviderSettings,
         redactor: &'a Redactor,
         metrics: Option<&'a Metrics>,
-        connections: &'a ConnectionPool,
     ) -> Self {
         Self {
             provider,
             settings,
             redactor,
             metrics,
-            connections,
         }
     }
 
-    /// Sends the request `build` makes with the client it is given (once per attempt) until the
-    /// upstream answers 2xx, the error is final or the retries are spent; returns the body of
-    /// the accepted response, which holds its place on that client until it is dropped.
+    /// Sends the request `build` makes with a client of `connections` (once per attempt) until
+    /// the upstream answers 2xx, the error is final or the retries are spent; returns the body
+    /// of the accepted response, which holds its place on that client until it is dropped.
     pub(crate) async fn send(
         &self,
+        connections: &ConnectionPool,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<ByteStream, ProviderError> {
         let settings = self.settings;
@@ -80,8 +78,7 @@ impl<'a> Upstream<'a> {
         loop {
             let first_byte_deadline =
                 (Instant::now() + settings.first_byte_timeout).min(total_deadline);
-            let lease = self
-                .connections
+            let lease = connections
                 .lease()
                 .map_err(|message| ProviderError::Connect {
                     provider: self.provider,
@@ -367,9 +364,7 @@ mod tests {
             ..ProviderSettings::default()
         };
         let redactor = Redactor::default();
-        let connections = super::super::connections::Connections::new(&settings).unwrap();
-        let pool = connections.of(super::super::ProviderKind::OpenAi).unwrap();
-        let upstream = Upstream::new("test", &settings, &redactor, None, pool);
+        let upstream = Upstream::new("test", &settings, &redactor, None);
         for attempt in 0..40 {
             let cap = Duration::from_millis((100u64 << attempt.min(20)).min(300));
             assert!(upstream.backoff(attempt) <= cap);

@@ -284,17 +284,13 @@ impl Providers {
             }
         }
         for &kind in &settings.h2c_providers {
-            let value = match kind {
-                ProviderKind::Echo => continue,
-                ProviderKind::OpenAi => &settings.openai_base_url,
-                ProviderKind::Gemini => &settings.gemini_base_url,
-                ProviderKind::Anthropic => &settings.anthropic_base_url,
-                ProviderKind::Ollama => &settings.ollama_host,
-            };
-            if !value.starts_with("http://") {
+            if let Some(url) = settings
+                .base_url(kind)
+                .filter(|url| !url.starts_with("http://"))
+            {
                 return Err(ProviderSetupError::H2cOverTls {
                     provider: kind.name(),
-                    value: value.clone(),
+                    value: url.to_owned(),
                 });
             }
         }
@@ -396,22 +392,15 @@ impl Providers {
         }
         let settings = &*self.settings;
         let endpoints = &*self.endpoints;
-        let Some(connections) = self.connections.of(kind) else {
-            return Ok(echo::stream(&request, settings.echo_delay));
-        };
+        let connections = &*self.connections;
         let provider = kind.name();
-        let upstream = http::Upstream::new(
-            provider,
-            settings,
-            &self.redactor,
-            self.metrics.as_deref(),
-            connections,
-        );
+        let upstream =
+            http::Upstream::new(provider, settings, &self.redactor, self.metrics.as_deref());
         let stream = match kind {
             ProviderKind::Echo => echo::stream(&request, settings.echo_delay),
             ProviderKind::OpenAi => {
                 let body = upstream
-                    .send(|client| {
+                    .send(&connections.openai, |client| {
                         openai::build_request(client, &endpoints.openai, settings, &request)
                     })
                     .await?;
@@ -419,13 +408,15 @@ impl Providers {
             }
             ProviderKind::Gemini => {
                 let body = upstream
-                    .send(|client| gemini::build_request(client, settings, &request))
+                    .send(&connections.gemini, |client| {
+                        gemini::build_request(client, settings, &request)
+                    })
                     .await?;
                 pipeline::sse(body, gemini::Decoder::default())
             }
             ProviderKind::Anthropic => {
                 let body = upstream
-                    .send(|client| {
+                    .send(&connections.anthropic, |client| {
                         anthropic::build_request(client, &endpoints.anthropic, settings, &request)
                     })
                     .await?;
@@ -433,7 +424,9 @@ impl Providers {
             }
             ProviderKind::Ollama => {
                 let body = upstream
-                    .send(|client| ollama::build_request(client, &endpoints.ollama, &request))
+                    .send(&connections.ollama, |client| {
+                        ollama::build_request(client, &endpoints.ollama, &request)
+                    })
                     .await?;
                 pipeline::ndjson(body, ollama::Decoder::default())
             }

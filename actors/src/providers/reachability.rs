@@ -48,23 +48,12 @@ impl Reachability {
                 return reachable;
             }
         }
-        let reachable = match endpoint(kind, settings) {
+        let reachable = match settings.base_url(kind) {
             None => true,
-            Some(url) => probe(&url, &self.proxies).await,
+            Some(url) => probe(url, &self.proxies).await,
         };
         *last = Some((Instant::now(), reachable));
         reachable
-    }
-}
-
-/// The URL a provider's requests go to; `None` for the offline echo.
-fn endpoint(kind: ProviderKind, settings: &ProviderSettings) -> Option<String> {
-    match kind {
-        ProviderKind::Echo => None,
-        ProviderKind::OpenAi => Some(settings.openai_base_url.clone()),
-        ProviderKind::Gemini => Some(settings.gemini_base_url.clone()),
-        ProviderKind::Anthropic => Some(settings.anthropic_base_url.clone()),
-        ProviderKind::Ollama => Some(settings.ollama_host.clone()),
     }
 }
 

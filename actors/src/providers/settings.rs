@@ -130,6 +130,20 @@ impl fmt::Debug for ProviderSettings {
     }
 }
 
+impl ProviderSettings {
+    /// The base URL a provider's requests go to; `None` for the offline echo.
+    pub(crate) fn base_url(&self, kind: super::ProviderKind) -> Option<&str> {
+        use super::ProviderKind;
+        match kind {
+            ProviderKind::Echo => None,
+            ProviderKind::OpenAi => Some(&self.openai_base_url),
+            ProviderKind::Gemini => Some(&self.gemini_base_url),
+            ProviderKind::Anthropic => Some(&self.anthropic_base_url),
+            ProviderKind::Ollama => Some(&self.ollama_host),
+        }
+    }
+}
+
 /// Trims the trailing slash people often put on base URLs, so `{base}/path` has exactly one.
 pub(crate) fn base(url: &str) -> &str {
     url.trim_end_matches('/')

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::{
     messages::{AssistantOutcome, NewAssistantMessage},
+    search_index::{index_pending, INDEX_BATCH},
     sqlite_writes,
     usage::{begin_refused_by_quota, claim_prompt_and_bump, statement, RECORD_USAGE},
 };
@@ -202,15 +203,14 @@ pub(super) async fn apply<C: ConnectionTrait>(db: &C, write: &Write) -> Result<W
         Write::IndexSearch => {
             // A backlog past one pass (a search after a long outage of the indexer) is worked
             // off pass by pass.
-            while super::search_index::index_pending(db).await? >= super::search_index::INDEX_BATCH
-            {
-            }
+            while index_pending(db).await? >= INDEX_BATCH {}
             Ok(Written::Done)
         }
     }
 }
 
-fn found(rows: u64) -> Written {
+/// [`Written::Missing`] when no row matched, else [`Written::Done`].
+pub(super) fn found(rows: u64) -> Written {
     if rows == 0 {
         Written::Missing
     } else {

@@ -30,7 +30,7 @@ use uuid::Uuid;
 use super::{
     messages::AssistantOutcome,
     search_index::{INDEX_BATCH, INDEX_QUEUED, UNQUEUE_INDEXED},
-    session_writes::{BeginAnswer, Write, Written},
+    session_writes::{found, BeginAnswer, Write, Written},
     sqlite_writes::{BUMP_AT_VERSION, COUNT_PROMPT},
     usage::{sqlite_placeholders, RECORD_USAGE},
     wal_checkpoint::{CHECKPOINT, LOG_SIZE_LIMIT_BYTES},
@@ -271,7 +271,7 @@ impl SqliteWriter {
                 if let Some(prompt) = system_prompt {
                     statement.raw_bind_parameter(5, prompt)?;
                 }
-                Ok(found(statement.raw_execute()?))
+                Ok(found(statement.raw_execute()? as u64))
             }
             Write::AutoTitle {
                 user_id,
@@ -286,7 +286,7 @@ impl SqliteWriter {
                          WHERE id = ?2 AND user_id = ?3 AND title_is_default = 1",
                     )?
                     .execute(params![title, id(*session_id), id(*user_id)])?;
-                Ok(found(changed))
+                Ok(found(changed as u64))
             }
             Write::Delete {
                 user_id,
@@ -295,7 +295,7 @@ impl SqliteWriter {
                 let changed = conn
                     .prepare_cached("DELETE FROM sessions WHERE id = ?1 AND user_id = ?2")?
                     .execute(params![id(*session_id), id(*user_id)])?;
-                Ok(found(changed))
+                Ok(found(changed as u64))
             }
             Write::BeginAnswer(begin) => self.begin_answer(begin),
             Write::FinishAnswer {
@@ -430,14 +430,6 @@ impl SqliteWriter {
             .conn
             .prepare_cached(UNQUEUE_INDEXED)?
             .execute([INDEX_BATCH])?)
-    }
-}
-
-fn found(rows: usize) -> Written {
-    if rows == 0 {
-        Written::Missing
-    } else {
-        Written::Done
     }
 }
 

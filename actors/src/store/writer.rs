@@ -76,14 +76,11 @@ impl WriteQueue {
     /// Starts `shards` writer tasks over `conn` (PostgreSQL, or an in-memory SQLite database);
     /// each transaction gets at most `timeout`.
     pub(super) fn spawn(conn: DatabaseConnection, shards: usize, timeout: Duration) -> Self {
-        let started = Self::start(shards, |jobs, metrics, _| {
+        let Ok(queue) = Self::start(shards, |jobs, metrics, _| {
             tokio::spawn(drain(conn.clone(), jobs, timeout, metrics));
             Ok::<_, std::convert::Infallible>(())
         });
-        match started {
-            Ok(queue) => queue,
-            Err(never) => match never {},
-        }
+        queue
     }
 
     /// Starts the writer of a SQLite database file: a thread of its own with a connection of
