@@ -7,8 +7,13 @@
 #
 #   bench/chat_turns.sh
 #
+# Beside them runs a bare relay (examples/relay_floor.rs: hyper serving, reqwest calling, serde
+# decoding, and nothing else: no login, no database, no actors), so the ratios can be read against
+# the least any relay on these crates costs on the same machine in the same run.
+#
 # Environment: BENCH_LEG_SECS (5) seconds per leg, BENCH_HOLD_STREAMS (1000), BENCH_HOLD_SECS (10),
-# BENCH_SESSION_TURNS (300), BENCH_PORT (19100: mocks on it and +1, servers on +10 to +12).
+# BENCH_SESSION_TURNS (300), BENCH_PORT (19100: mocks on it and +1, servers on +10 to +12, the
+# bare relays on +20 and +21).
 #
 # The held streams are measured twice: with the upstream over HTTP/1.1 (a connection per
 # stream, as with a plain-http provider) and over HTTP/2 (streams sharing connections, as with
@@ -29,11 +34,13 @@ SLOW_MOCK=127.0.0.1:$((PORT + 1))
 SERVER=127.0.0.1:$((PORT + 10))
 SLOW_SERVER=127.0.0.1:$((PORT + 11))
 SLOW_SERVER_H2=127.0.0.1:$((PORT + 12))
+RELAY=127.0.0.1:$((PORT + 20))
+SLOW_RELAY=127.0.0.1:$((PORT + 21))
 
 # Each held stream is a socket in the loadtest and two in the server.
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-cargo build --release
+cargo build --release --bin omnichat --example relay_floor
 BIN=target/release/omnichat
 source bench/common.sh
 
@@ -66,9 +73,13 @@ leg() {
 
 start_mock "$MOCK" --ttft-ms 0 --gap-ms 0 --tokens 20
 start_server "$SERVER" "$MOCK"
+target/release/examples/relay_floor "$RELAY" "http://$MOCK/v1" &
+PIDS+=($!)
+wait_for "http://$RELAY/"
 
 for c in 1 50 200; do
   leg "direct-$c" --direct-upstream "http://$MOCK/v1" --concurrency "$c" --duration-secs "$LEG_SECS"
+  leg "relay-$c" --direct-upstream "http://$RELAY/v1" --concurrency "$c" --duration-secs "$LEG_SECS"
   leg "omnichat-$c" --url "http://$SERVER" --concurrency "$c" --users "$c" \
     --duration-secs "$LEG_SECS"
 done
@@ -85,6 +96,13 @@ hold() {
   leg "$1" --url "http://$2" --hold-streams "$HOLD_STREAMS" --users 100 \
     --hold-secs "$HOLD_SECS" --watch-pid "$SERVER_PID"
 }
+target/release/examples/relay_floor "$SLOW_RELAY" "http://$SLOW_MOCK/v1" &
+SLOW_RELAY_PID=$!
+PIDS+=("$SLOW_RELAY_PID")
+wait_for "http://$SLOW_RELAY/"
+leg hold-relay-warm-up --direct-upstream "http://$SLOW_RELAY/v1" --hold-streams 20 --hold-secs 3
+leg hold-relay --direct-upstream "http://$SLOW_RELAY/v1" --hold-streams "$HOLD_STREAMS" \
+  --hold-secs "$HOLD_SECS" --watch-pid "$SLOW_RELAY_PID"
 start_server "$SLOW_SERVER" "$SLOW_MOCK"
 hold hold-omnichat "$SLOW_SERVER"
 start_server "$SLOW_SERVER_H2" "$SLOW_MOCK" --upstream-h2c openai
@@ -97,8 +115,8 @@ ms='def ms: if . == null then "-" else (. * 100 | round / 100 | tostring) end;
 errors='def errs: if .errors > 0 then ", \(.errors) errors \(.errors_by_kind | tostring)" else "" end;'
 
 echo
-echo "| | mock called directly | through OmniChat | ratio |"
-echo "| --- | --- | --- | --- |"
+echo "| | mock called directly | through OmniChat | ratio | a bare relay (the floor) |"
+echo "| --- | --- | --- | --- | --- |"
 for c in 1 50 200; do
   d="direct-$c"
   o="omnichat-$c"
@@ -109,13 +127,16 @@ for c in 1 50 200; do
     "\($o.turns_per_sec) turns/s, TTFT p50 \($o.first_token_ms.p50 | ms) / p99 \($o.first_token_ms.p99 | ms) ms, added TTFT p50 \(minus($o.first_token_ms.p50; $d.first_token_ms.p50) | ms) / p99 \(minus($o.first_token_ms.p99; $d.first_token_ms.p99) | ms) ms\($o | errs)"')
   ratio=$(jq -rn --slurpfile d "$TMP/$d.json" --slurpfile o "$TMP/$o.json" \
     'if $d[0].turns_per_sec > 0 then "\($o[0].turns_per_sec / $d[0].turns_per_sec * 100 | round / 100)x throughput" else "-" end')
-  echo "| $label | $direct | $through | $ratio |"
+  floor=$(jq -rn --slurpfile d "$TMP/$d.json" --slurpfile r "$TMP/relay-$c.json" "$ms $errors"'
+    $d[0] as $d | $r[0] as $r |
+    "\(if $d.turns_per_sec > 0 then $r.turns_per_sec / $d.turns_per_sec * 100 | round / 100 else "-" end)x, added TTFT p50 \(minus($r.first_token_ms.p50; $d.first_token_ms.p50) | ms) / p99 \(minus($r.first_token_ms.p99; $d.first_token_ms.p99) | ms) ms\($r | errs)"')
+  echo "| $label | $direct | $through | $ratio | $floor |"
 done
 session=$(q session "$ms $errors"'"TTFT p50 \(.first_token_p50_ms_turns_1_10 | ms) ms over turns 1-10 vs \(.first_token_p50_ms_all_turns | ms) ms over turns 1-\(.turns + .errors)\(errs)"')
 session_ratio=$(q session 'if .first_token_p50_ms_turns_1_10 > 0 then "\(.first_token_p50_ms_all_turns / .first_token_p50_ms_turns_1_10 * 100 | round / 100)x" else "-" end')
-echo "| one session: first 10 turns vs $SESSION_TURNS turns | | $session | $session_ratio |"
+echo "| one session: first 10 turns vs $SESSION_TURNS turns | | $session | $session_ratio | |"
 hold='def kb: if . == null then "-" else (. * 10 | round / 10 | tostring) end;
   .hold as $h | $h.memory as $m |
   "RSS \($m.rss_before_kb) kB before, \($m.rss_during_kb) kB with \($m.live_streams) streams live: \($m.rss_per_stream_kb | kb) kB per stream; \($h.events) events, \($h.lost_connections) lost\(errs)"'
-echo "| $HOLD_STREAMS live slow streams (1 token/s, ${HOLD_SECS} s), upstream over HTTP/1.1 | mock: $(q hold-direct "$errors $hold") | $(q hold-omnichat "$errors $hold") | |"
-echo "| the same, upstream over HTTP/2 (h2c) | | $(q hold-omnichat-h2 "$errors $hold") | |"
+echo "| $HOLD_STREAMS live slow streams (1 token/s, ${HOLD_SECS} s), upstream over HTTP/1.1 | mock: $(q hold-direct "$errors $hold") | $(q hold-omnichat "$errors $hold") | | $(q hold-relay "$errors $hold") |"
+echo "| the same, upstream over HTTP/2 (h2c) | | $(q hold-omnichat-h2 "$errors $hold") | | |"
