@@ -17,6 +17,7 @@ mod m20261125_000012_create_search_index;
 mod m20261125_000013_add_session_prompt_and_title_state;
 mod m20261125_000014_add_message_superseded_at;
 mod m20261126_000015_defer_message_indexing;
+mod m20261126_000016_index_only_streaming_answers;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000013_add_session_prompt_and_title_state::Migration),
             Box::new(m20261125_000014_add_message_superseded_at::Migration),
             Box::new(m20261126_000015_defer_message_indexing::Migration),
+            Box::new(m20261126_000016_index_only_streaming_answers::Migration),
         ]
     }
 }

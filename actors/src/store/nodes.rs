@@ -7,7 +7,7 @@ use chrono::Utc;
 use omnichat_entity::{messages, nodes};
 use sea_orm::{
     sea_query::{Expr, ExprTrait, Query},
-    ColumnTrait, Condition, DbErr, EntityTrait, QueryFilter, Set,
+    ColumnTrait, Condition, DbErr, EntityTrait, QueryFilter, Set, UpdateMany,
 };
 
 use super::Store;
@@ -64,28 +64,7 @@ impl Store {
     /// own from before a crash.
     pub async fn mark_interrupted_generations(&self, including_own: bool) -> Result<u64, DbErr> {
         let now = Utc::now();
-        let live_peers = Query::select()
-            .column(nodes::Column::Id)
-            .from(nodes::Entity)
-            .cond_where(alive_at(now))
-            .and_where(Expr::col(nodes::Column::Id).ne(self.node()))
-            .to_owned();
-        let mut orphaned = Condition::any().add(messages::Column::Node.is_null()).add(
-            Condition::all()
-                .add(messages::Column::Node.ne(self.node()))
-                .add(messages::Column::Node.not_in_subquery(live_peers)),
-        );
-        if including_own {
-            orphaned = orphaned.add(messages::Column::Node.eq(self.node()));
-        }
-        let result = messages::Entity::update_many()
-            .col_expr(messages::Column::Status, Some("error".to_owned()).into())
-            .col_expr(
-                messages::Column::FinishReason,
-                Some("interrupted".to_owned()).into(),
-            )
-            .filter(messages::Column::Status.eq("streaming"))
-            .filter(orphaned)
+        let result = interrupted_answers(self.node(), now, including_own)
             .exec(self.writer())
             .await?;
         nodes::Entity::delete_many()
@@ -93,5 +72,80 @@ impl Store {
             .exec(self.writer())
             .await?;
         Ok(result.rows_affected)
+    }
+}
+
+/// The update that marks interrupted the `streaming` answers of nodes dead at `now` (and, when
+/// `including_own`, those of `node` itself).
+fn interrupted_answers(
+    node: &str,
+    now: chrono::DateTime<Utc>,
+    including_own: bool,
+) -> UpdateMany<messages::Entity> {
+    let live_peers = Query::select()
+        .column(nodes::Column::Id)
+        .from(nodes::Entity)
+        .cond_where(alive_at(now))
+        .and_where(Expr::col(nodes::Column::Id).ne(node))
+        .to_owned();
+    let mut orphaned = Condition::any().add(messages::Column::Node.is_null()).add(
+        Condition::all()
+            .add(messages::Column::Node.ne(node))
+            .add(messages::Column::Node.not_in_subquery(live_peers)),
+    );
+    if including_own {
+        orphaned = orphaned.add(messages::Column::Node.eq(node));
+    }
+    messages::Entity::update_many()
+        .col_expr(messages::Column::Status, Some("error".to_owned()).into())
+        .col_expr(
+            messages::Column::FinishReason,
+            Some("interrupted".to_owned()).into(),
+        )
+        // A literal, not a bound value: PostgreSQL's generic plan for a bound `status` cannot
+        // use the partial index of running answers (migration `index_only_streaming_answers`)
+        // and scans every message instead.
+        .filter(Expr::col(messages::Column::Status).eq(Expr::cust("'streaming'")))
+        .filter(orphaned)
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, DbBackend, QueryTrait, Statement};
+
+    use super::*;
+    use crate::store::test_writes;
+
+    /// How SQLite would run `statement`: its query plan's lines, joined.
+    async fn plan_of(store: &Store, statement: Statement) -> String {
+        let explain = Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            format!("EXPLAIN QUERY PLAN {}", statement.sql),
+            statement.values.map(|values| values.0).unwrap_or_default(),
+        );
+        let rows = store.writer().query_all_raw(explain).await.unwrap();
+        rows.iter()
+            .map(|row| row.try_get::<String>("", "detail").unwrap())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    #[tokio::test]
+    async fn the_sweep_finds_running_answers_through_their_own_index_not_every_message() {
+        let (store, _, _) = test_writes::store_with_session("sqlite::memory:").await;
+        for including_own in [false, true] {
+            let sweep =
+                interrupted_answers("node-a", Utc::now(), including_own).build(DbBackend::Sqlite);
+            let plan = plan_of(&store, sweep).await;
+            // It may walk that index whole: it holds only the answers running.
+            assert!(
+                plan.contains("USING COVERING INDEX idx_messages_streaming"),
+                "{plan}"
+            );
+            assert!(
+                !plan.split("; ").any(|step| step == "SCAN messages"),
+                "{plan}"
+            );
+        }
     }
 }
