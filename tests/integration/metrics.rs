@@ -105,6 +105,75 @@ fn words(n: usize) -> String {
         .join(" ")
 }
 
+/// `omnichat_generation_actors` once it reads `want`, within two seconds.
+async fn generation_actors_reach(client: &reqwest::Client, base: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let (_, samples) = scrape(client, base).await;
+        let now = value(&samples, "omnichat_generation_actors", &[]);
+        if now == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "generation actors: {now}, not {want}, after 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_answer_leaves_memory_when_it_ends_and_is_still_served_from_the_store() {
+    let server = TestServer::start_with(&["--echo-delay-ms", "20"]).await;
+    let client = reqwest::Client::new();
+    let base = server.url("");
+    let base = base.trim_end_matches('/');
+    let user = server.user().await;
+    let session = server.session(&user, "Memory").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Running, an answer holds its actor; ended, it holds nothing.
+    let prompt = words(40);
+    let response = server
+        .chat(&user, json!({ "session_id": session, "prompt": prompt }))
+        .await;
+    let generation = crate::support::generation_id(&response);
+    generation_actors_reach(&client, base, 1.0).await;
+    assert_eq!(streamed_text(&read_sse(response).await), prompt);
+    generation_actors_reach(&client, base, 0.0).await;
+    // Coming back for it after the end: the whole answer, from the store.
+    let again = server
+        .get(&user, &format!("/chat/stream/{generation}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    let again = read_sse(again).await;
+    assert_eq!(streamed_text(&again), prompt);
+    assert_eq!(again.last().map(|e| e.data.as_str()), Some("[DONE]"));
+
+    // An answer stopped by deleting its session is released too.
+    let doomed = server.session(&user, "Doomed").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let response = server
+        .chat(&user, json!({ "session_id": doomed, "prompt": words(40) }))
+        .await;
+    generation_actors_reach(&client, base, 1.0).await;
+    let deleted = server
+        .delete(&user, &format!("/sessions/{doomed}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let rest = response.text().await.unwrap();
+    assert!(rest.ends_with("data: [DONE]\n\n"), "{rest}");
+    generation_actors_reach(&client, base, 0.0).await;
+}
+
 #[tokio::test]
 async fn metrics_move_with_real_chat_turns() {
     let server = TestServer::start_with(&["--echo-delay-ms", "5"]).await;

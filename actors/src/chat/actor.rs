@@ -1,6 +1,7 @@
 //! ChatStreamActor: one per answer. It calls the provider, fans the answer out to every
-//! subscriber, and writes it once when it ends; then it lingers briefly so a client that
-//! reconnects right at the end still gets the rest from memory.
+//! subscriber, and writes it once when it ends; the SessionActor stops it once it has taken the
+//! answer into the session. A client that comes back later gets the stored answer, which is
+//! committed before anyone is sent `[DONE]`.
 //!
 //! The upstream stream is read by a task the actor owns, which messages the actor; so the mailbox
 //! stays free for `Subscribe` and `Stop`, and `post_stop` can always abort the upstream request.
@@ -30,7 +31,7 @@ use crate::{
     budget::MESSAGE_OVERHEAD_TOKENS,
     config::DisconnectPolicy,
     error::CoreResult,
-    metrics::GenerationMetrics,
+    metrics::{Alive, GenerationMetrics},
     providers::{
         ChatRequest, ProviderError, ProviderEvent, ProviderKind, Providers, Role, TokenUsage,
     },
@@ -44,10 +45,6 @@ use crate::{
 const MAX_EVENTS_PER_MESSAGE: usize = 64;
 /// How often the actor looks for subscribers that went away (for the `cancel` policy).
 const SUBSCRIBER_CHECK: Duration = Duration::from_millis(250);
-/// How long a finished generation stays in memory for late subscribers. Short: the stored answer
-/// serves anyone later just as well (it is committed before `[DONE]`), and under load every
-/// lingering generation is memory (at 1,000 turns/s, 5 s is 5,000 of them).
-const LINGER: Duration = Duration::from_secs(5);
 
 /// Where the prompt's write stands when the generation starts.
 pub enum BeginOutcome {
@@ -76,8 +73,6 @@ pub enum ChatMsg {
         reply: Option<RpcReplyPort<CoreResult<&'static str>>>,
     },
     CheckSubscribers,
-    /// The linger time is over.
-    Expire,
 }
 
 pub struct ChatArgs {
@@ -154,7 +149,7 @@ pub struct ChatState {
     pub(super) ended: Option<(&'static str, Option<StreamFailure>)>,
     /// The prompt was never stored, so there is no answer row to write.
     pub(super) begin_failed: bool,
-    /// Held while running; dropped when the answer ends (lingering is not running).
+    /// Held while running; dropped when the answer ends (before the actor stops).
     running: Option<Running>,
     pub(super) metrics: GenerationMetrics,
     started: Instant,
@@ -164,6 +159,8 @@ pub struct ChatState {
     /// The finished answer's tokens as counted here, once (its final write, its history entry
     /// and the user's quota all read it).
     pub(super) answer_tokens: std::sync::OnceLock<u32>,
+    /// Counted in the `generation_actors` gauge while this state exists.
+    _alive: Alive,
 }
 
 pub struct ChatStreamActor;
@@ -194,6 +191,7 @@ impl Actor for ChatStreamActor {
         let reader = tokio::spawn(reader.instrument(span.clone()));
         let ticker = (args.on_disconnect == DisconnectPolicy::Cancel)
             .then(|| myself.send_interval(SUBSCRIBER_CHECK, || ChatMsg::CheckSubscribers));
+        let alive = Alive::new(args.metrics.shared().generation_actor_gauge());
         Ok(ChatState {
             generation_id: args.generation_id,
             session_id: args.session_id,
@@ -218,12 +216,13 @@ impl Actor for ChatStreamActor {
             span,
             account: args.account,
             answer_tokens: std::sync::OnceLock::new(),
+            _alive: alive,
         })
     }
 
     async fn handle(
         &self,
-        myself: ActorRef<ChatMsg>,
+        _: ActorRef<ChatMsg>,
         msg: ChatMsg,
         state: &mut ChatState,
     ) -> Result<(), ActorProcessingErr> {
@@ -232,9 +231,7 @@ impl Actor for ChatStreamActor {
         let span = state.span.clone();
         // Boxed: ractor keeps the loop that awaits this future for the actor's whole life, at
         // the size of its largest state; unboxed, that is ~3 KiB more on every live answer.
-        Box::pin(Self::dispatch(myself, msg, state))
-            .instrument(span)
-            .await;
+        Box::pin(Self::dispatch(msg, state)).instrument(span).await;
         Ok(())
     }
 
@@ -252,23 +249,22 @@ impl Actor for ChatStreamActor {
 }
 
 impl ChatStreamActor {
-    async fn dispatch(myself: ActorRef<ChatMsg>, msg: ChatMsg, state: &mut ChatState) {
+    async fn dispatch(msg: ChatMsg, state: &mut ChatState) {
         match msg {
             ChatMsg::Subscribe { after, reply } => {
                 let _ = reply.send(state.subscribe(after));
             }
             ChatMsg::Stop { reply } => {
                 if state.ended.is_none() {
-                    state.finish(&myself, "stopped", None).await;
+                    state.finish("stopped", None).await;
                 }
                 if let Some(reply) = reply {
                     let _ = reply.send(Ok(state.ended.as_ref().map_or("stopped", |(s, _)| *s)));
                 }
             }
-            ChatMsg::Expire => myself.stop(None),
             // Everything below is about a running generation; once ended it is moot.
             _ if state.ended.is_some() => {}
-            ChatMsg::BeginFailed(failure) => state.on_begin_failed(&myself, failure).await,
+            ChatMsg::BeginFailed(failure) => state.on_begin_failed(failure).await,
             ChatMsg::Upstream(items) => {
                 if state.subscribers_short_of_room(items.len()) {
                     // Let the subscribers' connections drain their buffers before a burst (a
@@ -282,13 +278,13 @@ impl ChatStreamActor {
                         break;
                     }
                     match item {
-                        Ok(event) => state.on_upstream_event(&myself, event).await,
-                        Err(error) => state.on_upstream_error(&myself, error).await,
+                        Ok(event) => state.on_upstream_event(event).await,
+                        Err(error) => state.on_upstream_error(error).await,
                     }
                 }
             }
-            ChatMsg::UpstreamEnded => state.finish(&myself, "complete", None).await,
-            ChatMsg::CheckSubscribers => state.on_check_subscribers(&myself).await,
+            ChatMsg::UpstreamEnded => state.finish("complete", None).await,
+            ChatMsg::CheckSubscribers => state.on_check_subscribers().await,
         }
     }
 }
@@ -388,7 +384,7 @@ async fn begin_stored(begin: BeginOutcome) -> Result<(), EarlyFailure> {
 }
 
 impl ChatState {
-    async fn on_upstream_event(&mut self, myself: &ActorRef<ChatMsg>, event: ProviderEvent) {
+    async fn on_upstream_event(&mut self, event: ProviderEvent) {
         match event {
             ProviderEvent::Delta(text) if text.is_empty() => {}
             ProviderEvent::Delta(text) => {
@@ -405,7 +401,7 @@ impl ChatState {
                         ),
                         before_output: None,
                     };
-                    self.finish(myself, "error", Some(failure)).await;
+                    self.finish("error", Some(failure)).await;
                     return;
                 }
                 if self.text.is_empty() {
@@ -423,7 +419,7 @@ impl ChatState {
         }
     }
 
-    async fn on_upstream_error(&mut self, myself: &ActorRef<ChatMsg>, error: ProviderError) {
+    async fn on_upstream_error(&mut self, error: ProviderError) {
         self.metrics.upstream_error(&error);
         let failure = StreamFailure {
             code: error.code().to_owned(),
@@ -433,10 +429,10 @@ impl ChatState {
                 .is_empty()
                 .then(|| EarlyFailure::Provider(error.clone())),
         };
-        self.finish(myself, "error", Some(failure)).await;
+        self.finish("error", Some(failure)).await;
     }
 
-    async fn on_begin_failed(&mut self, myself: &ActorRef<ChatMsg>, failure: EarlyFailure) {
+    async fn on_begin_failed(&mut self, failure: EarlyFailure) {
         self.begin_failed = true;
         let (code, message) = match &failure {
             EarlyFailure::SessionChanged => (
@@ -463,14 +459,14 @@ impl ChatState {
             message: message.into(),
             before_output: Some(failure),
         };
-        self.finish(myself, "error", Some(failure)).await;
+        self.finish("error", Some(failure)).await;
     }
 
-    async fn on_check_subscribers(&mut self, myself: &ActorRef<ChatMsg>) {
+    async fn on_check_subscribers(&mut self) {
         self.subscribers.retain(|s| !s.is_closed());
         if self.subscribers.is_empty() && self.on_disconnect == DisconnectPolicy::Cancel {
             tracing::info!(generation_id = %self.generation_id, "last subscriber left; cancelling");
-            self.finish(myself, "stopped", None).await;
+            self.finish("stopped", None).await;
         }
     }
 
@@ -526,12 +522,7 @@ impl ChatState {
     /// Ends the generation: writes the answer, tells the SessionActor, then closes every stream.
     /// The write's result decides the ending: `[DONE]` alone only once the answer is stored; if
     /// it cannot be stored, an `answer_not_stored` error comes first.
-    async fn finish(
-        &mut self,
-        myself: &ActorRef<ChatMsg>,
-        status: &'static str,
-        mut failure: Option<StreamFailure>,
-    ) {
+    async fn finish(&mut self, status: &'static str, mut failure: Option<StreamFailure>) {
         if self.ended.is_some() {
             return;
         }
@@ -600,6 +591,5 @@ impl ChatState {
             self.started.elapsed(),
         );
         self.running = None;
-        myself.send_after(LINGER, || ChatMsg::Expire);
     }
 }

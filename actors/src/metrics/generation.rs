@@ -1,5 +1,5 @@
 //! What one generation records (its label sets resolved when it starts, so nothing on the token
-//! path takes a lock or allocates), and the guard that counts a SessionActor alive.
+//! path takes a lock or allocates), and the guard that counts an actor alive.
 
 use std::{
     sync::{
@@ -63,7 +63,7 @@ impl GenerationMetrics {
     }
 }
 
-/// Counts a SessionActor alive from its start until its state is dropped (a panic included).
+/// Counts an actor alive from its start until its state is dropped (a panic included).
 pub(crate) struct Alive(Gauge<i64, AtomicI64>);
 
 impl Alive {

@@ -140,6 +140,7 @@ pub struct Metrics {
     hash_running: Gauge,
     hash_refusals: Counter,
     session_actors: Gauge<i64, AtomicI64>,
+    generation_actors: Gauge<i64, AtomicI64>,
     models: Mutex<HashSet<Arc<str>>>,
     sampled: Mutex<Option<Sampled>>,
 }
@@ -169,6 +170,7 @@ impl Metrics {
             hash_running: Gauge::default(),
             hash_refusals: Counter::default(),
             session_actors: Gauge::default(),
+            generation_actors: Gauge::default(),
             models: Mutex::new(HashSet::new()),
             sampled: Mutex::new(None),
             registry: Registry::default(),
@@ -242,6 +244,11 @@ impl Metrics {
             "session_actors",
             "SessionActors alive (one per active user)",
             metrics.session_actors.clone(),
+        );
+        registry.register(
+            "generation_actors",
+            "ChatStreamActors alive: one per running answer, released as the answer ends",
+            metrics.generation_actors.clone(),
         );
         registry.register(
             "db_batch_commit_seconds",
@@ -332,6 +339,10 @@ impl Metrics {
 
     pub(crate) fn session_actor_gauge(&self) -> Gauge<i64, AtomicI64> {
         self.session_actors.clone()
+    }
+
+    pub(crate) fn generation_actor_gauge(&self) -> Gauge<i64, AtomicI64> {
+        self.generation_actors.clone()
     }
 
     /// The instruments of one generation, label sets resolved now so that recording later

@@ -436,12 +436,11 @@ impl SessionState {
         self.generations.remove(&generation_id)
     }
 
-    /// The actor of a generation of this user still in memory, running or lingering.
+    /// The actor of a running generation of this user.
     pub(super) fn generation_actor(&self, generation_id: Uuid) -> Option<ActorRef<ChatMsg>> {
         self.generations
             .get(&generation_id)
             .map(|g| g.actor.clone())
-            .or_else(|| self.lingering.get(&generation_id).cloned())
     }
 
     /// Subscribes from memory when the generation is still here, else replays the stored answer.
