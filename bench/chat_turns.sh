@@ -52,6 +52,14 @@ start_mock() { # addr, extra flags…
   wait_for "http://$addr/"
 }
 
+# start_relay ADDR UPSTREAM-ADDR: the bare relay (examples/relay_floor.rs); sets RELAY_PID.
+start_relay() {
+  target/release/examples/relay_floor "$1" "http://$2/v1" &
+  RELAY_PID=$!
+  PIDS+=("$RELAY_PID")
+  wait_for "http://$1/"
+}
+
 start_server() { # addr, upstream addr, extra flags…; sets SERVER_PID
   local addr=$1 upstream=$2
   shift 2
@@ -73,9 +81,7 @@ leg() {
 
 start_mock "$MOCK" --ttft-ms 0 --gap-ms 0 --tokens 20
 start_server "$SERVER" "$MOCK"
-target/release/examples/relay_floor "$RELAY" "http://$MOCK/v1" &
-PIDS+=($!)
-wait_for "http://$RELAY/"
+start_relay "$RELAY" "$MOCK"
 
 for c in 1 50 200; do
   leg "direct-$c" --direct-upstream "http://$MOCK/v1" --concurrency "$c" --duration-secs "$LEG_SECS"
@@ -96,13 +102,10 @@ hold() {
   leg "$1" --url "http://$2" --hold-streams "$HOLD_STREAMS" --users 100 \
     --hold-secs "$HOLD_SECS" --watch-pid "$SERVER_PID"
 }
-target/release/examples/relay_floor "$SLOW_RELAY" "http://$SLOW_MOCK/v1" &
-SLOW_RELAY_PID=$!
-PIDS+=("$SLOW_RELAY_PID")
-wait_for "http://$SLOW_RELAY/"
+start_relay "$SLOW_RELAY" "$SLOW_MOCK"
 leg hold-relay-warm-up --direct-upstream "http://$SLOW_RELAY/v1" --hold-streams 20 --hold-secs 3
 leg hold-relay --direct-upstream "http://$SLOW_RELAY/v1" --hold-streams "$HOLD_STREAMS" \
-  --hold-secs "$HOLD_SECS" --watch-pid "$SLOW_RELAY_PID"
+  --hold-secs "$HOLD_SECS" --watch-pid "$RELAY_PID"
 start_server "$SLOW_SERVER" "$SLOW_MOCK"
 hold hold-omnichat "$SLOW_SERVER"
 start_server "$SLOW_SERVER_H2" "$SLOW_MOCK" --upstream-h2c openai

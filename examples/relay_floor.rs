@@ -41,22 +41,22 @@ struct Delta<'a> {
 
 type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
 
+const USAGE: &str = "usage: relay_floor ADDR UPSTREAM_BASE [--hop]";
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let addr: SocketAddr = args
-        .next()
-        .ok_or("usage: ADDR UPSTREAM_BASE [--hop]")?
-        .parse()?;
-    let upstream = format!(
-        "{}/chat/completions",
-        args.next().ok_or("usage: ADDR UPSTREAM_BASE [--hop]")?
-    );
+    let addr: SocketAddr = args.next().ok_or(USAGE)?.parse()?;
+    let upstream = format!("{}/chat/completions", args.next().ok_or(USAGE)?);
     let hop = args.next().as_deref() == Some("--hop");
     let client = reqwest::Client::builder().build()?;
     let listener = TcpListener::bind(addr).await?;
     loop {
-        let (stream, _) = listener.accept().await?;
+        // Out of descriptors while streams are held, say: wait and go on, as a server would.
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (client, upstream) = (client.clone(), upstream.clone());
         let service = service_fn(move |req: Request<hyper::body::Incoming>| {

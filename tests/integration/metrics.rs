@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     fake_upstream::{FakeUpstream, Fault, Wire},
-    support::{read_sse, streamed_text, TestServer},
+    support::{generation_id, read_sse, streamed_text, TestServer},
 };
 
 /// One sample of the text exposition format: the metric name and its labels.
@@ -106,10 +106,10 @@ fn words(n: usize) -> String {
 }
 
 /// `omnichat_generation_actors` once it reads `want`, within two seconds.
-async fn generation_actors_reach(client: &reqwest::Client, base: &str, want: f64) {
+async fn generation_actors_reach(server: &TestServer, want: f64) {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let (_, samples) = scrape(client, base).await;
+        let (_, samples) = scrape(&server.client, &server.base).await;
         let now = value(&samples, "omnichat_generation_actors", &[]);
         if now == want {
             return;
@@ -125,24 +125,18 @@ async fn generation_actors_reach(client: &reqwest::Client, base: &str, want: f64
 #[tokio::test]
 async fn an_answer_leaves_memory_when_it_ends_and_is_still_served_from_the_store() {
     let server = TestServer::start_with(&["--echo-delay-ms", "20"]).await;
-    let client = reqwest::Client::new();
-    let base = server.url("");
-    let base = base.trim_end_matches('/');
     let user = server.user().await;
-    let session = server.session(&user, "Memory").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = server.session(&user, "Memory").await["id"].clone();
 
     // Running, an answer holds its actor; ended, it holds nothing.
     let prompt = words(40);
     let response = server
         .chat(&user, json!({ "session_id": session, "prompt": prompt }))
         .await;
-    let generation = crate::support::generation_id(&response);
-    generation_actors_reach(&client, base, 1.0).await;
+    let generation = generation_id(&response);
+    generation_actors_reach(&server, 1.0).await;
     assert_eq!(streamed_text(&read_sse(response).await), prompt);
-    generation_actors_reach(&client, base, 0.0).await;
+    generation_actors_reach(&server, 0.0).await;
     // Coming back for it after the end: the whole answer, from the store.
     let again = server
         .get(&user, &format!("/chat/stream/{generation}"))
@@ -155,23 +149,20 @@ async fn an_answer_leaves_memory_when_it_ends_and_is_still_served_from_the_store
     assert_eq!(again.last().map(|e| e.data.as_str()), Some("[DONE]"));
 
     // An answer stopped by deleting its session is released too.
-    let doomed = server.session(&user, "Doomed").await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let doomed = server.session(&user, "Doomed").await["id"].clone();
     let response = server
         .chat(&user, json!({ "session_id": doomed, "prompt": words(40) }))
         .await;
-    generation_actors_reach(&client, base, 1.0).await;
+    generation_actors_reach(&server, 1.0).await;
     let deleted = server
-        .delete(&user, &format!("/sessions/{doomed}"))
+        .delete(&user, &format!("/sessions/{}", doomed.as_str().unwrap()))
         .send()
         .await
         .unwrap();
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     let rest = response.text().await.unwrap();
     assert!(rest.ends_with("data: [DONE]\n\n"), "{rest}");
-    generation_actors_reach(&client, base, 0.0).await;
+    generation_actors_reach(&server, 0.0).await;
 }
 
 #[tokio::test]
